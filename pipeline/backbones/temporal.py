@@ -1,0 +1,55 @@
+"""Temporal features of a clip: frozen SlowFast-R50 (Kinetics-400), each pathway average-pooled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pipeline.backbones import weights as pretrained
+from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device
+from pipeline.backbones.slowfast import ALPHA, SlowFast, split_pathways
+
+KINETICS_MEAN = 0.45  # the checkpoint's input normalisation, the same for every channel
+KINETICS_STD = 0.225
+
+
+class TemporalExtractor:
+    """Frozen SlowFast-R50 (``SLOWFAST_8x8_R50``): float clips (N, T, 3, S, S) in [0, 1] -> slow (N, 2048), fast (N, 256).
+
+    The fast pathway sees all T frames (32 in this project), the slow one T / 4 evenly spaced. ``weights``:
+    ``"imagenet"`` (the contract's word for the official pretrained checkpoint), ``"random"`` or a directory
+    holding ``SLOWFAST_8x8_R50.pyth``. Outputs are float32 on the CPU.
+    """
+
+    def __init__(self, weights: str | Path = pretrained.PRETRAINED, device: str | torch.device = "cpu", seed: int = 0):
+        self.device = resolve_device(str(device))
+        model, self.weights_id = pretrained.load_model(SlowFast, pretrained.SLOWFAST_8X8_R50, weights, seed)
+        self.model = freeze(model, self.device)
+        if self.device.type == "cpu":
+            limit_cpu_threads()
+
+    def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_clips(clips)
+        x = clips.to(self.device, non_blocking=True).permute(0, 2, 1, 3, 4)  # (N, 3, T, S, S), as Conv3d wants
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with inference(self.device):
+            x = (x - KINETICS_MEAN) / KINETICS_STD
+            slow, fast = self.model(*split_pathways(x))
+            return slow.float().cpu(), fast.float().cpu()
+
+
+def check_clips(clips: torch.Tensor) -> None:
+    """Reject what SlowFast cannot read: not (N, T, 3, H, W) floats, or T not a positive multiple of alpha."""
+    if not isinstance(clips, torch.Tensor) or clips.ndim != 5 or clips.shape[2] != 3:
+        shape = tuple(clips.shape) if isinstance(clips, torch.Tensor) else type(clips).__name__
+        raise ValueError(f"clips must be a (N, T, 3, H, W) tensor, got {shape}")
+    if not clips.is_floating_point():
+        raise TypeError(f"clips must be floats in [0, 1], got {clips.dtype} (scale uint8 frames by 1/255 first)")
+    frames = clips.shape[1]
+    if frames < ALPHA or frames % ALPHA:
+        raise ValueError(
+            f"clips of {frames} frames: the fast pathway's frame count must be a positive multiple of "
+            f"alpha={ALPHA}, so the lateral connections meet the slow pathway's {frames // ALPHA} frames"
+        )
