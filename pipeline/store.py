@@ -554,10 +554,10 @@ def _read_segments(ds: h5py.Dataset, segments: list[tuple[int, int, int]], out: 
         end, j, direct = start + rows, i + 1, True
         while j < len(segments):
             s, r, d = segments[j]
-            if s - end > _MAX_GAP_ROWS or s + r - start > _MAX_BLOCK_ROWS:
+            if s - end > _MAX_GAP_ROWS or max(end, s + r) - start > _MAX_BLOCK_ROWS:
                 break
             direct = direct and s == end and d - dst == s - start
-            end, j = s + r, j + 1
+            end, j = max(end, s + r), j + 1  # max: a key asked for twice overlaps itself
         if direct:
             ds.read_direct(out, np.s_[start:end], np.s_[dst:dst + end - start])
         else:
