@@ -1,0 +1,138 @@
+"""Turn a video file into the chunks of the design, streaming: ``open_chunks`` and ``ChunkStream``.
+
+A video is decoded once, in order, and each chunk is handed on as soon as its last clip frame
+has decoded. Only the frames of chunks still being assembled are held (at most ``clip_frames``
+resized frames and one native key frame per open chunk), so memory does not grow with the length
+of the video. Frames no chunk needs are never converted to RGB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CorruptVideoError
+from .decoders import DECODERS, Decoder, open_decoder
+from .probe import VideoInfo, probe
+from .sampling import ChunkPlan, needed_frames, plan_chunks
+from .views import display_frame, resize_frames
+from .watchdog import Prefetcher, call_with_timeout
+
+_PREFETCH_FRAMES = 4  # decoded frames waiting for the consumer; bounds memory, lets decoding run ahead
+
+
+@dataclass
+class Chunk:
+    """One second of video: its key frame at native display size and its clip, resized square."""
+
+    index: int                # position in the (possibly max_chunks-subsampled) plan, 0-based
+    second: int               # the second of the video the chunk starts at
+    key_frame: torch.Tensor   # uint8 (3, H, W) RGB, display size, on the stream's device
+    clip: torch.Tensor        # uint8 (clip_frames, 3, clip_size, clip_size) RGB, on the stream's device
+
+
+class ChunkStream:
+    """The chunks of one video, decoded on demand. Iterate once; use as a context manager to release the file."""
+
+    def __init__(self, info: VideoInfo, plans: Sequence[ChunkPlan], decoder: Decoder, *,
+                 clip_size: int, device: torch.device, timeout_s: float):
+        self.info = info
+        self._plans = list(plans)
+        self._decoder: Decoder | None = decoder
+        self._clip_size = clip_size
+        self._device = device
+        self._timeout_s = timeout_s
+        self._frames: Prefetcher | None = None
+
+    @property
+    def num_chunks(self) -> int:
+        """How many chunks iterating yields."""
+        return len(self._plans)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        if self._decoder is None:
+            raise RuntimeError(f"{self.info.path}: a ChunkStream is iterated once; open the video again")
+        decoder, self._decoder = self._decoder, None  # the worker thread owns it from here on
+        wanted = needed_frames(self._plans)
+        self._frames = Prefetcher(lambda: decoder.frames(wanted), decoder.close, depth=_PREFETCH_FRAMES,
+                                  timeout_s=self._timeout_s, path=Path(self.info.path), what="decoding")
+        try:
+            yield from self._assemble(self._frames)
+        finally:
+            self._frames.close()
+
+    def close(self) -> None:
+        """Stop decoding and release the file (a stalled decoder releases it when it returns)."""
+        if self._frames is not None:
+            self._frames.close()
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
+
+    def __enter__(self) -> ChunkStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _assemble(self, frames: Iterator[tuple[int, np.ndarray]]) -> Iterator[Chunk]:
+        """Build chunks from frames that arrive in index order, each exactly once."""
+        plans = self._plans
+        opened = 0                            # plans[:opened] have seen their key frame
+        pending: deque[ChunkPlan] = deque()   # opened, not yet complete, in order
+        keys: dict[int, torch.Tensor] = {}    # native key frames of pending chunks
+        small: dict[int, torch.Tensor] = {}   # resized clip frames pending chunks may still use
+        emitted = 0
+        for j, rgb in frames:
+            frame = display_frame(rgb, self.info.rotation, self._device)
+            while opened < len(plans) and plans[opened].key == j:
+                keys[j] = frame.contiguous()
+                pending.append(plans[opened])
+                opened += 1
+            small[j] = resize_frames(frame[None], self._clip_size, self._clip_size)[0]
+            while pending and pending[0].last <= j:
+                plan = pending.popleft()
+                clip = torch.stack([small[i] for i in plan.frames])
+                yield Chunk(index=emitted, second=plan.second, key_frame=keys[plan.key], clip=clip)
+                emitted += 1
+                lowest = pending[0].key if pending else plans[opened].key if opened < len(plans) else math.inf
+                for held in (keys, small):
+                    for i in [i for i in held if i < lowest]:
+                        del held[i]
+        if emitted < len(plans):
+            raise CorruptVideoError(self.info.path, f"decoding ended after {emitted} of {len(plans)} chunks")
+
+
+def open_chunks(path: str | Path, *, decoder: str = "decord", max_chunks: int = 0, clip_frames: int = 32,
+                clip_size: int = 224, timeout_s: float = 120.0, device: str | torch.device = "cpu") -> ChunkStream:
+    """Open a video and plan its chunks; iterate the returned stream to decode them.
+
+    ``decoder`` is ``decord`` or ``pyav``; decord hands over to PyAV for files it cannot decode
+    (``stream.info.decoder`` says which decodes). ``max_chunks`` (0 = all) keeps that many chunks
+    spread evenly over the video. ``timeout_s`` bounds how long opening, and then each step of
+    decoding, may make no progress before ``DecodeTimeoutError``. Raises ``VideoError``
+    subclasses naming the file; ``ValueError`` for invalid arguments.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    for name, value, least in (("clip_frames", clip_frames, 1), ("clip_size", clip_size, 1), ("max_chunks", max_chunks, 0)):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least}, got {value}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    path = Path(path)
+
+    def prepare() -> tuple[VideoInfo, list[ChunkPlan], Decoder]:
+        info, index = probe(path)
+        plans = plan_chunks(index.seconds(), float(index.duration), max_chunks=max_chunks, clip_frames=clip_frames)
+        backend = open_decoder(decoder, path, info, index)
+        return replace(info, decoder=backend.name), plans, backend
+
+    info, plans, backend = call_with_timeout(prepare, timeout_s, path, "opening")
+    return ChunkStream(info, plans, backend, clip_size=clip_size, device=torch.device(device), timeout_s=timeout_s)

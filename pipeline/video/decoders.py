@@ -1,0 +1,216 @@
+"""The two decoding backends: decord (the default) and PyAV (the fallback, and for what decord cannot do).
+
+A backend turns the sorted indices of the frames a plan needs into ``(index, frame)`` pairs, in
+order, each frame an RGB uint8 ``(height, width, 3)`` array in stored orientation (rotation is
+applied later, with the other views). Both decode from the same ``FrameIndex``, so they deliver
+the same frames; frames that no chunk needs are decoded (codecs need them as references) but not
+converted to RGB, and PyAV seeks over whole runs of them when a key frame lies in between.
+
+decord 0.6 is not used (PyAV is, and ``VideoInfo.decoder`` says so) when the stream is rotated
+(decord ignores the display matrix and fails on such files), when its pixel format is not 8-bit
+YUV (decord's old swscale converts 10-bit input differently from current FFmpeg), when decord
+cannot open the file, or when it counts or times the frames differently from the index.
+
+A frame the decoder does not deliver although the index lists it (a damaged packet) is replaced
+by the last frame before it, as a player would show it; a warning says how many.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import av
+import av.error
+import decord
+import numpy as np
+
+from ..errors import CorruptVideoError
+from .probe import FrameIndex, VideoInfo, open_input, video_stream
+
+log = logging.getLogger(__name__)
+
+DECODERS = ("decord", "pyav")
+_DECORD_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
+_DECORD_BATCH = 4            # frames per decord call: few, so memory stays small at 4K
+_TIMESTAMP_TOLERANCE = 2e-3  # seconds; decord reports float32 times
+
+
+class Decoder(Protocol):
+    name: str
+
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, rgb)`` for every index in ``wanted`` (sorted, unique), in order."""
+
+    def close(self) -> None:
+        """Release the file and decoder state."""
+
+
+def open_decoder(kind: str, path: Path, info: VideoInfo, index: FrameIndex) -> Decoder:
+    """Return a decoder of ``kind`` (``decord`` or ``pyav``), or PyAV where decord cannot decode this video."""
+    if kind not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {kind!r}")
+    if kind == "decord":
+        reason = _decord_unsuitable(info)
+        if reason is None:
+            try:
+                return DecordDecoder(path, index)
+            except _DecordUnusable as e:
+                reason = str(e)
+        log.info("%s: decoding with PyAV instead of decord: %s", path, reason)
+    return PyAVDecoder(path, index)
+
+
+class _DecordUnusable(Exception):
+    """decord cannot decode this file as the index describes it; PyAV takes over."""
+
+
+def _decord_unsuitable(info: VideoInfo) -> str | None:
+    if info.rotation:
+        return f"rotated {info.rotation} degrees (decord ignores rotation)"
+    if info.pix_fmt not in _DECORD_PIX_FMTS:
+        return f"pixel format {info.pix_fmt} (decord converts only 8-bit YUV like FFmpeg does)"
+    return None
+
+
+class DecordDecoder:
+    """Frames through decord, which seeks within and across GOPs itself."""
+
+    name = "decord"
+
+    def __init__(self, path: Path, index: FrameIndex):
+        self._path = path
+        try:
+            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+        except decord.DECORDError as e:
+            raise _DecordUnusable(f"decord cannot open it ({_first_line(e)})") from e
+        count = len(self._reader)
+        if count != len(index.pts):
+            raise _DecordUnusable(f"decord counts {count} frames, the index {len(index.pts)}")
+        times = self._reader.get_frame_timestamp(np.arange(count))[:, 0].astype(np.float64)
+        if np.abs((times - times[0]) - np.asarray(index.seconds())).max() > _TIMESTAMP_TOLERANCE:
+            raise _DecordUnusable("decord times the frames differently from the index")
+
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, len(wanted), _DECORD_BATCH):
+            batch = list(wanted[start:start + _DECORD_BATCH])
+            try:
+                rgb = self._reader.get_batch(batch).asnumpy()
+            except decord.DECORDError as e:
+                raise CorruptVideoError(
+                    self._path, f"decord failed on frames {batch[0]}-{batch[-1]} ({_first_line(e)}); decoder=pyav may read it"
+                ) from e
+            yield from zip(batch, rgb)
+
+    def close(self) -> None:
+        self._reader = None
+
+
+class PyAVDecoder:
+    """Frames through PyAV with frame threading, seeking to a key frame to skip frames no chunk needs."""
+
+    name = "pyav"
+
+    def __init__(self, path: Path, index: FrameIndex):
+        self._path = path
+        self._index = index
+        self._container = None
+
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        index = self._index
+        can_seek = index.timed
+        decoded = self._restart()
+        position = 0          # index of the next frame the decoder can deliver
+        previous = None       # last frame delivered, stands in for frames the decoder skips
+        after_seek = False
+        missing = 0
+        w = 0
+        while w < len(wanted):
+            target = wanted[w]
+            key = index.keyframe_before(target) if can_seek else 0
+            if key > position:
+                decoded.close()
+                decoded = self._seek(key)
+                position, after_seek = key, True
+            item = next(decoded, None)
+            if item is None:  # the decoder ran out before the index did
+                if previous is None:
+                    raise CorruptVideoError(self._path, f"no frame decodes from frame {position} on")
+                missing += len(wanted) - w
+                for j in wanted[w:]:
+                    yield j, _rgb(previous)
+                break
+            j, frame = item
+            if after_seek and j > target:  # the seek overshot: decode from the start, without seeking
+                log.debug("%s: seek to frame %d landed at %d; decoding sequentially", self._path, key, j)
+                can_seek, after_seek, position, previous = False, False, 0, None
+                decoded.close()
+                decoded = self._restart()
+                continue
+            after_seek = False
+            while w < len(wanted) and wanted[w] < j:
+                missing += 1
+                yield wanted[w], _rgb(previous if previous is not None else frame)
+                w += 1
+            if w < len(wanted) and wanted[w] == j:
+                yield j, _rgb(frame)
+                w += 1
+            previous, position = frame, j + 1
+        decoded.close()
+        if missing:
+            log.warning("%s: %d needed frame(s) did not decode; the previous frame stands in", self._path, missing)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _restart(self) -> Iterator[tuple[int, av.VideoFrame]]:
+        self.close()
+        self._container = open_input(self._path)
+        stream = self._container.streams[self._index.stream]
+        stream.thread_type = "AUTO"
+        return self._decode(stream, position=0)
+
+    def _seek(self, key: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        stream = self._container.streams[self._index.stream]
+        self._container.seek(self._index.pts[key], stream=stream, backward=True)
+        return self._decode(stream, position=key)
+
+    def _decode(self, stream, position: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Yield ``(index, frame)`` for decoded frames that the index lists, from ``position`` on."""
+        index = self._index
+        for packet in self._demux(stream):
+            if packet.is_corrupt:
+                continue  # left out of the index; decoding it could also lose frames in flight
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as e:
+                log.debug("%s: a packet does not decode: %s", self._path, e)
+                continue
+            except av.error.FFmpegError as e:
+                raise CorruptVideoError(self._path, f"decoding failed after frame {position}: {e}") from e
+            for frame in frames:
+                j = position if not index.timed or frame.pts is None else index.locate(frame.pts, position)
+                if j is None or j >= len(index.pts):
+                    continue  # a frame the index does not list (e.g. from the damaged tail)
+                yield j, frame
+                position = j + 1
+
+    def _demux(self, stream) -> Iterator[av.Packet]:
+        try:
+            yield from self._container.demux(stream)
+        except av.error.FFmpegError as e:
+            raise CorruptVideoError(self._path, f"read error while decoding: {e}") from e
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """RGB uint8 (height, width, 3), converted with the frame's own colour matrix and range."""
+    return frame.to_ndarray(format="rgb24")
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(error).__name__
