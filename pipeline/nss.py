@@ -17,7 +17,12 @@ What is computed (``NSS_NAMES`` lists every value in order):
   "RAPIQUE: Rapid and accurate video quality prediction of user generated content", IEEE OJSP 2021;
   the frame-difference statistics of V-BLIINDS, Saad, Bovik & Charrier 2014 and TLVQM, Korhonen 2019
   follow the same idea): the same 18 statistics per scale of the luma differences of consecutive
-  clip frames, averaged over the clip.
+  clip frames, averaged over the clip; plus three motion values (mean and spread of the log
+  frame-difference energy, fraction of repeated frames), which the normalised statistics cannot see.
+
+Variances are given as logarithms: they span decades, are 0 on flat content, and a regressor on
+standardised inputs handles their logs far better. Chroma statistics (the same fits on Cb and Cr) were
+tried and did not improve the grouped ridge probe on vqa-dev (BENCHMARKS.md), so luma only.
 
 Fits use moment matching: the GGD shape from the ratio E[|x|]^2 / E[x^2] (Sharifi & Leon-Garcia,
 "Estimation of shape parameter for generalized Gaussian distributions in subband decompositions of
@@ -35,7 +40,10 @@ import numpy as np
 import torch
 from scipy import ndimage, special
 
-__all__ = ["NSS_DIM", "NSS_NAMES", "fit_aggd", "fit_ggd", "mscn", "nss_features", "nss_features_batch"]
+__all__ = [
+    "NSS_DIM", "NSS_NAMES", "fit_aggd", "fit_ggd", "mscn", "nss_features", "nss_features_batch", "spatial_nss",
+    "temporal_nss",
+]
 
 # Shape parameters are looked up on this grid, as in the BRISQUE reference code (0.2:0.001:10).
 _SHAPES = np.arange(0.2, 10.0 + 1e-9, 0.001)
@@ -63,7 +71,8 @@ def _names() -> tuple[str, ...]:
     per_scale = ["ggd_shape", "ggd_logvar"]
     for pair in _PAIRS:
         per_scale += [f"{pair}_shape", f"{pair}_mean", f"{pair}_loglvar", f"{pair}_logrvar"]
-    nss = [f"{domain}_s{scale}_{name}" for domain in ("spatial", "temporal") for scale in range(_SCALES) for name in per_scale]
+    domains = ("spatial", "temporal")
+    nss = [f"{domain}_s{scale}_{name}" for domain in domains for scale in range(_SCALES) for name in per_scale]
     return (*nss, *_MOTION)
 
 
@@ -211,11 +220,23 @@ def _luma(rgb: torch.Tensor) -> np.ndarray:
     return np.einsum("c,...chw->...hw", _LUMA, x)
 
 
-def _check(key_frame: torch.Tensor, clip: torch.Tensor) -> None:
+def spatial_nss(key_frame: torch.Tensor) -> np.ndarray:
+    """The key-frame part of the descriptor: float64 (36,), the ``spatial_*`` entries of ``NSS_NAMES``."""
     if key_frame.dtype != torch.uint8 or key_frame.ndim != 3 or key_frame.shape[0] != 3:
-        raise ValueError(f"key_frame must be a uint8 (3, H, W) tensor, got {key_frame.dtype} {tuple(key_frame.shape)}")
+        got = f"{key_frame.dtype} {tuple(key_frame.shape)}"
+        raise ValueError(f"key_frame must be a uint8 (3, H, W) tensor, got {got}")
+    return _log_variances(_multiscale_stats(_luma(key_frame)[None])[0])
+
+
+def temporal_nss(clip: torch.Tensor) -> np.ndarray:
+    """The clip part of the descriptor: float64 (39,), the ``temporal_*`` and ``motion_*`` entries of NSS_NAMES."""
     if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[1] != 3 or clip.shape[0] < 2:
         raise ValueError(f"clip must be a uint8 (T >= 2, 3, S, S) tensor, got {clip.dtype} {tuple(clip.shape)}")
+    y = _luma(clip)
+    diffs = y[1:] - y[:-1]
+    # Averaged over the clip before the log, so a few repeated (all-zero) differences do not dominate.
+    temporal = _multiscale_stats(diffs).mean(axis=0)
+    return np.concatenate([_log_variances(temporal), _motion(diffs)])
 
 
 def nss_features(key_frame: torch.Tensor, clip: torch.Tensor) -> np.ndarray:
@@ -224,13 +245,7 @@ def nss_features(key_frame: torch.Tensor, clip: torch.Tensor) -> np.ndarray:
     ``key_frame`` is the chunk's uint8 (3, H, W) RGB key frame at native size, ``clip`` its uint8
     (T, 3, S, S) RGB clip; both may live on any device.
     """
-    _check(key_frame, clip)
-    spatial = _multiscale_stats(_luma(key_frame)[None])[0]
-    y = _luma(clip)
-    diffs = y[1:] - y[:-1]
-    # Averaged over the clip before the log, so a few repeated (all-zero) differences do not dominate.
-    temporal = _multiscale_stats(diffs).mean(axis=0)
-    return np.concatenate([_log_variances(spatial), _log_variances(temporal), _motion(diffs)]).astype(np.float32)
+    return np.concatenate([spatial_nss(key_frame), temporal_nss(clip)]).astype(np.float32)
 
 
 def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch.Tensor]) -> np.ndarray:

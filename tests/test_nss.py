@@ -30,7 +30,8 @@ def _rgb(gray: np.ndarray) -> torch.Tensor:
 
 
 def _clip(frames: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (frames, 3, size, size), dtype=torch.uint8, generator=generator)
 
 
 @pytest.mark.parametrize("shape", [0.6, 1.0, 2.0, 3.0])
