@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from pipeline.backbones import resolve_device
-from pipeline.backbones.device import limit_cpu_threads, usable_cpus
+from pipeline.backbones.device import channels_last_for, freeze, inference, limit_cpu_threads, usable_cpus
 from pipeline.errors import UsageError
 
 
@@ -48,3 +49,16 @@ def test_cpu_threads_are_capped_never_raised():
         assert limit_cpu_threads() == usable_cpus() == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_frozen_model_on_cpu():
+    model = freeze(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), torch.device("cpu"))
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    with inference(torch.device("cpu")):
+        out = model(torch.rand(1, 3, 8, 8))
+    assert torch.is_inference(out) and out.dtype == torch.float32  # float32 on CPU: no autocast there
+
+
+def test_channels_last_matches_the_convolutions():
+    assert channels_last_for(nn.Conv2d(3, 4, 3)) == torch.channels_last
+    assert channels_last_for(nn.Sequential(nn.Conv3d(3, 4, 3))) == torch.channels_last_3d

@@ -120,7 +120,7 @@ def test_extractor_loads_checkpoint_directory(tmp_path, state, model, clips):
     alone_slow, alone_fast = extractor(clips[1:])
     torch.testing.assert_close(alone_slow, slow[1:], rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(alone_fast, fast[1:], rtol=1e-3, atol=1e-3)
-    assert not slow.requires_grad
+    assert not slow.requires_grad and not torch.is_inference(slow) and not torch.is_inference(fast)
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path, state):

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from pipeline.errors import WeightsError
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> tuple[Path, str]:
+def served(tmp_path_factory) -> Iterator[tuple[Path, str]]:
     """A directory served over HTTP on 127.0.0.1, holding a small random state dict; yields (dir, base URL)."""
     root = tmp_path_factory.mktemp("served")
     torch.save(nn.Linear(4, 3).state_dict(), root / "tiny.pth")

@@ -81,3 +81,8 @@ def inference(device: torch.device) -> Iterator[None]:
                 yield
         else:
             yield
+
+
+def to_cpu_float32(features: torch.Tensor) -> torch.Tensor:
+    """A float32 CPU copy, made outside inference mode so callers get an ordinary tensor they may modify."""
+    return features.to("cpu", torch.float32, copy=True)

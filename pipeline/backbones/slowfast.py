@@ -45,7 +45,8 @@ class Stem(nn.Module):
 
     def __init__(self, out_channels: int, temporal_kernel: int):
         super().__init__()
-        self.conv = nn.Conv3d(3, out_channels, (temporal_kernel, 7, 7), (1, 2, 2), (temporal_kernel // 2, 3, 3), bias=False)
+        kernel, padding = (temporal_kernel, 7, 7), (temporal_kernel // 2, 3, 3)
+        self.conv = nn.Conv3d(3, out_channels, kernel, stride=(1, 2, 2), padding=padding, bias=False)
         self.norm = nn.BatchNorm3d(out_channels)
         self.pool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
 
@@ -58,9 +59,10 @@ class Bottleneck(nn.Module):
 
     def __init__(self, dim_in: int, dim_inner: int, dim_out: int, temporal_kernel: int, spatial_stride: int):
         super().__init__()
-        self.conv_a = nn.Conv3d(dim_in, dim_inner, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0), bias=False)
+        temporal, stride = (temporal_kernel, 1, 1), (1, spatial_stride, spatial_stride)
+        self.conv_a = nn.Conv3d(dim_in, dim_inner, temporal, padding=(temporal_kernel // 2, 0, 0), bias=False)
         self.norm_a = nn.BatchNorm3d(dim_inner)
-        self.conv_b = nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), (1, spatial_stride, spatial_stride), (0, 1, 1), bias=False)
+        self.conv_b = nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), stride=stride, padding=(0, 1, 1), bias=False)
         self.norm_b = nn.BatchNorm3d(dim_inner)
         self.conv_c = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
         self.norm_c = nn.BatchNorm3d(dim_out)
@@ -93,10 +95,9 @@ class ResStage(nn.Module):
     def __init__(self, depth: int, dim_in: int, dim_out: int, temporal_kernel: int, spatial_stride: int):
         super().__init__()
         dim_inner = dim_out // 4
-        self.res_blocks = nn.ModuleList(
-            ResBlock(dim_in if i == 0 else dim_out, dim_inner, dim_out, temporal_kernel, spatial_stride if i == 0 else 1)
-            for i in range(depth)
-        )
+        first = ResBlock(dim_in, dim_inner, dim_out, temporal_kernel, spatial_stride)
+        rest = (ResBlock(dim_out, dim_inner, dim_out, temporal_kernel, 1) for _ in range(depth - 1))
+        self.res_blocks = nn.ModuleList([first, *rest])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.res_blocks:

@@ -9,7 +9,7 @@ import torch
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from pipeline.backbones import weights as pretrained
-from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device
+from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,7 +66,8 @@ class SpatialExtractor:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with inference(self.device):
-            return self.model(x).float().cpu()
+            features = self.model(x)
+        return to_cpu_float32(features)
 
 
 def check_frames(frames: torch.Tensor) -> None:

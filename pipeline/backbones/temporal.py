@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from pipeline.backbones import weights as pretrained
-from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device
+from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32
 from pipeline.backbones.slowfast import ALPHA, SlowFast, split_pathways
 
 KINETICS_MEAN = 0.45  # the checkpoint's input normalisation, the same for every channel
@@ -15,7 +15,7 @@ KINETICS_STD = 0.225
 
 
 class TemporalExtractor:
-    """Frozen SlowFast-R50 (``SLOWFAST_8x8_R50``): float clips (N, T, 3, S, S) in [0, 1] -> slow (N, 2048), fast (N, 256).
+    """Frozen SlowFast-R50 (``SLOWFAST_8x8_R50``): clips (N, T, 3, S, S) in [0, 1] -> slow (N, 2048), fast (N, 256).
 
     The fast pathway sees all T frames (32 in this project), the slow one T / 4 evenly spaced. ``weights``:
     ``"imagenet"`` (the contract's word for the official pretrained checkpoint), ``"random"`` or a directory
@@ -37,7 +37,7 @@ class TemporalExtractor:
         with inference(self.device):
             x = (x - KINETICS_MEAN) / KINETICS_STD
             slow, fast = self.model(*split_pathways(x))
-            return slow.float().cpu(), fast.float().cpu()
+        return to_cpu_float32(slow), to_cpu_float32(fast)
 
 
 def check_clips(clips: torch.Tensor) -> None:

@@ -162,7 +162,9 @@ def load_state_dict(spec: WeightsSpec, file: WeightsFile) -> dict[str, torch.Ten
     return checkpoint
 
 
-def load_model(build: Callable[[], nn.Module], spec: WeightsSpec, weights: str | Path, seed: int) -> tuple[nn.Module, str]:
+def load_model(
+    build: Callable[[], nn.Module], spec: WeightsSpec, weights: str | Path, seed: int
+) -> tuple[nn.Module, str]:
     """Build a model and give it the weights ``weights`` names; return it with its ``weights_id``.
 
     The model is built under a private RNG seeded with ``seed``, so ``"random"`` weights are the same on every
