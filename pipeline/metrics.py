@@ -1,0 +1,131 @@
+"""Quality-prediction metrics: SROCC, KROCC, PLCC, RMSE, pairwise ranking accuracy.
+
+PLCC and RMSE are reported twice, raw and after the 4-parameter logistic of the VQEG practice,
+``f(x) = b2 + (b1 - b2) / (1 + exp(-(x - b3) / |b4|))``, fitted from predictions to MOS, so a result always
+says which one it is. The fitted logistic is returned too: it maps raw model outputs onto the MOS scale.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+
+@dataclass(frozen=True)
+class Logistic4:
+    """The 4-parameter logistic from raw predictions to MOS (the identity when ``linear`` is set)."""
+
+    b1: float
+    b2: float
+    b3: float
+    b4: float
+    linear: bool = False  # the fit failed: an affine least-squares map stands in (b1 = slope, b2 = intercept)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.linear:
+            return self.b1 * x + self.b2
+        z = np.clip(-(x - self.b3) / abs(self.b4), -500.0, 500.0)
+        return self.b2 + (self.b1 - self.b2) / (1.0 + np.exp(z))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Logistic4":
+        return cls(**values)
+
+
+def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> Logistic4:
+    """Return the logistic that best maps ``pred`` onto ``mos``; an affine map, with a warning, if the fit fails."""
+    pred, mos = _validate(pred, mos)
+    if np.ptp(pred) == 0:
+        return Logistic4(0.0, float(np.mean(mos)), 0.0, 1.0, linear=True)
+    start = [float(mos.max()), float(mos.min()), float(np.mean(pred)), float(np.std(pred)) or 1.0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            params, _ = optimize.curve_fit(_logistic, pred, mos, p0=start, jac=_logistic_jacobian, maxfev=20000)
+        fitted = Logistic4(*map(float, params))
+        if np.all(np.isfinite(fitted(pred))):
+            return fitted
+    except (RuntimeError, ValueError, TypeError):  # TypeError: fewer points than parameters
+        pass
+    warnings.warn(
+        f"4-parameter logistic fit did not converge on {len(pred)} points; using an affine map instead", RuntimeWarning
+    )
+    slope, intercept = np.polyfit(pred, mos, 1)
+    return Logistic4(float(slope), float(intercept), 0.0, 1.0, linear=True)
+
+
+def evaluate(mos: np.ndarray, pred: np.ndarray, logistic: Logistic4 | None = None) -> dict[str, float]:
+    """Return ``srocc``, ``krocc``, ``plcc``, ``rmse`` (after the logistic), ``plcc_raw``, ``rmse_raw``,
+    ``pair_accuracy`` and ``n``.
+
+    The logistic is fitted on these predictions unless one is given (e.g. the training split's, for a test
+    split). Correlations of constant predictions or constant MOS are NaN, with a warning, not an error.
+    """
+    mos, pred = _validate(mos, pred)
+    mapped = (logistic or fit_logistic(pred, mos))(pred)
+    constant = np.ptp(pred) == 0 or np.ptp(mos) == 0
+    if constant:
+        warnings.warn("constant predictions or MOS: correlations are undefined (NaN)", RuntimeWarning)
+    return {
+        "srocc": _correlation(stats.spearmanr, mos, pred, constant),
+        "krocc": _correlation(stats.kendalltau, mos, pred, constant),
+        "plcc": _correlation(stats.pearsonr, mos, mapped, constant or np.ptp(mapped) == 0),
+        "rmse": _rmse(mos, mapped),
+        "plcc_raw": _correlation(stats.pearsonr, mos, pred, constant),
+        "rmse_raw": _rmse(mos, pred),
+        "pair_accuracy": pair_accuracy(mos, pred),
+        "n": int(len(mos)),
+    }
+
+
+def pair_accuracy(mos: np.ndarray, pred: np.ndarray) -> float:
+    """Return the fraction of pairs with different MOS whose predictions are in the same order (ties count half)."""
+    mos, pred = _validate(mos, pred)
+    i, j = np.triu_indices(len(mos), k=1)
+    truth = np.sign(mos[i] - mos[j])
+    keep = truth != 0
+    if not keep.any():
+        return float("nan")
+    agreement = truth[keep] * np.sign(pred[i] - pred[j])[keep]
+    return float(np.mean((agreement > 0) + 0.5 * (agreement == 0)))
+
+
+def _logistic(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    return Logistic4(b1, b2, b3, b4)(x)
+
+
+def _logistic_jacobian(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """Analytic derivatives: finite differences stall when a parameter starts at (almost) zero."""
+    scale = abs(b4)
+    s = 1.0 / (1.0 + np.exp(np.clip(-(x - b3) / scale, -500.0, 500.0)))
+    slope = (b1 - b2) * s * (1.0 - s)
+    return np.stack([s, 1.0 - s, -slope / scale, -slope * (x - b3) / scale**2 * np.sign(b4)], axis=1)
+
+
+def _correlation(func, a: np.ndarray, b: np.ndarray, undefined: bool) -> float:
+    if undefined or len(a) < 2:
+        return float("nan")
+    return float(func(a, b)[0])
+
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)))
+
+
+def _validate(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"expected two arrays of equal length, got {a.size} and {b.size}")
+    if a.size == 0:
+        raise ValueError("expected at least one value, got empty arrays")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("expected finite values, got NaN or infinity")
+    return a, b
