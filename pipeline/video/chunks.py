@@ -129,9 +129,9 @@ def open_chunks(path: str | Path, *, decoder: str = "decord", max_chunks: int = 
     path = Path(path)
 
     def prepare() -> tuple[VideoInfo, list[ChunkPlan], Decoder]:
-        info, index = probe(path)
+        info, index, first = probe(path)
         plans = plan_chunks(index.seconds(), float(index.duration), max_chunks=max_chunks, clip_frames=clip_frames)
-        backend = open_decoder(decoder, path, info, index)
+        backend = open_decoder(decoder, path, info, index, first)
         return replace(info, decoder=backend.name), plans, backend
 
     info, plans, backend = call_with_timeout(prepare, timeout_s, path, "opening")

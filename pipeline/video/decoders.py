@@ -9,7 +9,8 @@ converted to RGB, and PyAV seeks over whole runs of them when a key frame lies i
 decord 0.6 is not used (PyAV is, and ``VideoInfo.decoder`` says so) when the stream is rotated
 (decord ignores the display matrix and fails on such files), when its pixel format is not 8-bit
 YUV (decord's old swscale converts 10-bit input differently from current FFmpeg), when decord
-cannot open the file, or when it counts or times the frames differently from the index.
+cannot open the file, when it counts or times the frames differently from the index, or when its
+first frame differs from PyAV's (decord 0.6 fails on some small frame sizes).
 
 A frame the decoder does not deliver although the index lists it (a damaged packet) is replaced
 by the last frame before it, as a player would show it; a warning says how many.
@@ -36,6 +37,7 @@ DECODERS = ("decord", "pyav")
 _DECORD_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
 _DECORD_BATCH = 4            # frames per decord call: few, so memory stays small at 4K
 _TIMESTAMP_TOLERANCE = 2e-3  # seconds; decord reports float32 times
+_PIXEL_TOLERANCE = 2         # grey levels: rounding differences between swscale versions
 
 
 class Decoder(Protocol):
@@ -48,15 +50,18 @@ class Decoder(Protocol):
         """Release the file and decoder state."""
 
 
-def open_decoder(kind: str, path: Path, info: VideoInfo, index: FrameIndex) -> Decoder:
-    """Return a decoder of ``kind`` (``decord`` or ``pyav``), or PyAV where decord cannot decode this video."""
+def open_decoder(kind: str, path: Path, info: VideoInfo, index: FrameIndex, first: np.ndarray) -> Decoder:
+    """Return a decoder of ``kind`` (``decord`` or ``pyav``), or PyAV where decord cannot decode this video.
+
+    ``first`` is the first frame as PyAV decodes it; decord must reproduce it to be used.
+    """
     if kind not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {kind!r}")
     if kind == "decord":
         reason = _decord_unsuitable(info)
         if reason is None:
             try:
-                return DecordDecoder(path, index)
+                return DecordDecoder(path, index, first)
             except _DecordUnusable as e:
                 reason = str(e)
         log.info("%s: decoding with PyAV instead of decord: %s", path, reason)
@@ -80,7 +85,7 @@ class DecordDecoder:
 
     name = "decord"
 
-    def __init__(self, path: Path, index: FrameIndex):
+    def __init__(self, path: Path, index: FrameIndex, first: np.ndarray):
         self._path = path
         try:
             self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
@@ -92,6 +97,12 @@ class DecordDecoder:
         times = self._reader.get_frame_timestamp(np.arange(count))[:, 0].astype(np.float64)
         if np.abs((times - times[0]) - np.asarray(index.seconds())).max() > _TIMESTAMP_TOLERANCE:
             raise _DecordUnusable("decord times the frames differently from the index")
+        try:
+            mine = self._reader.get_batch([0]).asnumpy()[0]
+        except decord.DECORDError as e:  # e.g. decord 0.6 miscomputes buffer sizes of some small frames
+            raise _DecordUnusable(f"decord cannot decode the first frame ({_first_line(e)})") from e
+        if mine.shape != first.shape or np.abs(mine.astype(np.int16) - first).max() > _PIXEL_TOLERANCE:
+            raise _DecordUnusable("decord decodes the first frame differently from FFmpeg")
 
     def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, len(wanted), _DECORD_BATCH):

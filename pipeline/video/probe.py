@@ -25,6 +25,7 @@ from statistics import median_low
 import av
 import av.container
 import av.error
+import numpy as np
 
 from ..errors import (
     CorruptVideoError,
@@ -131,8 +132,11 @@ def video_stream(container: av.container.InputContainer, path: Path) -> av.video
     return stream
 
 
-def probe(path: str | Path) -> tuple[VideoInfo, FrameIndex]:
-    """Return what the file is (``decoder`` set to ``pyav``) and its frame index; raise ``VideoError`` when unusable."""
+def probe(path: str | Path) -> tuple[VideoInfo, FrameIndex, np.ndarray]:
+    """Return what the file is (``decoder`` set to ``pyav``), its frame index and its first frame (RGB, stored orientation).
+
+    Raises a ``VideoError`` subclass naming the file when it cannot be decoded.
+    """
     path = Path(path)
     with open_input(path) as container:
         stream = video_stream(container, path)
@@ -151,7 +155,7 @@ def probe(path: str | Path) -> tuple[VideoInfo, FrameIndex]:
         codec=stream.codec_context.name,
         decoder="pyav",
     )
-    return info, index
+    return info, index, first.to_ndarray(format="rgb24")
 
 
 def _scan(container, stream, path: Path) -> tuple[FrameIndex, av.VideoFrame]:
