@@ -25,6 +25,8 @@ STAGE_DEPTHS = (3, 4, 6, 3)  # residual blocks in res2..res5 for depth 50
 SLOW_DIM = 2048
 FAST_DIM = SLOW_DIM // BETA_INV  # 256
 NUM_CLASSES = 400  # Kinetics-400
+KINETICS_MEAN = 0.45  # the checkpoint's input normalisation, the same for every channel
+KINETICS_STD = 0.225
 
 Pathways = tuple[torch.Tensor, torch.Tensor]  # (slow, fast), each (N, C, T, H, W)
 
@@ -158,7 +160,7 @@ class Classifier(nn.Module):
 
 
 class SlowFast(nn.Module):
-    """SlowFast-R50: ``forward`` returns the pooled pathway features, (slow (N, 2048), fast (N, 256))."""
+    """SlowFast-R50: clips (N, 3, T, H, W) in [0, 1] -> pooled pathway features (slow (N, 2048), fast (N, 256))."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -181,9 +183,10 @@ class SlowFast(nn.Module):
         self.blocks = nn.ModuleList([*stages, GlobalPool(), Classifier(SLOW_DIM + FAST_DIM, NUM_CLASSES)])
         self.apply(_init_weights)
 
-    def forward(self, slow: torch.Tensor, fast: torch.Tensor) -> Pathways:
+    def forward(self, clips: torch.Tensor) -> Pathways:
         stem, res2, res3, res4, res5, pool, _classifier = self.blocks
-        x = stem((slow, fast))
+        x = split_pathways((clips - KINETICS_MEAN) / KINETICS_STD)
+        x = stem(x)
         x = res2(x)
         x = res3(x)
         x = res4(x)

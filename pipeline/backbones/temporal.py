@@ -8,16 +8,14 @@ import torch
 
 from pipeline.backbones import weights as pretrained
 from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32
-from pipeline.backbones.slowfast import ALPHA, SlowFast, split_pathways
-
-KINETICS_MEAN = 0.45  # the checkpoint's input normalisation, the same for every channel
-KINETICS_STD = 0.225
+from pipeline.backbones.slowfast import ALPHA, SlowFast
 
 
 class TemporalExtractor:
     """Frozen SlowFast-R50 (``SLOWFAST_8x8_R50``): clips (N, T, 3, S, S) in [0, 1] -> slow (N, 2048), fast (N, 256).
 
-    The fast pathway sees all T frames (32 in this project), the slow one T / 4 evenly spaced. ``weights``:
+    The fast pathway sees all T frames (32 in this project), the slow one T / 4 evenly spaced; the
+    checkpoint's normalisation (mean 0.45, std 0.225) happens inside. ``weights``:
     ``"imagenet"`` (the contract's word for the official pretrained checkpoint), ``"random"`` or a directory
     holding ``SLOWFAST_8x8_R50.pyth``. Outputs are float32 on the CPU.
     """
@@ -35,8 +33,7 @@ class TemporalExtractor:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with inference(self.device):
-            x = (x - KINETICS_MEAN) / KINETICS_STD
-            slow, fast = self.model(*split_pathways(x))
+            slow, fast = self.model(x)
         return to_cpu_float32(slow), to_cpu_float32(fast)
 
 
