@@ -41,8 +41,8 @@ import torch
 from scipy import ndimage, special
 
 __all__ = [
-    "NSS_DIM", "NSS_NAMES", "fit_aggd", "fit_ggd", "mscn", "nss_features", "nss_features_batch", "spatial_nss",
-    "temporal_nss",
+    "NSS_DIM", "NSS_NAMES", "NSS_VERSION", "fit_aggd", "fit_ggd", "mscn", "nss_features", "nss_features_batch",
+    "spatial_nss", "temporal_nss",
 ]
 
 # Shape parameters are looked up on this grid, as in the BRISQUE reference code (0.2:0.001:10).
@@ -78,6 +78,9 @@ def _names() -> tuple[str, ...]:
 
 NSS_NAMES: tuple[str, ...] = _names()
 NSS_DIM: int = len(NSS_NAMES)
+# Identifies this definition of the descriptor: bump it whenever any value would change, so a store's
+# manifest can tell features of another definition apart even when their width is the same.
+NSS_VERSION: int = 1
 # Positions of the variances inside one scale's 18 statistics; stored as log(variance + _LOG_EPS).
 _VARIANCES = np.array([1] + [2 + 4 * p + k for p in range(len(_PAIRS)) for k in (2, 3)])
 
