@@ -179,7 +179,10 @@ def _scale_stats(y: np.ndarray) -> np.ndarray:
 
 
 def _halve(y: np.ndarray) -> np.ndarray:
-    """2x2 block mean (antialiased half resolution) of a (N, H, W) stack; an odd last row/column is dropped."""
+    """2x2 block mean (antialiased half resolution) of a (N, H, W) stack; an odd last row/column is dropped.
+
+    A stack too small to halve into at least ``_MIN_SIDE`` pixels a side is returned as it is.
+    """
     n, h, w = y.shape
     if h < 2 * _MIN_SIDE or w < 2 * _MIN_SIDE:
         return y
