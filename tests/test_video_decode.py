@@ -169,7 +169,7 @@ def test_streaming_hands_on_chunks_before_the_video_is_decoded(tmp_path, monkeyp
     with open_chunks(path, decoder="pyav", **CLIP) as stream:
         first = next(iter(stream))
         assert first.second == 0
-        assert len(delivered) < 40  # the first chunk's frames plus a few decoded ahead, not 240
+        assert len(delivered) < 120  # the first chunks (a few are made ahead), not all 240 frames
 
 
 def test_a_stream_is_iterated_once_and_closes_early(tmp_path):

@@ -1,9 +1,11 @@
 """Turn a video file into the chunks of the design, streaming: ``open_chunks`` and ``ChunkStream``.
 
-A video is decoded once, in order, and each chunk is handed on as soon as its last clip frame
-has decoded. Only the frames of chunks still being assembled are held (at most ``clip_frames``
-resized frames and one native key frame per open chunk), so memory does not grow with the length
-of the video. Frames no chunk needs are never converted to RGB.
+A video is decoded once, in order, by a worker thread that assembles each chunk as soon as its
+last clip frame has decoded and hands it on (at most two finished chunks wait), so decoding
+overlaps with whatever the consumer does with the chunks. Only the frames of chunks still being
+assembled are held (at most ``clip_frames`` resized frames and one native key frame per open
+chunk), so memory does not grow with the length of the video. Frames no chunk needs are never
+converted to RGB.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .sampling import ChunkPlan, needed_frames, plan_chunks
 from .views import display_frame, resize_frames
 from .watchdog import Prefetcher, call_with_timeout
 
-_PREFETCH_FRAMES = 4  # decoded frames waiting for the consumer; bounds memory, lets decoding run ahead
+_PREFETCH_CHUNKS = 2  # finished chunks waiting for the consumer: decoding runs ahead, memory stays bounded
 
 
 @dataclass
@@ -48,7 +50,7 @@ class ChunkStream:
         self._clip_size = clip_size
         self._device = device
         self._timeout_s = timeout_s
-        self._frames: Prefetcher | None = None
+        self._chunks: Prefetcher | None = None
 
     @property
     def num_chunks(self) -> int:
@@ -60,17 +62,29 @@ class ChunkStream:
             raise RuntimeError(f"{self.info.path}: a ChunkStream is iterated once; open the video again")
         decoder, self._decoder = self._decoder, None  # the worker thread owns it from here on
         wanted = needed_frames(self._plans)
-        self._frames = Prefetcher(lambda: decoder.frames(wanted), decoder.close, depth=_PREFETCH_FRAMES,
-                                  timeout_s=self._timeout_s, path=Path(self.info.path), what="decoding")
+
+        def produce() -> Iterator[Chunk]:
+            # One intra-op thread for this worker (the setting is per thread): its tensor ops are
+            # small, and parallel regions that wait for cores busy decoding or running the
+            # consumer's CNN made assembly several times slower on a 2-core machine.
+            torch.set_num_threads(1)
+            frames = decoder.frames(wanted)
+            try:
+                yield from self._assemble(frames)
+            finally:
+                frames.close()
+
+        self._chunks = Prefetcher(produce, decoder.close, depth=_PREFETCH_CHUNKS, timeout_s=self._timeout_s,
+                                  path=Path(self.info.path), what="decoding")
         try:
-            yield from self._assemble(self._frames)
+            yield from self._chunks
         finally:
-            self._frames.close()
+            self._chunks.close()
 
     def close(self) -> None:
         """Stop decoding and release the file (a stalled decoder releases it when it returns)."""
-        if self._frames is not None:
-            self._frames.close()
+        if self._chunks is not None:
+            self._chunks.close()
         if self._decoder is not None:
             self._decoder.close()
             self._decoder = None

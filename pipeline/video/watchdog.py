@@ -4,8 +4,8 @@ Decoding runs in a worker thread (PyAV and decord release the GIL inside FFmpeg)
 waits for each result at most ``timeout_s`` seconds: "stalled" means no progress for that long,
 so a long video that keeps decoding never times out. A stalled worker cannot be killed; it is
 abandoned (a daemon thread) and closes its decoder itself if it ever returns.
-The worker also decodes ahead of the consumer (a few frames, bounded), overlapping decoding with
-whatever the consumer does with the frames.
+The worker also works ahead of the consumer (a bounded number of items), overlapping decoding
+with whatever the consumer does with the results.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Prefetcher(Generic[T]):
             kind, value = self._queue.get(timeout=self._timeout_s)
         except queue.Empty:
             self.close()
-            raise DecodeTimeoutError(self._path, f"{self._what} stalled: nothing decoded for {self._timeout_s:g} s") from None
+            raise DecodeTimeoutError(self._path, f"{self._what} stalled: no progress for {self._timeout_s:g} s") from None
         if kind == "item":
             return value
         self._done = True
