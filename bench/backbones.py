@@ -5,8 +5,11 @@ Extractor: a batch, inference mode, frozen parameters; on CUDA also bfloat16 aut
 Weights are random (speed does not depend on them). Sizes are the project's: key frames resized to a
 short side of 448 (coarse) and 720 (fine) at 16:9, clips of 32 frames at 224x224.
 
+The two ways are timed alternately, after a warm-up call each, and the best call of each is reported
+(as timeit does), which keeps the comparison fair on a machine shared with other work.
+
     .venv/bin/python -m bench.backbones                  # CPU, and CUDA when present
-    .venv/bin/python -m bench.backbones --batches 1      # quicker
+    .venv/bin/python -m bench.backbones --repeats 1      # quicker
 """
 
 from __future__ import annotations
@@ -26,20 +29,25 @@ LEVELS = {"coarse": (448, 796), "fine": (720, 1280)}  # 16:9 frames at each leve
 CLIP = (32, 3, 224, 224)
 
 
-def per_second(run: Callable[[], None], items: int, batches: int, device: torch.device) -> float:
-    """Items per second over ``batches`` timed calls, after one untimed warm-up call."""
-    run()
-    sync(device)
+def seconds(run: Callable[[], object], device: torch.device) -> float:
     start = time.perf_counter()
-    for _ in range(batches):
-        run()
-    sync(device)
-    return items * batches / (time.perf_counter() - start)
-
-
-def sync(device: torch.device) -> None:
+    run()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def best_rates(
+    extractor: Callable[[], object], batch: int, naive: Callable[[], object], repeats: int, device: torch.device
+) -> tuple[float, float]:
+    """Items per second of the extractor (``batch`` items a call) and of the naive way (one item a call)."""
+    seconds(extractor, device)  # warm-up: allocator, oneDNN/cuDNN plans
+    seconds(naive, device)
+    fast, slow = [], []
+    for _ in range(repeats):
+        fast.append(seconds(extractor, device))
+        slow.append(seconds(naive, device))
+    return batch / min(fast), 1 / min(slow)
 
 
 def naive_copy(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -48,33 +56,32 @@ def naive_copy(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device, memory_format=torch.contiguous_format)
 
 
-def bench_spatial(device: torch.device, batch: int, batches: int) -> list[tuple[str, str, float, float]]:
+def bench_spatial(device: torch.device, batch: int, repeats: int) -> list[tuple[str, str, float, float]]:
+    """Rows of (workload, unit, extractor rate, naive rate) for both levels."""
     extractor = SpatialExtractor(weights="random", device=str(device))
     naive = naive_copy(extractor.model, device)
     rows = []
     for level, (height, width) in LEVELS.items():
         frames = torch.rand(batch, 3, height, width)
-        fast = per_second(lambda frames=frames: extractor(frames), batch, batches, device)
         one = frames[:1].to(device)
-        slow = per_second(lambda one=one: naive(one).cpu(), 1, batches, device)
-        rows.append((f"spatial {level} {height}x{width}", "frames/s", fast, slow))
+        rates = best_rates(lambda f=frames: extractor(f), batch, lambda x=one: naive(x).cpu(), repeats, device)
+        rows.append((f"spatial {level} {height}x{width}", "frames/s", *rates))
     return rows
 
 
-def bench_temporal(device: torch.device, batch: int, batches: int) -> list[tuple[str, str, float, float]]:
+def bench_temporal(device: torch.device, batch: int, repeats: int) -> list[tuple[str, str, float, float]]:
     extractor = TemporalExtractor(weights="random", device=str(device))
     naive = naive_copy(extractor.model, device)
     clips = torch.rand(batch, *CLIP)
-    one = clips[:1].to(device).permute(0, 2, 1, 3, 4)  # (1, 3, T, S, S)
-    fast = per_second(lambda: extractor(clips), batch, batches, device)
-    slow = per_second(lambda: [pathway.cpu() for pathway in naive(one)], 1, batches, device)
-    return [("temporal 32x224x224", "clips/s", fast, slow)]
+    one = clips[:1].to(device).permute(0, 2, 1, 3, 4)  # (1, 3, T, S, S), as the model takes it
+    rates = best_rates(lambda: extractor(clips), batch, lambda: [p.cpu() for p in naive(one)], repeats, device)
+    return [("temporal 32x224x224", "clips/s", *rates)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=4, help="extractor batch size (default 4)")
-    parser.add_argument("--batches", type=int, default=2, help="timed calls per measurement (default 2)")
+    parser.add_argument("--batch", type=int, default=2, help="extractor batch size (default 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls of each way (default 2)")
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -83,10 +90,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        for workload, unit, fast, slow in bench_spatial(device, args.batch, args.batches) + bench_temporal(
-            device, args.batch, args.batches
-        ):
+        rows = bench_spatial(device, args.batch, args.repeats) + bench_temporal(device, args.batch, args.repeats)
+        for workload, unit, fast, slow in rows:
             print(f"| {name} | {workload} | {fast:.2f} {unit} | {slow:.2f} {unit} | {fast / slow:.2f}x |", flush=True)
+    print(f"load afterwards {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
