@@ -1,0 +1,198 @@
+"""Command-line entry points: thin click commands over ``pipeline``, sharing option parsing and exit codes.
+
+Exit codes (DESIGN.md): 0 success, 1 any other error, 2 bad usage or config, 3 finished but some videos
+failed (they are listed). The top-level scripts and the ``vqa-*`` console scripts call these same functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+
+from pipeline.config import Config, load_config
+from pipeline.errors import UsageError, VQAError
+from pipeline.labels import read_labels
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+_LISTED_FAILURES = 20  # failed videos named on the terminal; the store's failures.csv has them all
+
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config key by its dotted path, e.g. --set extract.batch_size=4 (repeatable).",
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of an error: 2 for bad usage or config, 1 for anything else."""
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
+
+
+def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
+    """Run ``command``; print a typed error as one message (no traceback) and exit with its code.
+
+    The command returns its exit code (None: 0), e.g. ``EXIT_SOME_FAILED`` when some videos failed.
+    """
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            code = command(*args, **kwargs)
+        except VQAError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(exit_code(exc)) from None
+        raise SystemExit(code or EXIT_OK)
+
+    return run
+
+
+def load(config_path: str | Path, overrides: Sequence[str]) -> Config:
+    """The config of ``config_path`` with the ``--set`` overrides applied (ConfigError names a bad key)."""
+    return load_config(config_path, overrides)
+
+
+def report_failures(failed: dict[str, str], store: str | Path) -> None:
+    """List failed videos on stderr (the first few), pointing at the store's complete record."""
+    click.echo(f"{len(failed)} video(s) failed (all listed in {Path(store) / 'failures.csv'}):", err=True)
+    for key, error in list(failed.items())[:_LISTED_FAILURES]:
+        click.echo(f"  {key}: {error}", err=True)
+    if len(failed) > _LISTED_FAILURES:
+        click.echo(f"  ... and {len(failed) - _LISTED_FAILURES} more", err=True)
+
+
+def _videos(cfg: Config, csv_paths: Sequence[str], video_root: str | None) -> list[tuple[str, str]]:
+    """``(key, path)`` of every row of the CSVs: ``--csv`` ones, or else the config's train/val/test CSVs."""
+    if csv_paths:  # a user's CSV: filenames are relative to --video-root, else to the CSV's own folder
+        sources = [(csv, video_root) for csv in csv_paths]
+    else:
+        root = video_root or cfg.data.video_root
+        sources = [(csv, root) for csv in (cfg.data.train_csv, cfg.data.val_csv, cfg.data.test_csv) if csv]
+    if not sources:
+        raise UsageError("no CSV given: pass --csv or set data.train_csv in the config")
+    videos: dict[str, str] = {}
+    for csv, root in sources:
+        table = read_labels(csv, root, require_mos=False, missing="keep")
+        for key, path in zip(table["filename"], table["path"]):
+            videos.setdefault(key, path)
+    return list(videos.items())
+
+
+def _levels(option: str | None) -> list[str] | None:
+    if option is None:
+        return None
+    levels = [level.strip() for level in option.split(",") if level.strip()]
+    if not levels:
+        raise UsageError(f"--levels {option!r}: name at least one level, e.g. --levels coarse,fine")
+    return levels
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-o", "--config", "config_path", required=True, metavar="CONFIG", help="Config YAML, e.g. config/kwai_simpleVQA.yml.")
+@click.option("--csv", "csv_paths", multiple=True, metavar="CSV",
+              help="Label CSV of the videos (filename column; repeatable). Default: the config's train/val/test CSVs.")
+@click.option("--video-root", metavar="DIR",
+              help="Folder the CSV filenames are relative to. Default: data.video_root for the config's CSVs, "
+                   "the CSV's own folder for --csv.")
+@click.option("--store", metavar="DIR", help="Feature store directory. Default: the config's data.store.")
+@click.option("--levels", metavar="LEVELS", help="Spatial levels to extract, comma-separated (default: all in the config).")
+@click.option("--device", metavar="auto|cpu|cuda|cuda:N", help="Where the models run (default: extract.device).")
+@click.option("--weights", metavar="imagenet|random|DIR",
+              help="Backbone weights: the pretrained ones, seeded random ones (tests, demos), or a folder holding them.")
+@set_option
+@click.option("--workers", type=click.IntRange(min=0), metavar="N",
+              help="Decode in N separate processes beside the models; 0 decodes in this one (default: extract.workers).")
+@click.option("--cluster", metavar="local:N|ADDRESS", help="Run on a Dask cluster (needs the dist extra).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@reports_errors
+def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
+            levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
+            workers: int | None, cluster: str | None, progress: bool) -> int:
+    """Extract the features of a CSV's videos into a feature store; cached videos are skipped.
+
+    Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed.
+    """
+    from pipeline.extract import extract_videos  # heavy imports (torch) only once arguments are valid
+
+    cfg = load(config_path, overrides)
+    if device is not None:
+        cfg.extract.device = device
+    if weights is not None:
+        cfg.extract.weights = weights
+    if workers is not None:
+        cfg.extract.workers = workers
+    if cluster is not None:
+        if importlib.util.find_spec("dask") is None:
+            raise UsageError("--cluster needs the dist extra: pip install .[dist]")
+        raise UsageError("--cluster: distributed extraction is not in this version yet; "
+                         "use --workers N to decode in local processes")
+    store = store or cfg.data.store
+    videos = _videos(cfg, csv_paths, video_root)
+    click.echo(f"extracting {len(videos)} video(s) into {store} (weights {cfg.extract.weights}, "
+               f"device {cfg.extract.device}, workers {cfg.extract.workers})", err=True)
+    summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress)
+    click.echo(str(summary))
+    if summary.failed:
+        report_failures(summary.failed, store)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model_path", required=True, metavar="RUN_DIR/best_model.pth",
+              type=click.Path(exists=True, dir_okay=False), help="A model file written by fit.py.")
+@click.option("--csv", "csv_path", required=True, metavar="CSV",
+              help="Videos to score: a filename column; a mos (or score) column adds metrics.")
+@click.option("--video-root", metavar="DIR", help="Folder the CSV filenames are relative to (default: the CSV's folder).")
+@click.option("--store", metavar="DIR",
+              help="Feature store to read and extend (default: the model's training store when it is here with the "
+                   "same settings, else features/scores-<settings hash>).")
+@click.option("--out", "out_path", required=True, metavar="SCORES_CSV",
+              help="Where to write filename,score,score_raw,status,error.")
+@click.option("--device", metavar="auto|cpu|cuda|cuda:N", help="Where the models run (default: the model's extract.device).")
+@click.option("--weights", metavar="imagenet|random|DIR",
+              help="Backbone weights for videos not in the store yet (default: those the model's features used).")
+@click.option("--per-second", "per_second", metavar="FILE", help="Also write one JSON line of chunk scores per video.")
+@click.option("--metrics", "metrics_path", metavar="FILE", help="Write the metrics (when the CSV has MOS) as JSON.")
+@set_option
+@click.option("--workers", type=click.IntRange(min=0), metavar="N",
+              help="Decode in N separate processes beside the models (default: extract.workers).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while extracting.")
+@reports_errors
+def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str,
+          device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
+          overrides: tuple[str, ...], workers: int | None, progress: bool) -> int:
+    """Score a CSV's videos with a fitted model, extracting the features its store lacks.
+
+    Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed (status=error rows).
+    """
+    from pipeline.fit.outputs import format_table, write_json  # heavy imports (torch) only once arguments are valid
+    from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second, write_scores
+
+    extra = [f"extract.workers={workers}"] if workers is not None else []
+    scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra])
+    click.echo(f"scoring {csv_path} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
+               f"weights {scorer.extract.weights}, device {scorer.extract.device})", err=True)
+    table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
+    write_scores(table, out_path)
+    if per_second:
+        write_per_second(table, per_second)
+    failed = table[table["status"] == "error"]
+    click.echo(f"scored {len(table) - len(failed)} of {len(table)} video(s) -> {out_path}")
+    if metrics is not None:
+        columns = ["srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n"]
+        cells = [[f"{metrics[c]:.4f}" if isinstance(metrics[c], float) else str(metrics[c]) for c in columns]]
+        click.echo(format_table(columns, cells))
+        click.echo("(plcc, rmse: after a logistic fitted on these videos; *_raw: of the scores as written)")
+        if metrics_path:
+            write_json(Path(metrics_path), {"model": model_path, "csv": csv_path, **metrics})
+    elif metrics_path:
+        click.echo(f"no metrics: {csv_path} has no MOS for any scored video; {metrics_path} not written", err=True)
+    if len(failed):
+        click.echo(f"{len(failed)} video(s) failed (status=error in {out_path}):", err=True)
+        for key, error in list(zip(failed[SCORE_COLUMNS[0]], failed["error"]))[:_LISTED_FAILURES]:
+            click.echo(f"  {key}: {error}", err=True)
+        return EXIT_SOME_FAILED
+    return EXIT_OK

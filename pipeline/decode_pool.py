@@ -1,0 +1,231 @@
+"""Decoding videos into chunks for the models, in this process or in separate worker processes.
+
+A decoder library that crashes (segfault) or hangs on a bad file must cost that video only, never the
+run: :class:`DecodePool` decodes each video in a worker process, streams its chunks back over a pipe,
+and replaces a worker that dies or stays silent too long. This module is what those workers import,
+so it stays light: video decoding and the weight-free NSS features, no models, no store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+import numpy as np
+import torch
+
+from pipeline.config import ExtractConfig
+from pipeline.errors import UsageError, VQAError
+from pipeline.nss import nss_features
+from pipeline.video import VideoInfo, open_chunks
+
+#: Seconds a decoder process may stay silent beyond the decoder's own timeout before it is killed.
+_KILL_GRACE_S = 10.0
+_READY = "ready"
+
+Event = tuple[int, str, object]  # (task id, "info" | "chunk" | "done" | "failed", payload)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How videos are decoded; everything a decoder process needs (picklable)."""
+
+    decoder: str
+    max_chunks: int
+    clip_frames: int
+    clip_size: int
+    timeout_s: float
+    nss: bool
+    device: str = "cpu"
+
+    @classmethod
+    def from_config(cls, cfg: ExtractConfig, device: str = "cpu") -> DecodeOptions:
+        return cls(cfg.decoder, cfg.max_chunks, cfg.clip.frames, cfg.clip.size, cfg.decode_timeout_s, cfg.nss, device)
+
+
+@dataclass
+class DecodedChunk:
+    """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S), NSS row or None."""
+
+    key_frame: torch.Tensor
+    clip: torch.Tensor
+    nss: np.ndarray | None
+
+
+def decode_video(path: str, options: DecodeOptions) -> Iterator[VideoInfo | DecodedChunk]:
+    """Yield the video's :class:`VideoInfo`, then each chunk in order (with NSS when ``options.nss``)."""
+    with open_chunks(path, decoder=options.decoder, max_chunks=options.max_chunks, clip_frames=options.clip_frames,
+                     clip_size=options.clip_size, timeout_s=options.timeout_s, device=options.device) as stream:
+        yield stream.info
+        for chunk in stream:
+            nss = nss_features(chunk.key_frame, chunk.clip) if options.nss else None
+            yield DecodedChunk(chunk.key_frame, chunk.clip, nss)
+
+
+def describe(exc: BaseException, path: str) -> str:
+    """A one-line reason naming the file: typed errors already do; others get their type and the path."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, VQAError) else f"{path}: {type(exc).__name__}: {text}"
+
+
+def inline_events(tasks: Iterable[tuple[int, str]], options: DecodeOptions) -> Iterator[Event]:
+    """Decode in this process, one video after another (no protection against decoder crashes)."""
+    for task, path in tasks:
+        try:
+            for item in decode_video(path, options):
+                yield (task, "chunk", item) if isinstance(item, DecodedChunk) else (task, "info", item)
+        except Exception as exc:  # noqa: BLE001 - a decoding failure fails this video only
+            yield task, "failed", describe(exc, path)
+            continue
+        yield task, "done", None
+
+
+class DecodePool:
+    """Decodes videos in separate processes, one video per task; a crash or hang fails that video only.
+
+    Each worker talks to this process over its own pipe (no shared queue a dying process could corrupt) and
+    is sent its next video only when idle, so backpressure is natural: a worker blocks on a full pipe while
+    the models catch up. A worker silent for ``timeout_s`` (counted only while this process is waiting on
+    it, and only once it has started) is killed; a worker that dies takes only its video down. Either way
+    a fresh worker replaces it.
+    """
+
+    def __init__(self, workers: int, options: DecodeOptions, timeout_s: float | None = None,
+                 decode: Callable[[str, DecodeOptions], Iterator[VideoInfo | DecodedChunk]] = decode_video):
+        if workers < 1:
+            raise UsageError(f"workers must be >= 1 for a decode pool, got {workers}")
+        self.options = options
+        self.timeout_s = options.timeout_s + _KILL_GRACE_S if timeout_s is None else timeout_s
+        self.decode = decode
+        # A fork server imports this module once and forks each worker from that clean, single-threaded
+        # process: workers (and their replacements after a crash) start in milliseconds, not seconds.
+        # Spawn where there is no fork server.
+        forkserver = "forkserver" in mp.get_all_start_methods()
+        self._ctx = mp.get_context("forkserver" if forkserver else "spawn")
+        if forkserver:
+            self._ctx.set_forkserver_preload([__name__])
+        self._workers: list[_Worker | None] = [None] * workers
+
+    def events(self, tasks: Iterable[tuple[int, str]]) -> Iterator[Event]:
+        """Events of every task, interleaved across workers; each task ends with "done" or "failed"."""
+        queue = deque(tasks)
+        while queue or any(w and w.task is not None for w in self._workers):
+            for slot, worker in enumerate(self._workers):
+                if queue and (worker is None or worker.task is None):
+                    if worker is None or not worker.process.is_alive():
+                        worker = self._workers[slot] = self._start()
+                    worker.assign(*queue.popleft())
+            busy = {w.conn: w for w in self._workers if w and w.task is not None}
+            began = time.monotonic()
+            ready = set(wait(list(busy), timeout=min(1.0, self.timeout_s)))
+            waited = time.monotonic() - began
+            for conn, worker in busy.items():
+                if conn in ready:
+                    yield from self._receive(worker)
+                elif worker.started:
+                    worker.silent_s += waited
+                    if worker.silent_s > self.timeout_s:
+                        yield self._fail(worker, f"{worker.path}: decoding stalled for more than "
+                                                 f"{self.timeout_s:.0f} s; its decoder process was killed")
+
+    def close(self) -> None:
+        """Stop every worker (politely, then by force)."""
+        for worker in filter(None, self._workers):
+            worker.stop()
+        self._workers = [None] * len(self._workers)
+
+    def _start(self) -> _Worker:
+        ours, theirs = self._ctx.Pipe()
+        process = self._ctx.Process(target=_worker_main, args=(theirs, self.options, self.decode), daemon=True)
+        process.start()
+        theirs.close()  # so a dead worker shows up here as end-of-file
+        return _Worker(process, ours)
+
+    def _receive(self, worker: _Worker) -> Iterator[Event]:
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join(timeout=5)
+            code = worker.process.exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+            yield self._fail(worker, f"{worker.path}: its decoder process died ({how}), e.g. a crash in the "
+                                     "decoding library")
+            return
+        worker.silent_s = 0.0
+        if message == _READY:
+            worker.started = True
+            return
+        task, kind, payload = message
+        if kind == "chunk":
+            key_frame, clip, nss = payload
+            payload = DecodedChunk(torch.from_numpy(key_frame), torch.from_numpy(clip), nss)
+        if kind in ("done", "failed"):
+            worker.task = None
+        yield task, kind, payload
+
+    def _fail(self, worker: _Worker, reason: str) -> Event:
+        """Kill ``worker`` and report its video failed; the slot gets a fresh worker on the next task."""
+        task = worker.task
+        worker.stop(force=True)
+        self._workers[self._workers.index(worker)] = None
+        return task, "failed", reason
+
+
+
+@dataclass(eq=False)
+class _Worker:
+    """A decoder process, its pipe, and the video it is on."""
+
+    process: mp.process.BaseProcess
+    conn: Connection
+    task: int | None = None
+    path: str = ""
+    started: bool = False
+    silent_s: float = 0.0
+
+    def assign(self, task: int, path: str) -> None:
+        self.task, self.path, self.silent_s = task, path, 0.0
+        self.conn.send((task, path))
+
+    def stop(self, force: bool = False) -> None:
+        if not force:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> None:
+    """Decoder process: decode each video it is sent and stream its chunks back as plain arrays."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    torch.set_num_threads(1)
+    try:
+        conn.send(_READY)
+        while (message := conn.recv()) is not None:
+            task, path = message
+            try:
+                for item in decode(path, options):
+                    if isinstance(item, DecodedChunk):
+                        conn.send((task, "chunk", (item.key_frame.numpy(), item.clip.numpy(), item.nss)))
+                    else:
+                        conn.send((task, "info", item))
+            except (EOFError, BrokenPipeError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported to the main process as this video's failure
+                conn.send((task, "failed", describe(exc, path)))
+                continue
+            conn.send((task, "done", None))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the main process is gone: nothing left to do
+    finally:
+        conn.close()

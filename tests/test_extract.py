@@ -1,0 +1,187 @@
+"""Extraction runs: skip what is cached, record failures, survive SIGKILL, decoder crashes and hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pipeline.cli import extract
+from pipeline.config import load_config
+from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool
+from pipeline.extract import extract_videos
+from pipeline.store import FEATURE_KINDS, FeatureStore
+from decode_stubs import crashing_decode
+from videos import make_video
+
+REPO = Path(__file__).resolve().parents[1]
+# Tiny everything: 64x48 videos of 2 s, short sides 64/80, 8-frame clips of 32x32, random weights.
+CONFIG = """\
+extract:
+  device: cpu
+  weights: random
+  batch_size: 4
+  levels: {coarse: {short_side: 64}, fine: {short_side: 80}}
+  clip: {size: 32, frames: 8}
+  shard_videos: 1
+"""
+
+
+# One thread: the CI machine is small and shared, and oversubscribed intra-op threads crawl.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with good videos and a labels CSV that also names a missing and a corrupt file."""
+    root = tmp_path_factory.mktemp("videos")
+    for i in range(6):
+        make_video(root / f"clip{i}.mp4", frames=48, fps=24, seed=i)
+    (root / "corrupt.mp4").write_bytes(b"this is not a video" * 100)
+    names = [f"clip{i}.mp4" for i in range(6)] + ["corrupt.mp4", "missing.mp4"]
+    (root / "labels.csv").write_text("filename,mos\n" + "".join(f"{n},{i}\n" for i, n in enumerate(names)))
+    (root / "good.csv").write_text("filename\n" + "".join(f"clip{i}.mp4\n" for i in range(3)))
+    (root / "config.yml").write_text(CONFIG)
+    return root
+
+
+def run(videos: Path, store: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(extract, ["-o", str(videos / "config.yml"), "--store", str(store), "--no-progress",
+                                          *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def table(store: Path, kinds=("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")) -> dict:
+    read = FeatureStore.open(store).read(kinds)
+    return {key: {kind: read.features[kind][read.rows(key)] for kind in kinds} for key in read.keys}
+
+
+def assert_same_features(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        for kind in a[key]:
+            np.testing.assert_array_equal(a[key][kind], b[key][kind], err_msg=f"{key} {kind}")
+
+
+def test_extracts_skips_cached_and_reports_failures(videos: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    code, out = run(videos, store, "--csv", str(videos / "good.csv"))
+    assert code == 0, out
+    assert "extracted 3, skipped 0 (cached), failed 0" in out
+    first = table(store)
+    assert sorted(first) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    assert all(len(rows["spatial_fine"]) == 2 for rows in first.values())  # one row per second
+    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == FEATURE_KINDS[:4]
+
+    code, out = run(videos, store, "--csv", str(videos / "labels.csv"))
+    assert code == 3, out
+    assert "extracted 3, skipped 3 (cached), failed 2" in out
+    failures = FeatureStore.open(store).failures()
+    assert sorted(failures) == ["corrupt.mp4", "missing.mp4"]
+    assert "corrupt.mp4" in failures["corrupt.mp4"] and "not found" in failures["missing.mp4"]
+    assert_same_features({k: v for k, v in table(store).items() if k in first}, first)
+
+    os.utime(videos / "clip1.mp4", ns=(time.time_ns(), time.time_ns()))  # the file changed since extraction
+    code, out = run(videos, store, "--csv", str(videos / "good.csv"))
+    assert code == 0 and "extracted 1 (1 of them changed since cached), skipped 2" in out, out
+    assert_same_features(table(store), {**table(store), **first})
+
+
+def test_a_level_added_later_keeps_the_others(videos: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    csv = str(videos / "good.csv")
+    assert run(videos, store, "--csv", csv, "--levels", "coarse")[0] == 0
+    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == ("spatial_coarse", "temporal_slow", "temporal_fast")
+    coarse = table(store, ("spatial_coarse",))
+    code, out = run(videos, store, "--csv", csv, "--levels", "fine")
+    assert code == 0 and "extracted 3" in out, out
+    assert_same_features(table(store, ("spatial_coarse",)), coarse)
+    assert "spatial_fine" in FeatureStore.open(store).cached()["clip0.mp4"].kinds
+
+
+def test_other_settings_are_refused(videos: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert run(videos, store, "--csv", str(videos / "good.csv"), "--levels", "coarse")[0] == 0
+    code, out = run(videos, store, "--csv", str(videos / "good.csv"), "--set", "extract.levels.coarse.short_side=96")
+    assert code == 1 and "levels.coarse.short_side: 64 vs. 96" in out, out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--levels", "medium"], "unknown level"),
+    (["--set", "extract.colour=1"], "unknown config key"),
+    (["--cluster", "local:2"], "--cluster"),
+    (["--device", "tpu"], "device 'tpu'"),
+])
+def test_usage_errors_exit_2(videos: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    code, out = run(videos, tmp_path / "store", "--csv", str(videos / "good.csv"), *args)
+    assert code == 2 and message in out, out
+
+
+def test_killed_run_resumes_to_the_clean_result(videos: Path, tmp_path: Path) -> None:
+    """SIGKILL mid-run, rerun the same command: the store equals a clean run's, and a .tmp is never read."""
+    command = [sys.executable, str(REPO / "extract_features.py"), "-o", str(videos / "config.yml"),
+               "--csv", str(videos / "labels.csv"), "--no-progress"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen([*command, "--store", str(killed)], cwd=REPO, env=ONE_THREAD,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(killed.glob("shard-*.h5")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert 1 <= len(list(killed.glob("shard-*.h5"))) < 6
+    planted = killed / f"shard-99999999999999999999-elsewhere-1-abcd.h5.tmp"  # another machine's shard in progress
+    planted.write_bytes(b"half a shard")
+
+    resumed = subprocess.run([*command, "--store", str(killed)], cwd=REPO, env=ONE_THREAD, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 3, resumed.stderr
+    assert "failed 2" in resumed.stdout and "skipped 0" not in resumed.stdout
+    assert planted.exists()
+    code, out = run(videos, clean, "--csv", str(videos / "labels.csv"), "--workers", "1")  # decoded elsewhere
+    assert code == 3, out
+    assert_same_features(table(killed), table(clean))
+    assert sorted(FeatureStore.open(killed).failures()) == sorted(FeatureStore.open(clean).failures())
+
+
+def test_decode_pool_fails_only_the_video_whose_decoder_crashes_or_hangs(videos: Path) -> None:
+    options = DecodeOptions.from_config(load_config(videos / "config.yml").extract)
+    pool = DecodePool(2, options, timeout_s=3, decode=crashing_decode)
+    try:
+        events = list(pool.events([(0, "crash.mp4"), (1, "hang.mp4"), (2, str(videos / "clip0.mp4"))]))
+    finally:
+        pool.close()
+    ends = {task: (kind, payload) for task, kind, payload in events if kind in ("done", "failed")}
+    assert ends[0][0] == "failed" and "SIGSEGV" in ends[0][1]
+    assert ends[1][0] == "failed" and "stalled" in ends[1][1]
+    assert ends[2] == ("done", None)
+    chunks = [payload for task, kind, payload in events if task == 2 and kind == "chunk"]
+    assert len(chunks) == 2 and all(isinstance(c, DecodedChunk) for c in chunks)
+    assert tuple(chunks[0].clip.shape) == (8, 3, 32, 32)
+
+
+def test_extract_videos_summary(videos: Path, tmp_path: Path) -> None:
+    cfg = load_config(videos / "config.yml").extract
+    pairs = [("a", videos / "clip0.mp4"), ("a", videos / "clip1.mp4"), ("b", videos / "missing.mp4")]
+    summary = extract_videos(pairs, tmp_path / "store", cfg, levels=["coarse"], progress=False)
+    assert summary.done == ["a"] and list(summary.failed) == ["b"] and len(summary.shards) == 1
+    assert FeatureStore.open(tmp_path / "store").cached()["a"].width == 64
