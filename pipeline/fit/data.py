@@ -1,0 +1,225 @@
+"""What a fit trains on: labelled splits, and per-chunk features held in memory as tensors.
+
+Features are read from the store once per process (one read per feature kind) into flat row arrays, one per
+kind, kept in the store's float16. A batch of videos is then pure tensor indexing: the rows of each video,
+padded to the batch's longest video, gathered and concatenated into one float32 ``(videos, chunks, dim)``
+tensor plus a ``(videos, chunks)`` mask. No per-sample reads, no DataLoader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+
+from pipeline.config import Config
+from pipeline.errors import ConfigError, StoreError, UsageError
+from pipeline.labels import read_labels
+from pipeline.store import FEATURE_KINDS, FeatureStore
+
+Log = Callable[[str], None]
+
+_STATS_BLOCK_ROWS = 2048  # rows per block when computing input moments (bounds the float64 scratch)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which per-chunk features a model reads: one spatial level, temporal parts, NSS; in store-kind order."""
+
+    level: str  # coarse | fine | none
+    temporal: tuple[str, ...]  # any of slow, fast
+    nss: bool
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> FeatureSpec:
+        spec = cls(cfg.features.level, tuple(sorted(set(cfg.features.temporal), key=["slow", "fast"].index)),
+                   cfg.features.nss)
+        if not spec.kinds:
+            raise ConfigError(f"{cfg.name}: features select no input (level none, temporal [], nss false)")
+        return spec
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The store's feature kinds this spec reads, in the order they are concatenated."""
+        wanted = {f"spatial_{self.level}", *(f"temporal_{part}" for part in self.temporal)}
+        if self.nss:
+            wanted.add("nss")
+        return tuple(kind for kind in FEATURE_KINDS if kind in wanted)
+
+    def to_dict(self) -> dict:
+        return {"level": self.level, "temporal": list(self.temporal), "nss": self.nss}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FeatureSpec:
+        return cls(values["level"], tuple(values["temporal"]), bool(values["nss"]))
+
+
+@dataclass
+class Split:
+    """One labelled split: video keys, their MOS and their source-content groups, in CSV order."""
+
+    name: str  # train | val | test
+    keys: list[str]
+    mos: np.ndarray  # float64
+    groups: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def subset(self, mask: np.ndarray) -> Split:
+        return Split(self.name, [k for k, keep in zip(self.keys, mask) if keep], self.mos[mask], self.groups[mask])
+
+
+def read_splits(cfg: Config, fold: tuple[int, int] | None = None, log: Log = print) -> dict[str, Split]:
+    """Return the ``train``, ``val`` (and ``test``) splits of ``cfg.data``.
+
+    Validation is ``data.val_csv`` when given, else a grouped split of the train CSV: fold ``k`` of a
+    ``GroupKFold(K)`` when ``fold=(k, K)``, otherwise a ``GroupShuffleSplit`` with ``data.val_fraction`` and
+    the seed. Grouping by source content keeps versions of one clip on one side.
+    """
+    data = cfg.data
+    table = _labels(data.train_csv, cfg)
+    if data.group_column not in _columns(data.train_csv):
+        log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
+    if fold is not None and data.val_csv is not None:
+        raise UsageError(f"--folds splits {data.train_csv}; it cannot be combined with data.val_csv={data.val_csv}")
+    if data.val_csv is not None:
+        train, val = _split(table, "train"), _split(_labels(data.val_csv, cfg), "val")
+        shared = set(train.groups) & set(val.groups)
+        if shared:
+            log(f"warning: {len(shared)} group(s) appear in both {data.train_csv} and {data.val_csv}, "
+                f"e.g. {sorted(shared)[:3]}; validation scores will be optimistic")
+    else:
+        train_rows, val_rows = _group_split(table, cfg, fold)
+        train, val = _split(table.iloc[train_rows], "train"), _split(table.iloc[val_rows], "val")
+    splits = {"train": train, "val": val}
+    if data.test_csv is not None:
+        splits["test"] = _split(_labels(data.test_csv, cfg), "test")
+    return splits
+
+
+def drop_uncached(splits: dict[str, Split], store: FeatureStore, log: Log = print) -> dict[str, Split]:
+    """Return ``splits`` without the videos the store does not hold, logging how many and why."""
+    cached, failures = store.cached(), store.failures()
+    kept = {}
+    for name, split in splits.items():
+        present = np.array([key in cached for key in split.keys], dtype=bool)
+        if not present.all():
+            missing = [key for key, ok in zip(split.keys, present) if not ok]
+            reasons = "; ".join(f"{key}: {failures.get(key, 'not extracted')}" for key in missing[:3])
+            log(f"warning: {len(missing)} {name} video(s) not in the store {store.root} are left out ({reasons})")
+        kept[name] = split.subset(present)
+        if len(kept[name]) < 2:
+            raise StoreError(f"{store.root}: only {len(kept[name])} {name} video(s) have features; need at least 2")
+    return kept
+
+
+class ChunkFeatures:
+    """Per-chunk features of a fixed list of videos: one flat ``(rows, dim)`` tensor per kind, on one device."""
+
+    def __init__(self, store: FeatureStore, keys: Sequence[str], device: torch.device):
+        self.store = store
+        self.keys = list(keys)
+        self.device = device
+        self.position = {key: i for i, key in enumerate(self.keys)}
+        self.arrays: dict[str, torch.Tensor] = {}
+        self.offsets: np.ndarray | None = None
+        self.starts = self.counts = torch.empty(0, dtype=torch.long)
+
+    def load(self, kinds: Sequence[str]) -> None:
+        """Read the ``kinds`` not held yet, in one store read."""
+        missing = [kind for kind in kinds if kind not in self.arrays]
+        if not missing:
+            return
+        table = self.store.read(missing, self.keys)
+        if self.offsets is None:
+            self.offsets = table.offsets
+            offsets = torch.from_numpy(table.offsets).to(self.device)
+            self.starts, self.counts = offsets[:-1], offsets[1:] - offsets[:-1]
+        elif not np.array_equal(self.offsets, table.offsets):
+            raise StoreError(f"{self.store.root}: row counts changed between reads; the store was modified")
+        for kind in missing:
+            self.arrays[kind] = torch.from_numpy(table.features[kind]).to(self.device)
+
+    def videos(self, keys: Sequence[str]) -> torch.Tensor:
+        """Indices of ``keys`` into this table, as a long tensor on the device."""
+        return torch.tensor([self.position[key] for key in keys], dtype=torch.long, device=self.device)
+
+    def width(self, kinds: Sequence[str]) -> int:
+        return sum(self.arrays[kind].shape[1] for kind in kinds)
+
+    def batch(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return float32 features ``(B, C, dim)`` of ``videos`` padded to the longest, and the bool mask ``(B, C)``."""
+        counts = self.counts[videos]  # (B,)
+        chunks = torch.arange(int(counts.max()), device=self.device)  # (C,)
+        mask = chunks[None, :] < counts[:, None]  # (B, C)
+        rows = (self.starts[videos][:, None] + torch.where(mask, chunks[None, :], 0)).flatten()  # padding: row 0
+        x = torch.cat([self.arrays[kind].index_select(0, rows) for kind in kinds], dim=1)  # (B * C, dim), stored dtype
+        return x.float().view(*mask.shape, -1), mask
+
+    def moments(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-input mean and standard deviation (float32, ``(dim,)``) over every chunk of ``videos``."""
+        counts = self.counts[videos]
+        first = torch.cumsum(counts, 0) - counts  # where each video's rows begin in ``rows``
+        rows = (torch.repeat_interleave(self.starts[videos] - first, counts)
+                + torch.arange(int(counts.sum()), device=self.device))  # every chunk row of ``videos``
+        moments = [_moments(self.arrays[kind], rows) for kind in kinds]
+        return torch.cat([m for m, _ in moments]).float(), torch.cat([s for _, s in moments]).float()
+
+
+_shared: dict[tuple, ChunkFeatures] = {}
+
+
+def shared_features(store_root: str | Path, keys: Sequence[str], device: torch.device) -> ChunkFeatures:
+    """Return this process's in-memory features of ``keys``, reused by every fit on the same store and videos.
+
+    Only the latest table is kept: a sweep's fits share one, and memory is not held for stores no longer used.
+    The key includes the shard names, so a store that gained or replaced shards is read again.
+    """
+    store = FeatureStore.open(store_root)
+    key = (str(Path(store_root).resolve()), tuple(p.name for p in store.shards()), tuple(keys), str(device))
+    if key not in _shared:
+        _shared.clear()
+        _shared[key] = ChunkFeatures(store, keys, device)
+    return _shared[key]
+
+
+def _moments(array: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of ``array[rows]`` per column, in float64, two passes over row blocks."""
+    blocks = [rows[i:i + _STATS_BLOCK_ROWS] for i in range(0, len(rows), _STATS_BLOCK_ROWS)]
+    mean = sum(array[b].double().sum(0) for b in blocks) / len(rows)
+    var = sum(((array[b].double() - mean) ** 2).sum(0) for b in blocks) / len(rows)
+    return mean, var.sqrt()
+
+
+def _labels(csv: str, cfg: Config) -> pd.DataFrame:
+    return read_labels(csv, cfg.data.video_root, group_column=cfg.data.group_column, missing="keep")
+
+
+def _columns(csv: str) -> list[str]:
+    return [c.strip() for c in pd.read_csv(csv, nrows=0).columns]
+
+
+def _split(table: pd.DataFrame, name: str) -> Split:
+    return Split(name, list(table["filename"]), table["mos"].to_numpy(np.float64), table["group"].to_numpy())
+
+
+def _group_split(table: pd.DataFrame, cfg: Config, fold: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    groups = table["group"].to_numpy()
+    n_groups = len(set(groups))
+    if fold is not None:
+        k, folds = fold
+        if not 2 <= folds <= n_groups:
+            raise UsageError(f"{cfg.data.train_csv}: --folds {folds} needs 2 <= K <= {n_groups} (the groups there)")
+        return list(GroupKFold(n_splits=folds).split(table, groups=groups))[k]
+    if n_groups < 2:
+        raise UsageError(f"{cfg.data.train_csv}: a validation split needs at least 2 groups, found {n_groups}")
+    if not 0 < cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must be between 0 and 1, got {cfg.data.val_fraction}")
+    splitter = GroupShuffleSplit(n_splits=1, test_size=cfg.data.val_fraction, random_state=cfg.seed)
+    return next(splitter.split(table, groups=groups))

@@ -1,0 +1,89 @@
+"""A fit job (both phases on one split, written to one run directory), and many of them in parallel.
+
+Parallel jobs go through joblib's active backend, so ``with joblib.parallel_backend("dask"): run_jobs(...)``
+spreads them over a Dask cluster unchanged. Each worker process keeps the features it read
+(:func:`pipeline.fit.data.shared_features`), so the jobs a worker runs share one read of the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from joblib import Parallel, delayed
+
+from pipeline.backbones.device import resolve_device, usable_cpus
+from pipeline.config import Config, to_dict
+from pipeline.errors import ConfigError
+from pipeline.fit.data import drop_uncached, read_splits, shared_features
+from pipeline.fit.sweep import flatten
+from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
+from pipeline.fit.train import PhaseResult, deterministic, train_phase
+from pipeline.store import FeatureStore
+
+
+@dataclass
+class FitJob:
+    """The two phases of one fit: the coarse config, the fine one (None: coarse only), and where results go."""
+
+    coarse: Config
+    fine: Config | None
+    out_dir: Path
+    fold: tuple[int, int] | None = None  # (k, K): validate on fold k of a grouped K-fold split of train_csv
+    echo: bool = True  # print progress to the console (parallel jobs only write their log.txt)
+
+
+def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
+    """Run both phases of ``job``, write its run directory, and return its metrics (``[phase][split]``)."""
+    _check_phases(job.coarse, job.fine)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(job.out_dir / "log.txt", job.echo)
+    write_configs(job.out_dir, job.coarse, job.fine)
+    log(f"run {job.out_dir}" + (f" (fold {job.fold[0] + 1} of {job.fold[1]})" if job.fold else ""))
+    coarse = {k: v for k, v in flatten(to_dict(job.coarse)).items() if not k.startswith("extract.")}
+    log("config: " + " ".join(f"{k}={v}" for k, v in coarse.items()))
+    if job.fine is not None:
+        fine = flatten(to_dict(job.fine))
+        log("fine phase changes: " + " ".join(f"{k}={fine[k]}" for k, v in coarse.items() if fine[k] != v))
+    store = FeatureStore.open(job.coarse.data.store)
+    splits = drop_uncached(read_splits(job.coarse, job.fold, log), store, log)
+    keys = list(dict.fromkeys(key for split in splits.values() for key in split.keys))
+    features = shared_features(job.coarse.data.store, keys, resolve_device(job.coarse.device))
+    results: list[PhaseResult] = []
+    with deterministic():
+        for phase, cfg in (("coarse", job.coarse), ("fine", job.fine)):
+            if cfg is not None:
+                init = results[-1].model if results else None
+                results.append(train_phase(phase, cfg, features, splits, init, log))
+    metrics = write_results(job.out_dir, results, splits)
+    log("\n" + metrics_table(metrics))
+    return metrics
+
+
+def run_jobs(jobs: list[FitJob], n_jobs: int = 1) -> Iterator[dict[str, dict[str, dict]]]:
+    """Yield the metrics of each job, in order; ``n_jobs`` > 1 runs them in parallel worker processes."""
+    if n_jobs == 1 or len(jobs) == 1:
+        yield from (run_job(job) for job in jobs)
+        return
+    threads = max(1, usable_cpus() // n_jobs)
+    quiet = [dataclasses.replace(job, echo=False) for job in jobs]
+    yield from Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_in_worker)(job, threads) for job in quiet)
+
+
+def _in_worker(job: FitJob, threads: int) -> dict[str, dict[str, dict]]:
+    torch.set_num_threads(threads)  # workers share the cores: no oversubscription
+    return run_job(job)
+
+
+def _check_phases(coarse: Config, fine: Config | None) -> None:
+    """Both phases must see the same videos and splits: the fine phase continues the coarse one."""
+    if fine is not None and (coarse.data != fine.data or coarse.device != fine.device):
+        fine_data = to_dict(fine.data)
+        differing = [k for k, v in to_dict(coarse.data).items() if fine_data[k] != v]
+        raise ConfigError(
+            f"{fine.name}: the fine phase must keep the coarse phase's data.* and device "
+            f"(differs: {', '.join(f'data.{k}' for k in differing) or 'device'})"
+        )

@@ -1,0 +1,140 @@
+"""The chunk regressor, and its file: everything score.py needs, loadable with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.config import Config, from_dict, to_dict
+from pipeline.errors import VQAError, WeightsError
+from pipeline.fit.data import FeatureSpec
+from pipeline.metrics import Logistic4
+
+MODEL_FORMAT = "vqa-pipeline/chunk-regressor"
+MODEL_VERSION = 1
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+_MIN_STD = 1e-6  # inputs with a smaller spread in the training split are left unscaled (constant columns)
+
+
+class ChunkRegressor(nn.Module):
+    """An MLP scoring each chunk from its standardised features; a video's score is the mean over its chunks.
+
+    The input mean and standard deviation are buffers (set from the training split), so the model file alone
+    maps raw store features to scores.
+    """
+
+    def __init__(self, in_dim: int, hidden: list[int], activation: str = "gelu", dropout: float = 0.0):
+        super().__init__()
+        self.architecture = {"in_dim": in_dim, "hidden": list(hidden), "activation": activation, "dropout": dropout}
+        self.register_buffer("input_mean", torch.zeros(in_dim))
+        self.register_buffer("input_std", torch.ones(in_dim))
+        layers: list[nn.Module] = []
+        width = in_dim
+        for size in hidden:
+            layers += [nn.Linear(width, size), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+
+    @classmethod
+    def from_config(cls, in_dim: int, cfg: Config) -> ChunkRegressor:
+        return cls(in_dim, cfg.model.hidden, cfg.model.activation, cfg.model.dropout)
+
+    def standardise_with(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set the input standardisation (per-input mean and std of the training split)."""
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(torch.where(std < _MIN_STD, torch.ones_like(std), std))
+
+    def chunk_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``(...)`` of chunk features ``(..., in_dim)``."""
+        return self.head(self.body((x - self.input_mean) / self.input_std)).squeeze(-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Video scores ``(B,)`` of padded chunk features ``(B, C, in_dim)``; ``mask`` ``(B, C)`` marks real chunks."""
+        weights = mask.to(x.dtype)
+        return (self.chunk_scores(x) * weights).sum(1) / weights.sum(1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model file says besides its weights: inputs, the store they came from, the output scale."""
+
+    features: FeatureSpec
+    widths: dict[str, int]  # feature kind -> width, in input order
+    store_settings: dict
+    store_settings_hash: str
+    mos_mean: float  # the model predicts (MOS - mos_mean) / mos_std
+    mos_std: float
+    calibration: Logistic4  # fitted on validation predictions (MOS scale) -> MOS
+    config: Config
+
+    def to_mos(self, raw: np.ndarray) -> np.ndarray:
+        """Model outputs on the training MOS scale, calibrated: what score.py reports."""
+        return self.calibration(np.asarray(raw, dtype=np.float64) * self.mos_std + self.mos_mean)
+
+
+def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None:
+    """Write ``model`` and ``spec`` as a plain dict of tensors and Python data; a temp file renamed into place."""
+    path = Path(path)
+    payload = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "architecture": model.architecture,
+        "features": {**spec.features.to_dict(), "widths": dict(spec.widths)},
+        "store": {"settings_hash": spec.store_settings_hash, "settings": spec.store_settings},
+        "labels": {"mos_mean": spec.mos_mean, "mos_std": spec.mos_std},
+        "calibration": spec.calibration.to_dict(),
+        "config": to_dict(spec.config),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ChunkRegressor, ModelSpec]:
+    """Return the model (eval mode, on ``device``) and spec saved in ``path``; WeightsError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: model file not found")
+    if not zipfile.is_zipfile(path):
+        raise WeightsError(f"{path}: not a readable model file (not a torch.save archive)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        raise WeightsError(
+            f"{path}: refused: not a weights-only model file; loading it would run code from the file "
+            f"({f'it needs {reason.group(1)}' if reason else str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise WeightsError(f"{path}: not a readable model file: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise WeightsError(f"{path}: not a {MODEL_FORMAT} file (written by fit.py)")
+    if payload.get("version") != MODEL_VERSION:
+        raise WeightsError(f"{path}: model file version {payload.get('version')}, this code reads {MODEL_VERSION}")
+    try:
+        features = payload["features"]
+        spec = ModelSpec(
+            features=FeatureSpec.from_dict(features),
+            widths=dict(features["widths"]),
+            store_settings=payload["store"]["settings"],
+            store_settings_hash=payload["store"]["settings_hash"],
+            mos_mean=float(payload["labels"]["mos_mean"]),
+            mos_std=float(payload["labels"]["mos_std"]),
+            calibration=Logistic4.from_dict(payload["calibration"]),
+            config=from_dict(payload["config"], str(path)),
+        )
+        model = ChunkRegressor(**payload["architecture"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError, VQAError) as err:
+        raise WeightsError(f"{path}: damaged or incompatible model file: {err}") from None
+    return model.to(device).eval(), spec

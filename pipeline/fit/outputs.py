@@ -1,0 +1,125 @@
+"""What a run directory receives: model files, metrics.json, history.csv, resolved configs, a scatter plot.
+
+Formats are boring on purpose: JSON with a fixed schema (NaN written as null), CSV with a header, YAML
+configs that reproduce the run (``fit.py -o RUN_DIR/config_coarse.yml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config, dump_config
+from pipeline.fit.data import Split
+from pipeline.fit.model import save_model
+from pipeline.fit.train import PhaseResult
+
+METRIC_COLUMNS = ("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n")
+
+
+class RunLog:
+    """Progress lines, appended to ``log.txt`` in the run directory and echoed to the console unless quiet."""
+
+    def __init__(self, path: Path, echo: bool = True):
+        self.path = path
+        self.echo = echo
+
+    def __call__(self, line: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)
+
+
+def write_configs(
+    out_dir: Path, coarse: Config, fine: Config | None, names: tuple[str, str] = ("config_coarse.yml", "config_fine.yml")
+) -> None:
+    """Write the resolved configs; the coarse one names the fine one beside it, so the pair reruns as is."""
+    dump_config(dataclasses.replace(coarse, fine_config=names[1] if fine is not None else None), out_dir / names[0])
+    if fine is not None:
+        dump_config(fine, out_dir / names[1])
+
+
+def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, Split]) -> dict:
+    """Write the model files, metrics, history and scatter plot of a run; return the metrics written."""
+    final = results[-1]
+    save_model(out_dir / "best_model.pth", final.model, final.spec)
+    for result in results[:-1]:
+        save_model(out_dir / f"{result.phase}_model.pth", result.model, result.spec)
+    metrics = {result.phase: {split: _contract(m) for split, m in result.metrics.items()} for result in results}
+    write_json(out_dir / "metrics.json", metrics)
+    pd.DataFrame([row for result in results for row in result.history]).to_csv(out_dir / "history.csv", index=False)
+    plot_scatter(out_dir / "scatter.png", final, splits)
+    return metrics
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write ``data`` as strict JSON (NaN and infinity as null), via a temp file renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def metrics_table(metrics: dict[str, dict[str, dict]]) -> str:
+    """``metrics[phase][split]`` as an aligned text table, one row per phase and split."""
+    rows = [
+        [phase, split, *(_cell(values.get(c)) for c in METRIC_COLUMNS)]
+        for phase, by_split in metrics.items()
+        for split, values in by_split.items()
+    ]
+    return format_table(["phase", "split", *METRIC_COLUMNS], rows)
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def plot_scatter(path: Path, result: PhaseResult, splits: dict[str, Split]) -> None:
+    """Predicted (MOS scale) vs. MOS for validation (and test), with the logistic fitted on validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
+    for split, pred in result.predictions.items():
+        m = result.metrics[split]
+        ax.scatter(pred, splits[split].mos, s=12, alpha=0.7,
+                   label=f"{split} (n={m['n']}): SROCC {m['srocc']:.3f}, PLCC {m['plcc']:.3f}")
+    every = np.concatenate(list(result.predictions.values()))
+    x = np.linspace(every.min(), every.max(), 200)
+    ax.plot(x, result.spec.calibration(x), color="black", lw=1.5, label="logistic fitted on val")
+    ax.set_xlabel("predicted (MOS scale, before calibration)")
+    ax.set_ylabel("MOS")
+    ax.set_title(f"{result.spec.config.name}: {result.phase} phase, best epoch {result.best_epoch}")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _contract(values: dict) -> dict:
+    return {c: values[c] for c in METRIC_COLUMNS}
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _finite(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data

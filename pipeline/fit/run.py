@@ -1,0 +1,139 @@
+"""What ``fit.py`` does: resolve both phases' configs, then run one fit, a grouped K-fold, or a sweep."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config, fine_config_path, load_config
+from pipeline.errors import UsageError
+from pipeline.fit.jobs import FitJob, run_jobs
+from pipeline.fit.outputs import METRIC_COLUMNS, format_table, write_configs, write_json
+from pipeline.fit.sweep import as_overrides, read_sweep
+
+Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value
+
+
+def fit(
+    config: str | Path,
+    *,
+    fine: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    folds: int = 0,
+    sweep: str | Path | None = None,
+    jobs: int = 1,
+) -> Metrics:
+    """Fit the coarse phase of ``config`` then its fine phase; return the metrics (fold means with ``folds``).
+
+    ``fine`` replaces the config's ``fine_config``; ``overrides`` (``KEY=VALUE``) apply to both phases.
+    ``folds`` >= 2 runs a grouped K-fold of the train CSV; ``sweep`` runs every fit a sweep file lists
+    (returning the best one's metrics); ``jobs`` fits run in parallel.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    if folds == 1 or folds < 0:
+        raise UsageError(f"--folds must be 0 (no folds) or >= 2, got {folds}")
+    coarse, fine_cfg = resolve_configs(config, fine, overrides)
+    out = Path(out) if out is not None else default_run_dir(coarse)
+    if sweep is not None:
+        return _sweep(config, fine, overrides, Path(sweep), out, folds, jobs)
+    plan = _plan(coarse, fine_cfg, out, folds)
+    results = list(run_jobs(plan, jobs))
+    return _summarise_folds(out, results) if folds else results[0]
+
+
+def resolve_configs(
+    config: str | Path, fine: str | Path | None = None, overrides: Sequence[str] = ()
+) -> tuple[Config, Config | None]:
+    """The coarse config with ``overrides``, and the fine one laid over it (None when there is no fine phase)."""
+    coarse = load_config(config, overrides)
+    fine_path = Path(fine) if fine is not None else fine_config_path(config, coarse)
+    return coarse, (load_config(fine_path, overrides, base=coarse) if fine_path is not None else None)
+
+
+def default_run_dir(cfg: Config) -> Path:
+    return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _plan(coarse: Config, fine: Config | None, out: Path, folds: int) -> list[FitJob]:
+    if not folds:
+        return [FitJob(coarse, fine, out)]
+    return [FitJob(coarse, fine, out / f"fold-{k + 1}", fold=(k, folds)) for k in range(folds)]
+
+
+def _summarise_folds(out: Path, results: list[Metrics]) -> Metrics:
+    """Write ``folds.csv`` (one row per fold, phase, split) and ``folds.json`` (mean, std); print; return means."""
+    rows = [
+        {"fold": k + 1, "phase": phase, "split": split, **{c: values[c] for c in METRIC_COLUMNS}}
+        for k, metrics in enumerate(results)
+        for phase, by_split in metrics.items()
+        for split, values in by_split.items()
+    ]
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "folds.csv", index=False)
+    stats = table.groupby(["phase", "split"], sort=False)[list(METRIC_COLUMNS)].agg(["mean", "std"])
+    summary = {
+        phase: {split: {c: {"mean": float(stats.loc[(phase, split), (c, "mean")]),
+                            "std": float(stats.loc[(phase, split), (c, "std")])} for c in METRIC_COLUMNS}
+                for split in by_split}
+        for phase, by_split in results[0].items()
+    }
+    write_json(out / "folds.json", summary)
+    cells = [[phase, split, *(f"{v['mean']:.4f} ± {v['std']:.4f}" for v in values.values())]
+             for phase, by_split in summary.items() for split, values in by_split.items()]
+    print(f"\n{len(results)}-fold grouped cross-validation (mean ± std over folds), {out}:")
+    print(format_table(["phase", "split", *METRIC_COLUMNS], cells))
+    return {phase: {split: {c: v["mean"] for c, v in values.items()} for split, values in by_split.items()}
+            for phase, by_split in summary.items()}
+
+
+def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str], sweep: Path, out: Path,
+           folds: int, jobs: int) -> Metrics:
+    """Run every fit of ``sweep`` (each in ``out/run-NNN``), then rank them by the last phase's validation SROCC."""
+    entries = read_sweep(sweep)
+    configs = [resolve_configs(config, fine, [*overrides, *as_overrides(entry)]) for entry in entries]  # all checked first
+    plans = [_plan(coarse, fine_cfg, out / f"run-{i:03d}", folds) for i, (coarse, fine_cfg) in enumerate(configs)]
+    flat = [job for plan in plans for job in plan]
+    print(f"sweep {sweep}: {len(entries)} fit(s){f' x {folds} folds' if folds else ''}, {jobs} in parallel -> {out}")
+    results: list[Metrics] = []
+    for job, metrics in zip(flat, run_jobs(flat, jobs)):
+        results.append(metrics)
+        last = list(metrics)[-1]
+        print(f"  done {job.out_dir}: {last} val srocc {metrics[last]['val']['srocc']:.4f}", flush=True)
+    summaries, at = [], 0
+    for plan in plans:
+        done, at = results[at:at + len(plan)], at + len(plan)
+        summaries.append(_summarise_folds(plan[0].out_dir.parent, done) if folds else done[0])
+    table = _ranking(entries, summaries, [f"run-{i:03d}" for i in range(len(entries))])
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "sweep.csv", index=False)
+    best = int(table.index[0])
+    write_configs(out, *configs[best], names=("best_config.yml", "best_config_fine.yml"))
+    print(f"\nsweep results, best first (validation only{'; fold means' if folds else ''}):")
+    print(format_table(list(table.columns), [[_cell(v) for v in row] for row in table.itertuples(index=False)]))
+    print(f"best: {table.iloc[0]['run']}; its config: {out / 'best_config.yml'}")
+    return summaries[best]
+
+
+def _ranking(entries: list[dict], summaries: list[Metrics], names: list[str]) -> pd.DataFrame:
+    """One row per fit: its overrides and validation metrics, sorted by the last phase's validation SROCC."""
+    rows = []
+    for name, entry, metrics in zip(names, entries, summaries):
+        phases = list(metrics)
+        row = {"run": name, **entry}
+        row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
+        row.update({f"val_{c}": metrics[phases[-1]]["val"][c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values("val_srocc", ascending=False, na_position="last", kind="stable")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,166 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from fit_fixtures import make_store, write_configs, write_csv
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+from pipeline.fit.data import ChunkFeatures, read_splits
+from pipeline.fit.model import load_model
+from pipeline.fit.run import fit, resolve_configs
+from pipeline.fit.train import deterministic, train_phase
+from pipeline.metrics import evaluate
+from pipeline.store import FeatureStore
+
+METRICS = {"srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("fittrain")
+    labels = make_store(tmp / "store", videos=40, max_chunks=3)
+    csv = write_csv(tmp / "labels.csv", labels)
+    return tmp, labels, csv
+
+
+@pytest.fixture(scope="module")
+def run(tiny):
+    tmp, _, csv = tiny
+    out = tmp / "run"
+    metrics = fit(write_configs(tmp, tmp / "store", csv), out=out)
+    return out, metrics
+
+
+def test_run_directory_holds_the_contract_outputs(run):
+    out, metrics = run
+    assert {p.name for p in out.iterdir()} >= {"best_model.pth", "coarse_model.pth", "metrics.json", "history.csv",
+                                               "config_coarse.yml", "config_fine.yml", "scatter.png", "log.txt"}
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(metrics))
+    assert list(written) == ["coarse", "fine"]
+    assert all(list(by_split) == ["val"] and set(by_split["val"]) == METRICS for by_split in written.values())
+    history = pd.read_csv(out / "history.csv")
+    assert history[["phase", "epoch"]].values.tolist() == [["coarse", e] for e in range(4)] + [["fine", e] for e in range(3)]
+    assert {"lr", "train_loss", "train_mse", "train_rank", "val_srocc", "val_plcc", "train_seconds"} <= set(history)
+    assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_each_phase_keeps_its_best_validation_epoch(run):
+    out, metrics = run
+    history = pd.read_csv(out / "history.csv")
+    for phase in ("coarse", "fine"):
+        rows = history[history.phase == phase]
+        assert metrics[phase]["val"]["srocc"] == pytest.approx(rows.val_srocc.max())
+
+
+def test_best_model_loads_weights_only_and_reproduces_the_validation_scores(run, tiny):
+    out, metrics = run
+    tmp, labels, _ = tiny
+    payload = torch.load(out / "best_model.pth", weights_only=True)
+    assert payload["features"]["level"] == "fine" and payload["config"]["name"] == "tiny_fine"
+    assert payload["store"]["settings_hash"] == FeatureStore.open(tmp / "store").manifest["settings_hash"]
+    model, spec = load_model(out / "best_model.pth")
+    cfg = load_config(out / "config_coarse.yml")
+    val = read_splits(cfg, log=lambda _: None)["val"]
+    features = ChunkFeatures(FeatureStore.open(tmp / "store"), val.keys, torch.device("cpu"))
+    features.load(spec.features.kinds)
+    with torch.no_grad():
+        raw = model(*features.batch(torch.arange(len(val)), spec.features.kinds)).numpy()
+    pred = raw * spec.mos_std + spec.mos_mean
+    assert evaluate(val.mos, pred)["srocc"] == pytest.approx(metrics["fine"]["val"]["srocc"])
+    assert spec.mos_mean == pytest.approx(read_splits(cfg, log=lambda _: None)["train"].mos.mean())
+
+
+def test_resolved_configs_rerun_the_same_fit(run, tmp_path):
+    out, metrics = run
+    coarse, fine = resolve_configs(out / "config_coarse.yml")
+    assert fine is not None and fine.features.level == "fine" and fine.optimizer.lr == 3e-4
+    assert yaml.safe_load((out / "config_coarse.yml").read_text())["fine_config"] == "config_fine.yml"
+    again = fit(out / "config_coarse.yml", out=tmp_path / "again")
+    assert again == metrics
+    history = [pd.read_csv(d / "history.csv").drop(columns=["train_seconds", "val_seconds"]) for d in (out, tmp_path / "again")]
+    pd.testing.assert_frame_equal(*history)
+    first, second = (torch.load(d / "best_model.pth", weights_only=True)["state_dict"] for d in (out, tmp_path / "again"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_overrides_apply_to_both_phases_and_fine_can_be_replaced(tiny, tmp_path):
+    tmp, _, csv = tiny
+    path = write_configs(tmp_path, tmp / "store", csv)
+    coarse, fine = resolve_configs(path, overrides=["optimizer.weight_decay=0.5", "model.hidden=[4]"])
+    assert coarse.optimizer.weight_decay == fine.optimizer.weight_decay == 0.5 and fine.model.hidden == [4]
+    other = tmp_path / "other.yml"
+    other.write_text("name: other\nnum_epochs: 1\n")
+    assert resolve_configs(path, fine=other)[1].name == "other"
+    assert resolve_configs(path, overrides=["fine_config=null"])[1] is None
+
+
+def phase_inputs(tiny, *overrides):
+    tmp, labels, csv = tiny
+    coarse, fine = resolve_configs(write_configs(tmp, tmp / "store", csv), overrides=overrides)
+    splits = read_splits(coarse, log=lambda _: None)
+    features = ChunkFeatures(FeatureStore.open(tmp / "store"), list(labels.filename), torch.device("cpu"))
+    return coarse, fine, splits, features
+
+
+def test_fine_phase_starts_from_the_coarse_model_with_its_own_standardisation(tiny):
+    coarse_cfg, fine_cfg, splits, features = phase_inputs(tiny, "model.dropout=0.0")
+    fine_cfg.optimizer.lr, fine_cfg.optimizer.weight_decay = 1e-12, 0.0  # training barely moves the weights
+    with deterministic():
+        coarse = train_phase("coarse", coarse_cfg, features, splits, log=lambda _: None)
+        fine = train_phase("fine", fine_cfg, features, splits, init=coarse.model, log=lambda _: None)
+    for name, value in coarse.model.named_parameters():
+        torch.testing.assert_close(dict(fine.model.named_parameters())[name], value, rtol=0, atol=1e-6)
+    mean, _ = features.moments(features.videos(splits["train"].keys), fine.spec.features.kinds)
+    torch.testing.assert_close(fine.model.input_mean, mean)
+    assert not torch.equal(fine.model.input_mean, coarse.model.input_mean)
+
+
+def test_fine_phase_with_another_architecture_is_refused(tiny):
+    coarse_cfg, fine_cfg, splits, features = phase_inputs(tiny)
+    fine_cfg.model.hidden = [7]
+    coarse = train_phase("coarse", coarse_cfg, features, splits, log=lambda _: None)
+    with pytest.raises(ConfigError, match="cannot start from the previous phase's model"):
+        train_phase("fine", fine_cfg, features, splits, init=coarse.model, log=lambda _: None)
+
+
+def test_the_test_split_is_reported_but_never_selects(tiny, tmp_path):
+    tmp, labels, csv = tiny
+    test = labels.iloc[:10]
+    shuffled = test.assign(mos=test.mos.to_numpy()[::-1])
+    results = []
+    for name, table in (("a", test), ("b", shuffled)):
+        path = write_configs(tmp_path, tmp / "store", csv, coarse={"data": {"test_csv": str(write_csv(tmp_path / f"{name}.csv", table))}})
+        results.append(fit(path, out=tmp_path / name))
+    assert all(set(by_split) == {"val", "test"} for by_split in results[0].values())
+    assert all(results[0][p]["val"] == results[1][p]["val"] for p in ("coarse", "fine"))
+    assert results[0]["fine"]["test"]["srocc"] != results[1]["fine"]["test"]["srocc"]
+
+
+def test_training_learns_the_synthetic_quality(tmp_path):
+    csv = write_csv(tmp_path / "labels.csv", make_store(tmp_path / "store", videos=120, max_chunks=2))
+    path = write_configs(tmp_path, tmp_path / "store", csv,
+                         coarse={"num_epochs": 8, "fine_config": None, "optimizer": {"lr": 1e-4}})
+    metrics = fit(path, out=tmp_path / "learn")
+    start = pd.read_csv(tmp_path / "learn" / "history.csv").val_srocc[0]  # the random initial model
+    assert metrics["coarse"]["val"]["srocc"] > max(0.6, start + 0.3)
+
+
+def test_grouped_folds_report_mean_and_std(tiny, tmp_path):
+    tmp, _, csv = tiny
+    path = write_configs(tmp_path, tmp / "store", csv, coarse={"num_epochs": 1}, fine={"num_epochs": 1})
+    means = fit(path, out=tmp_path / "cv", folds=3)
+    per_fold = [json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text()) for k in (1, 2, 3)]
+    summary = json.loads((tmp_path / "cv" / "folds.json").read_text())
+    srocc = [m["fine"]["val"]["srocc"] for m in per_fold]
+    assert summary["fine"]["val"]["srocc"]["mean"] == pytest.approx(np.mean(srocc))
+    assert summary["fine"]["val"]["srocc"]["std"] == pytest.approx(np.std(srocc, ddof=1))
+    assert means["fine"]["val"]["srocc"] == pytest.approx(np.mean(srocc))
+    assert sum(m["fine"]["val"]["n"] for m in per_fold) == 40
+    assert len(pd.read_csv(tmp_path / "cv" / "folds.csv")) == 6
