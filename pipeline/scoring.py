@@ -1,0 +1,310 @@
+"""Scoring: a trained model applied to videos, to cached features, or to feature arrays. Load once, score many.
+
+    scorer = Scorer.load("runs/demo/best_model.pth")
+    table = scorer.score_paths(["a.mp4", "b.mp4"])     # extracts what its store lacks, then predicts
+
+A model file names the extraction settings of the features it was trained on (``ModelSpec.store_settings``).
+Videos are extracted with exactly those settings (levels, clip, max_chunks, weights, NSS), and a store made
+with any other settings is refused, so a model never scores features it was not trained on. Only the
+spatial level the model reads is extracted.
+
+Scores: the model predicts standardised MOS per chunk; a video's ``score_raw`` is the mean over its chunks,
+mapped back to the training data's MOS scale; its ``score`` is that value through the logistic calibration
+fitted on the validation split. Per-chunk scores go through the same two maps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.backbones import resolve_device
+from pipeline.config import ClipConfig, ExtractConfig, LevelConfig, load_config, valid_keys
+from pipeline.errors import StoreError, UsageError
+from pipeline.extract import FEATURE_VERSION, Backbones, extract_videos
+from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
+from pipeline.labels import read_labels
+from pipeline.metrics import evaluate
+from pipeline.store import FeatureStore, FeatureTable
+
+#: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
+SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error")
+_BLOCK_ROWS = 1024  # chunk rows converted to float32 and scored at once: a few MB, stays in cache
+
+
+@dataclass
+class Predictions:
+    """Scores of videos and of their chunks; rows of ``keys[i]`` are ``offsets[i]:offsets[i+1]``."""
+
+    keys: list[str]
+    offsets: np.ndarray  # int64 (videos + 1,)
+    score: np.ndarray  # float64 (videos,): calibrated, on the training data's MOS scale
+    score_raw: np.ndarray  # float64 (videos,): the same before calibration (mean of the chunks' raw scores)
+    chunk_score: np.ndarray  # float64 (rows,): each chunk's score, calibrated
+    chunk_score_raw: np.ndarray  # float64 (rows,)
+
+
+class Scorer:
+    """A trained model, the backbones that make its inputs (built on first need), and a feature store."""
+
+    def __init__(self, model: ChunkRegressor, spec: ModelSpec, path: Path, extract: ExtractConfig,
+                 store: Path | None = None):
+        self.model = model
+        self.spec = spec
+        self.path = path
+        self.extract = extract
+        self.device = next(model.parameters()).device
+        self.store = Path(store) if store is not None else default_store(spec)
+        self._backbones: Backbones | None = None
+
+    @classmethod
+    def load(cls, model_path: str | Path, *, device: str | None = None, weights: str | None = None,
+             store: str | Path | None = None, overrides: Sequence[str] = ()) -> Scorer:
+        """Load ``RUN_DIR/best_model.pth`` once; score with it as often as needed.
+
+        ``device``: where the backbones and the model run (default: the model config's ``extract.device``).
+        ``weights``: backbone weights for videos not in the store yet (``imagenet``, ``random`` or a directory;
+        default: ``random`` when the model's features were made with random weights, else ``imagenet``).
+        ``store``: the feature store to read and extend (default: :func:`default_store`).
+        ``overrides``: ``extract.*`` ``KEY=VALUE`` items for how to extract (decoder, batch size, workers...).
+        """
+        path = Path(model_path)
+        not_extract = [item for item in overrides if not item.strip().startswith("extract.")]
+        if not_extract:
+            raise UsageError(f"--set {not_extract[0]!r}: scoring accepts extract.* keys only (the model fixes the "
+                             "rest); valid: " + ", ".join(k for k in valid_keys() if k.startswith("extract.")))
+        model, spec = load_model(path)
+        cfg = load_config(None, overrides, base=spec.config).extract
+        cfg.device = device or cfg.device
+        model.to(resolve_device(cfg.device))
+        return cls(model, spec, path, extraction_config(spec, cfg, weights), store)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The store's feature kinds the model reads, in input order."""
+        return self.spec.features.kinds
+
+    # -- scoring ------------------------------------------------------------------------------------
+
+    def score_csv(self, csv: str | Path, video_root: str | Path | None = None, *,
+                  progress: bool = False) -> tuple[pd.DataFrame, dict | None]:
+        """Score every row of a label CSV; return the table (with a ``mos`` column) and metrics when MOS is given.
+
+        Metrics are those of :func:`pipeline.metrics.evaluate` over the rows scored ``ok`` that have a MOS:
+        ``plcc``/``rmse`` after a logistic fitted on these rows, ``plcc_raw``/``rmse_raw`` of ``score`` as is.
+        """
+        labels = read_labels(csv, video_root, require_mos=False, missing="keep")
+        table = self.score_paths(dict(zip(labels["filename"], labels["path"])), progress=progress)
+        table.insert(1, "mos", labels["mos"].to_numpy())
+        rated = table[(table["status"] == "ok") & table["mos"].notna()]
+        metrics = evaluate(rated["mos"], rated["score"]) if len(rated) else None
+        return table, metrics
+
+    def score_paths(self, videos: Sequence[str | Path] | Mapping[str, str | Path], *,
+                    progress: bool = False) -> pd.DataFrame:
+        """Score video files: extract those the store lacks, then predict; one row per video, in input order.
+
+        ``videos``: paths (each path, as given, is its key) or ``{key: path}``. Columns: ``filename`` (the key),
+        ``score``, ``score_raw``, ``status`` (``ok`` | ``error``), ``error`` (the reason, empty when ok), then
+        ``seconds`` and ``chunk_scores`` (arrays: the second each chunk starts at, and its calibrated score).
+        A video that cannot be read fails its own row; nothing is raised for it.
+        """
+        paths = {str(k): str(v) for k, v in videos.items()} if isinstance(videos, Mapping) else \
+            {str(v): str(v) for v in videos}
+        errors = {key: f"{path}: video file not found" for key, path in paths.items() if not Path(path).is_file()}
+        present = {key: path for key, path in paths.items() if key not in errors}
+        errors.update(self.extract_missing(present, progress=progress))
+        scored = [key for key in present if key not in errors]
+        if not scored:
+            return _table(list(paths), errors, None, {})
+        store = self._open_store()
+        predictions = self.score_table(store.read(self.kinds, scored))
+        records, max_chunks = store.cached(), self.spec.store_settings.get("max_chunks", 0)
+        seconds = {key: chunk_seconds(int(count), max_chunks, records[key].duration)
+                   for key, count in zip(predictions.keys, np.diff(predictions.offsets))}
+        return _table(list(paths), errors, predictions, seconds)
+
+    def extract_missing(self, videos: Mapping[str, str], *, progress: bool = False) -> dict[str, str]:
+        """Extract the ``{key: path}`` videos the store does not hold (from that same file); return failures."""
+        store = self._open_store() if (self.store / "manifest.json").exists() else None
+        cached = store.cached() if store is not None else {}
+        held = {key for key, record in cached.items() if set(self.kinds) <= set(record.kinds)}
+        needed = [(key, path) for key, path in videos.items() if key not in held or not cached[key].same_file(path)]
+        if not needed:
+            return {}
+        level = self.spec.features.level
+        summary = extract_videos(needed, self.store, self.extract, levels=[] if level == "none" else [level],
+                                 backbones=self.backbones(), progress=progress)
+        return summary.failed
+
+    def score_table(self, table: FeatureTable) -> Predictions:
+        """Score features read from a store (``FeatureStore.read(scorer.kinds, keys)``)."""
+        return self.score_features(table.features, table.offsets, table.keys)
+
+    def score_features(self, features: Mapping[str, np.ndarray], offsets: Sequence[int] | None = None,
+                       keys: Sequence[str] | None = None) -> Predictions:
+        """Score chunk feature arrays: ``{kind: (rows, width)}`` for every kind in :attr:`kinds`.
+
+        ``offsets`` (``videos + 1`` increasing row numbers from 0 to rows) cut the rows into videos; None: all
+        rows are one video. ``keys`` name the videos (default ``"0", "1", ...``).
+        """
+        rows = self._check_features(features)
+        offsets = np.asarray([0, rows] if offsets is None else offsets, dtype=np.int64)
+        counts = np.diff(offsets)
+        if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != rows or (counts < 1).any():
+            raise UsageError(f"offsets must rise strictly from 0 to the row count {rows}, got {offsets.tolist()[:8]}")
+        keys = [str(i) for i in range(len(counts))] if keys is None else list(keys)
+        if len(keys) != len(counts):
+            raise UsageError(f"{len(keys)} keys for {len(counts)} videos")
+        chunk_raw = self._chunk_outputs(features, rows) * self.spec.mos_std + self.spec.mos_mean
+        video_raw = np.add.reduceat(chunk_raw, offsets[:-1]) / counts
+        to_mos = self.spec.calibration
+        return Predictions(keys, offsets, to_mos(video_raw), video_raw, to_mos(chunk_raw), chunk_raw)
+
+    def backbones(self) -> Backbones:
+        """The backbones that make this model's inputs, built once; refused if they would make other features."""
+        if self._backbones is None:
+            backbones = Backbones(self.extract)
+            differing = _differences(self.spec.store_settings, backbones.settings)
+            if differing:
+                raise UsageError(
+                    f"{self.path}: this model was trained on features extracted with other settings than these "
+                    f"backbones give (weights {self.extract.weights!r}); differing (model vs. now): "
+                    + "; ".join(differing))
+            self._backbones = backbones
+        return self._backbones
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _open_store(self) -> FeatureStore:
+        store = FeatureStore.open(self.store)
+        if store.manifest["settings_hash"] != self.spec.store_settings_hash:
+            raise UsageError(
+                f"{self.store}: this store was made with other extraction settings than the features {self.path} "
+                "was trained on; pass another --store (a new directory is fine). Differing (model vs. store): "
+                + "; ".join(_differences(self.spec.store_settings, store.settings)))
+        return store
+
+    def _check_features(self, features: Mapping[str, np.ndarray]) -> int:
+        """The row count of ``features``, once each kind is checked present with the model's width."""
+        widths = self.spec.widths
+        missing = [kind for kind in self.kinds if kind not in features]
+        if missing:
+            raise UsageError(f"features lack {missing}; this model reads {widths} (kind: width)")
+        shapes = {kind: np.shape(features[kind]) for kind in self.kinds}
+        if any(len(s) != 2 or s[1] != widths[kind] for kind, s in shapes.items()) or \
+                len({s[0] for s in shapes.values()}) != 1 or not next(iter(shapes.values()))[0]:
+            raise UsageError(f"features must be (rows, width) arrays with one row count and widths {widths}; "
+                             f"got shapes {shapes}")
+        return next(iter(shapes.values()))[0]
+
+    @torch.no_grad()
+    def _chunk_outputs(self, features: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+        """Model outputs (standardised MOS, float64) of every row, a block at a time into one float32 buffer."""
+        widths = [self.spec.widths[kind] for kind in self.kinds]
+        columns = np.cumsum([0, *widths])
+        buffer = torch.empty((min(rows, _BLOCK_ROWS), int(columns[-1])), dtype=torch.float32, device=self.device)
+        out = torch.empty(rows, dtype=torch.float32, device=self.device)
+        for start in range(0, rows, _BLOCK_ROWS):
+            stop = min(rows, start + _BLOCK_ROWS)
+            x = buffer[: stop - start]
+            for kind, left, right in zip(self.kinds, columns[:-1], columns[1:]):
+                x[:, left:right].copy_(torch.as_tensor(features[kind][start:stop]))  # casts float16 in place
+            out[start:stop] = self.model.chunk_scores(x)
+        return out.double().cpu().numpy()
+
+
+def default_store(spec: ModelSpec) -> Path:
+    """The store a model scores with by default: the one it was trained from when that is here, with the same
+    settings; otherwise ``features/scores-<first 12 digits of the settings hash>``."""
+    trained = Path(spec.config.data.store)
+    try:
+        if FeatureStore.open(trained).manifest["settings_hash"] == spec.store_settings_hash:
+            return trained
+    except StoreError:
+        pass
+    return Path("features") / f"scores-{spec.store_settings_hash[:12]}"
+
+
+def extraction_config(spec: ModelSpec, runtime: ExtractConfig, weights: str | None = None) -> ExtractConfig:
+    """The extraction config that reproduces the model's feature settings; decoding options from ``runtime``."""
+    settings = spec.store_settings
+    needed = ("feature_version", "levels", "clip", "max_chunks", "spatial_weights", "temporal_weights", "nss")
+    if any(key not in settings for key in needed):
+        raise UsageError(f"the features this model was trained on were not made by extract_features.py (settings "
+                         f"{settings}); score it from a store that holds the videos' features already")
+    if settings["feature_version"] != FEATURE_VERSION:
+        raise UsageError(f"this model's features follow feature definitions version {settings['feature_version']}; "
+                         f"this code extracts version {FEATURE_VERSION}: refit the model on freshly extracted features")
+    ids = [settings["spatial_weights"], settings["temporal_weights"]]
+    random = any(str(i).startswith("random") for i in ids if i is not None)
+    return ExtractConfig(
+        decoder=runtime.decoder, device=runtime.device, batch_size=runtime.batch_size,
+        decode_timeout_s=runtime.decode_timeout_s, workers=runtime.workers, shard_videos=runtime.shard_videos,
+        weights=weights or ("random" if random else "imagenet"),
+        levels={name: LevelConfig(level["short_side"]) for name, level in settings["levels"].items()},
+        clip=ClipConfig(**settings["clip"]),
+        max_chunks=settings["max_chunks"],
+        temporal=settings["temporal_weights"] is not None,
+        nss=settings["nss"] is not None,
+    )
+
+
+def chunk_seconds(count: int, max_chunks: int, duration: float) -> np.ndarray:
+    """The second each of a video's ``count`` chunks starts at (the sampling plan of the design).
+
+    Without ``max_chunks`` chunk ``i`` is second ``i``. With it, chunks are spread over the
+    ``max(1, floor(duration))`` seconds as the sampling plan spreads them.
+    """
+    if not max_chunks or count < max_chunks:
+        return np.arange(count)
+    seconds = max(1, math.floor(duration))
+    return np.array([(2 * k + 1) * seconds // (2 * max_chunks) for k in range(count)])
+
+
+def write_scores(table: pd.DataFrame, path: str | Path) -> None:
+    """Write ``scores.csv``: the columns of :data:`SCORE_COLUMNS`, one row per video, in input order."""
+    table.loc[:, list(SCORE_COLUMNS)].to_csv(path, index=False)
+
+
+def write_per_second(table: pd.DataFrame, path: str | Path) -> None:
+    """Write one JSON line per scored video: ``{"filename", "score", "seconds": [...], "scores": [...]}``."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in table[table["status"] == "ok"].itertuples(index=False):
+            f.write(json.dumps({"filename": row.filename, "score": row.score, "seconds": row.seconds.tolist(),
+                                "scores": row.chunk_scores.tolist()}) + "\n")
+
+
+def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions | None,
+           seconds: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per key, in order: its scores and chunk scores, or its error."""
+    at = {key: i for i, key in enumerate(predictions.keys)} if predictions is not None else {}
+    rows = []
+    for key in keys:
+        if key in at:
+            i = at[key]
+            span = slice(predictions.offsets[i], predictions.offsets[i + 1])
+            rows.append((key, predictions.score[i], predictions.score_raw[i], "ok", "", seconds[key],
+                         predictions.chunk_score[span]))
+        else:
+            rows.append((key, math.nan, math.nan, "error", errors[key], None, None))
+    return pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "seconds", "chunk_scores"])
+
+
+def _differences(expected: Mapping, actual: Mapping) -> list[str]:
+    a, b = _flatten(json.loads(json.dumps(expected))), _flatten(json.loads(json.dumps(actual)))
+    keys = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+    return [f"{key}: {a.get(key)!r} vs. {b.get(key)!r}" for key in keys]
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}

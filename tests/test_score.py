@@ -1,0 +1,186 @@
+"""Scoring end to end on tiny generated videos: extract -> fit -> score, failures per row, outputs, the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pipeline.cli import extract, score
+from pipeline.fit.model import load_model
+from pipeline.fit.run import fit
+from pipeline.scoring import Scorer, chunk_seconds
+from pipeline.store import FeatureStore
+from videos import make_video
+
+REPO = Path(__file__).resolve().parents[1]
+# Tiny everything, as --set overrides of the extraction (the config keeps the design's defaults).
+TINY = ["extract.device=cpu", "extract.batch_size=4", "extract.levels.coarse.short_side=64",
+        "extract.levels.fine.short_side=80", "extract.clip.size=32", "extract.clip.frames=8"]
+VIDEOS = 6
+
+
+def invoke(command, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(command, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: tiny models gain nothing from two, and lose a lot when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with tiny videos, their labels, a store extracted with random weights, and a fitted run."""
+    root = tmp_path_factory.mktemp("score")
+    for i in range(VIDEOS):
+        make_video(root / f"clip{i}.mp4", frames=24 if i == 3 else 16, fps=8, seed=i)  # 2 chunks; clip3: 3
+    rows = [f"clip{i}.mp4,{1 + i * 0.5},src{i // 2}\n" for i in range(VIDEOS)]
+    (root / "labels.csv").write_text("filename,mos,group\n" + "".join(rows))
+    (root / "fine.yml").write_text("name: tiny_fine\nfine_config: null\nfeatures: {level: fine}\nnum_epochs: 1\n")
+    (root / "coarse.yml").write_text(
+        f"name: tiny\nseed: 1\nfine_config: {root / 'fine.yml'}\nnum_epochs: 2\nbatch_size: 4\n"
+        f"model: {{hidden: [8]}}\n"
+        f"data: {{train_csv: {root / 'labels.csv'}, video_root: {root}, store: {root / 'store'}, "
+        "val_fraction: 0.34}\n")
+    code, out = invoke(extract, "-o", root / "coarse.yml", "--weights", "random", "--no-progress",
+                       *(a for item in TINY for a in ("--set", item)))
+    assert code == 0, out
+    fit(root / "coarse.yml", out=root / "run")
+    (root / "bad.mp4").write_bytes(b"not a video at all" * 50)
+    (root / "new.mp4").write_bytes((root / "clip1.mp4").read_bytes())  # same content, not in the store yet
+    return root
+
+
+def score_cli(run: Path, csv: Path, *args: str) -> tuple[int, str]:
+    return invoke(score, "--model", run / "run" / "best_model.pth", "--csv", csv, "--store", run / "store",
+                  "--device", "cpu", "--no-progress", *args)
+
+
+def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "to_score.csv"
+    csv.write_text(f"filename,mos\nclip0.mp4,1\nmissing.mp4,2\nclip3.mp4,2.5\nbad.mp4,3\nnew.mp4,4\n")
+    code, out = score_cli(run, csv, "--video-root", run, "--out", tmp_path / "scores.csv",
+                          "--per-second", tmp_path / "seconds.jsonl", "--metrics", tmp_path / "metrics.json")
+    assert code == 3, out
+    table = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
+    assert list(table.columns) == ["filename", "score", "score_raw", "status", "error"]
+    assert list(table["filename"]) == ["clip0.mp4", "missing.mp4", "clip3.mp4", "bad.mp4", "new.mp4"]
+    assert list(table["status"]) == ["ok", "error", "ok", "error", "ok"]
+    assert "missing.mp4" in table.loc[1, "error"] and "not found" in table.loc[1, "error"]
+    assert "bad.mp4" in table.loc[3, "error"]
+    assert table.loc[[1, 3], "score"].tolist() == ["", ""]
+    assert "2 video(s) failed" in out and "scored 3 of 5" in out
+    # new.mp4 is clip1.mp4's bytes under another name: extracted now, it scores the same as clip1 would.
+    api = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
+    reference = api.score_paths({"clip1.mp4": run / "clip1.mp4"})
+    assert float(table.loc[4, "score"]) == pytest.approx(reference.loc[0, "score"], rel=1e-5)
+
+    lines = [json.loads(line) for line in (tmp_path / "seconds.jsonl").read_text().splitlines()]
+    assert [line["filename"] for line in lines] == ["clip0.mp4", "clip3.mp4", "new.mp4"]
+    assert [line["seconds"] for line in lines] == [[0, 1], [0, 1, 2], [0, 1]]
+    assert all(len(line["scores"]) == len(line["seconds"]) for line in lines)
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 3 and {"srocc", "krocc", "plcc", "rmse"} <= set(metrics)
+    assert re.search(r"srocc\s+krocc\s+plcc\s+rmse", out)
+
+
+def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
+    """The fast block-wise scorer agrees with the model's own forward pass on padded batches."""
+    scorer = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
+    store = FeatureStore.open(run / "store")
+    keys = [f"clip{i}.mp4" for i in range(VIDEOS)]
+    table = store.read(scorer.kinds, keys)
+    predictions = scorer.score_table(table)
+    model, spec = load_model(run / "run" / "best_model.pth")
+    counts = np.diff(table.offsets)
+    x = torch.zeros(len(keys), counts.max(), sum(spec.widths.values()))
+    mask = torch.zeros(len(keys), counts.max(), dtype=torch.bool)
+    for i, key in enumerate(keys):
+        rows = table.rows(key)
+        x[i, : counts[i]] = torch.cat([torch.from_numpy(table.features[k][rows]).float() for k in scorer.kinds], 1)
+        mask[i, : counts[i]] = True
+    with torch.no_grad():
+        raw = model(x, mask).double().numpy() * spec.mos_std + spec.mos_mean
+    np.testing.assert_allclose(predictions.score_raw, raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predictions.score, spec.calibration(raw), rtol=1e-5, atol=1e-6)
+    first = slice(table.offsets[0], table.offsets[1])
+    np.testing.assert_allclose(predictions.score_raw[0], predictions.chunk_score_raw[first].mean())
+
+
+def test_refuses_a_store_made_with_other_settings(run: Path, tmp_path: Path) -> None:
+    settings = FeatureStore.open(run / "store").settings
+    FeatureStore.open(tmp_path / "other", {**settings, "levels": {**settings["levels"], "fine": {"short_side": 96}}})
+    code, out = invoke(score, "--model", run / "run" / "best_model.pth", "--csv", run / "labels.csv",
+                       "--store", tmp_path / "other", "--out", tmp_path / "s.csv", "--no-progress")
+    assert code == 2, out
+    assert "other extraction settings" in out and "levels.fine.short_side: 80 vs. 96" in out
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_usage_errors_exit_2(run: Path, tmp_path: Path) -> None:
+    model = run / "run" / "best_model.pth"
+    code, out = invoke(score, "--model", model, "--csv", run / "labels.csv", "--out", tmp_path / "s.csv",
+                       "--set", "optimizer.lr=1")
+    assert code == 2 and "extract.* keys only" in out
+    code, out = invoke(score, "--model", tmp_path / "nope.pth", "--csv", run / "labels.csv",
+                       "--out", tmp_path / "s.csv")
+    assert code == 2 and "nope.pth" in out
+    (tmp_path / "dup.csv").write_text("filename\nclip0.mp4\nclip0.mp4\n")
+    code, out = invoke(score, "--model", model, "--csv", tmp_path / "dup.csv", "--out", tmp_path / "s.csv")
+    assert code == 2 and "duplicate filename" in out
+
+
+def test_score_features_validates_arrays(run: Path) -> None:
+    scorer = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
+    rng = np.random.default_rng(0)
+    arrays = {kind: rng.standard_normal((5, width)).astype(np.float32) for kind, width in scorer.spec.widths.items()}
+    both = scorer.score_features(arrays, offsets=[0, 2, 5], keys=["a", "b"])
+    assert both.keys == ["a", "b"] and both.score.shape == (2,) and both.chunk_score.shape == (5,)
+    alone = scorer.score_features({k: v[2:] for k, v in arrays.items()})
+    assert alone.score[0] == pytest.approx(both.score[1], rel=1e-6)
+    with pytest.raises(Exception, match="lack"):
+        scorer.score_features({})
+    with pytest.raises(Exception, match="offsets"):
+        scorer.score_features(arrays, offsets=[0, 5, 5])
+
+
+def test_chunk_seconds_follow_the_sampling_plan() -> None:
+    assert chunk_seconds(3, 0, 3.2).tolist() == [0, 1, 2]
+    assert chunk_seconds(2, 2, 10.0).tolist() == [2, 7]  # centres of two equal halves of 10 s
+    assert chunk_seconds(2, 4, 2.0).tolist() == [0, 1]  # fewer chunks than max_chunks: every second
+
+
+def test_readme_python_api_example_runs(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python API example, run as written against a tiny run laid out like the demo's."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    os.symlink(run / "run" / "best_model.pth", tmp_path / "runs" / "demo" / "best_model.pth")
+    videos = sorted(set(re.findall(r"data/sample/videos/[\w.-]+\.mp4", code)))
+    assert videos, "the example should score bundled sample videos"
+    for i, name in enumerate(videos):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes((run / f"clip{i % VIDEOS}.mp4").read_bytes())
+    namespace: dict = {}
+    exec(compile(code, "README.md (Python API)", "exec"), namespace)
+    table = namespace["table"]
+    assert list(table["status"]) == ["ok"] * len(videos) and table["score"].notna().all()
