@@ -145,13 +145,15 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
               type=click.Path(exists=True, dir_okay=False), help="A model file written by fit.py.")
 @click.option("--csv", "csv_path", required=True, metavar="CSV",
               help="Videos to score: a filename column; a mos (or score) column adds metrics.")
-@click.option("--video-root", metavar="DIR", help="Folder the CSV filenames are relative to (default: the CSV's folder).")
+@click.option("--video-root", metavar="DIR",
+              help="Folder the CSV filenames are relative to (default: the CSV's folder).")
 @click.option("--store", metavar="DIR",
               help="Feature store to read and extend (default: the model's training store when it is here with the "
                    "same settings, else features/scores-<settings hash>).")
 @click.option("--out", "out_path", required=True, metavar="SCORES_CSV",
               help="Where to write filename,score,score_raw,status,error.")
-@click.option("--device", metavar="auto|cpu|cuda|cuda:N", help="Where the models run (default: the model's extract.device).")
+@click.option("--device", metavar="auto|cpu|cuda|cuda:N",
+              help="Where the models run (default: the model's extract.device).")
 @click.option("--weights", metavar="imagenet|random|DIR",
               help="Backbone weights for videos not in the store yet (default: those the model's features used).")
 @click.option("--per-second", "per_second", metavar="FILE", help="Also write one JSON line of chunk scores per video.")
