@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -197,4 +198,34 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
         for key, error in list(zip(failed[SCORE_COLUMNS[0]], failed["error"]))[:_LISTED_FAILURES]:
             click.echo(f"  {key}: {error}", err=True)
         return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-o", "--config", "config_path", required=True, metavar="CONFIG",
+              help="Coarse-phase config YAML, e.g. config/kwai_simpleVQA.yml; its fine_config names the fine phase.")
+@click.option("--fine", "fine_path", metavar="CONFIG", help="Fine-phase config (default: the config's fine_config).")
+@click.option("--store", metavar="DIR", help="Feature store directory. Default: the config's data.store.")
+@click.option("--out", "out_dir", metavar="RUN_DIR", help="Run directory. Default: runs/<name>-<timestamp>.")
+@set_option
+@click.option("--seed", type=int, metavar="N", help="Seed of splits, initialisation and shuffling (default: seed).")
+@click.option("--folds", type=click.IntRange(min=0), default=0, metavar="K",
+              help="Grouped K-fold cross-validation of the train CSV (by data.group_column); reports mean and std.")
+@click.option("--sweep", "sweep_path", metavar="SWEEP_YAML",
+              help="Run every fit of a sweep file (grid: and/or runs: of overrides), ranked by validation SROCC.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Fits run in parallel processes (sweeps and folds).")
+@reports_errors
+def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str | None,
+        overrides: tuple[str, ...], seed: int | None, folds: int, sweep_path: str | None, jobs: int) -> int:
+    """Fit the regressor on cached features: the coarse phase, then the fine phase started from its best model.
+
+    Exit codes: 0 done, 1 error, 2 bad usage or config.
+    """
+    from pipeline.fit.run import fit as run_fit  # heavy imports (torch) only once arguments are valid
+
+    extra = [f"data.store={json.dumps(store)}"] if store is not None else []
+    extra += [f"seed={seed}"] if seed is not None else []
+    run_fit(config_path, fine=fine_path, overrides=[*overrides, *extra], out=out_dir, folds=folds,
+            sweep=sweep_path, jobs=jobs)
     return EXIT_OK

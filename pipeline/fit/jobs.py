@@ -68,6 +68,8 @@ def run_jobs(jobs: list[FitJob], n_jobs: int = 1) -> Iterator[dict[str, dict[str
     if n_jobs == 1 or len(jobs) == 1:
         yield from (run_job(job) for job in jobs)
         return
+    for job in {(repr(job.coarse.data), job.coarse.seed, job.fold): job for job in jobs}.values():
+        read_splits(job.coarse, job.fold, log=lambda _: None)  # label errors surface here, typed, not in a worker
     threads = max(1, usable_cpus() // n_jobs)
     quiet = [dataclasses.replace(job, echo=False) for job in jobs]
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_in_worker)(job, threads) for job in quiet)

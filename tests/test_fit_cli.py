@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from fit_fixtures import make_store, write_configs, write_csv
+
+from pipeline.cli import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fitcli")
+    csv = write_csv(tmp / "labels.csv", make_store(tmp / "store", videos=30, max_chunks=2))
+    config = write_configs(tmp, tmp / "elsewhere", csv, coarse={"num_epochs": 2}, fine={"num_epochs": 1})
+    return tmp, config
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(fit, [str(a) for a in args])
+
+
+def test_fit_with_store_seed_and_folds(tiny, tmp_path):
+    tmp, config = tiny
+    result = invoke("-o", config, "--store", tmp / "store", "--out", tmp_path / "cv", "--seed", 5, "--folds", 2,
+                    "--set", "data.group_column=source")
+    assert result.exit_code == 0, result.output
+    assert "2-fold grouped cross-validation" in result.output and "±" in result.output
+    resolved = yaml.safe_load((tmp_path / "cv" / "fold-1" / "config_coarse.yml").read_text())
+    assert resolved["seed"] == 5 and resolved["data"]["store"] == str(tmp / "store")
+    assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine"}
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--set", "optimizer.lrate=1"], 2, "unknown config key 'optimizer.lrate'"),
+    (["--folds", "1"], 2, "--folds must be 0 (no folds) or >= 2"),
+    (["--fine", "missing.yml"], 2, "missing.yml: config file not found"),
+    (["--set", "num_epochs=0"], 2, "num_epochs must be >= 1"),
+    ([], 1, "no feature store here"),  # the config's data.store does not exist
+])
+def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):
+    tmp, config = tiny
+    store = [] if code == 1 else ["--store", tmp / "store"]
+    result = invoke("-o", config, "--out", tmp_path / "run", *store, *args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+
+
+def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):
+    tmp, config = tiny
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text(yaml.safe_dump({"grid": {"optimizer.lr": [1e-3, 1e-4]},
+                                     "runs": [{"loss": {"rank_weight": 0}}, {"model.hidden": [8]}]}))
+    args = ["-o", config, "--store", tmp / "store", "--sweep", sweep]
+    result = invoke(*args, "--out", tmp_path / "parallel", "--jobs", 2)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "parallel" / "sweep.csv")
+    assert len(table) == 4 and list(table.val_srocc) == sorted(table.val_srocc, reverse=True)
+    assert {"run", "optimizer.lr", "loss.rank_weight", "model.hidden", "coarse_val_srocc", "val_plcc"} <= set(table)
+    best = table.run[0]
+    best_config = yaml.safe_load((tmp_path / "parallel" / "best_config.yml").read_text())
+    run_config = yaml.safe_load((tmp_path / "parallel" / best / "config_coarse.yml").read_text())
+    assert best_config == {**run_config, "fine_config": "best_config_fine.yml"}
+    serial = invoke(*args, "--out", tmp_path / "serial", "--jobs", 1)
+    assert serial.exit_code == 0, serial.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "serial" / "sweep.csv"), table, rtol=1e-6)
+
+
+def test_a_bad_sweep_entry_stops_before_any_fit(tiny, tmp_path):
+    tmp, config = tiny
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text("runs:\n  - {optimizer.lr: 1.0e-3}\n  - {model.width: 3}\n")
+    result = invoke("-o", config, "--store", tmp / "store", "--sweep", sweep, "--out", tmp_path / "s")
+    assert result.exit_code == 2 and "unknown config key 'model.width'" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_fit_script_runs_the_command(tiny, tmp_path):
+    tmp, config = tiny
+    done = subprocess.run([sys.executable, str(ROOT / "fit.py"), "-o", str(config), "--store", str(tmp / "store"),
+                           "--out", str(tmp_path / "run"), "--set", "fine_config=null"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "coarse epoch   2/2" in done.stdout and (tmp_path / "run" / "best_model.pth").exists()
