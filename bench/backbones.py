@@ -29,25 +29,33 @@ LEVELS = {"coarse": (448, 796), "fine": (720, 1280)}  # 16:9 frames at each leve
 CLIP = (32, 3, 224, 224)
 
 
-def seconds(run: Callable[[], object], device: torch.device) -> float:
-    start = time.perf_counter()
+Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, all threads)
+
+
+def seconds(run: Callable[[], object], device: torch.device) -> Timing:
+    wall, cpu = time.perf_counter(), time.process_time()
     run()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def best_rates(
     extractor: Callable[[], object], batch: int, naive: Callable[[], object], repeats: int, device: torch.device
-) -> tuple[float, float]:
-    """Items per second of the extractor (``batch`` items a call) and of the naive way (one item a call)."""
+) -> tuple[Timing, Timing]:
+    """Best (items per wall second, CPU seconds per item) of the extractor (``batch`` items a call) and of
+    the naive way (one item a call). CPU time per item is the fairer figure on a machine shared with others."""
     seconds(extractor, device)  # warm-up: allocator, oneDNN/cuDNN plans
     seconds(naive, device)
     fast, slow = [], []
     for _ in range(repeats):
         fast.append(seconds(extractor, device))
         slow.append(seconds(naive, device))
-    return batch / min(fast), 1 / min(slow)
+    return best(fast, batch), best(slow, 1)
+
+
+def best(timings: list[Timing], items: int) -> Timing:
+    return items / min(wall for wall, _ in timings), min(cpu for _, cpu in timings) / items
 
 
 def naive_copy(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -56,8 +64,11 @@ def naive_copy(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device, memory_format=torch.contiguous_format)
 
 
-def bench_spatial(device: torch.device, batch: int, repeats: int) -> list[tuple[str, str, float, float]]:
-    """Rows of (workload, unit, extractor rate, naive rate) for both levels."""
+Row = tuple[str, str, Timing, Timing]  # workload, unit, extractor, naive
+
+
+def bench_spatial(device: torch.device, batch: int, repeats: int) -> list[Row]:
+    """One row per level."""
     extractor = SpatialExtractor(weights="random", device=str(device))
     naive = naive_copy(extractor.model, device)
     rows = []
@@ -69,7 +80,7 @@ def bench_spatial(device: torch.device, batch: int, repeats: int) -> list[tuple[
     return rows
 
 
-def bench_temporal(device: torch.device, batch: int, repeats: int) -> list[tuple[str, str, float, float]]:
+def bench_temporal(device: torch.device, batch: int, repeats: int) -> list[Row]:
     extractor = TemporalExtractor(weights="random", device=str(device))
     naive = naive_copy(extractor.model, device)
     clips = torch.rand(batch, *CLIP)
@@ -86,13 +97,14 @@ def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} CPU threads, load {load}")
-    print(f"| device | workload | extractor (batch {args.batch}) | naive (batch 1, autograd) | speed-up |")
-    print("|---|---|---|---|---|")
+    print(f"| device | workload | extractor (batch {args.batch}) | naive (batch 1, autograd) | speed-up | CPU s/item |")
+    print("|---|---|---|---|---|---|")
     for device in devices:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         rows = bench_spatial(device, args.batch, args.repeats) + bench_temporal(device, args.batch, args.repeats)
-        for workload, unit, fast, slow in rows:
-            print(f"| {name} | {workload} | {fast:.2f} {unit} | {slow:.2f} {unit} | {fast / slow:.2f}x |", flush=True)
+        for workload, unit, (fast, fast_cpu), (slow, slow_cpu) in rows:
+            cost = f"{fast_cpu:.2f} vs {slow_cpu:.2f}"
+            print(f"| {name} | {workload} | {fast:.2f} {unit} | {slow:.2f} {unit} | {fast / slow:.2f}x | {cost} |")
     print(f"load afterwards {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
