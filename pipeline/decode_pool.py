@@ -109,7 +109,9 @@ class DecodePool:
         self._ctx = mp.get_context("forkserver" if forkserver else "spawn")
         if forkserver:
             self._ctx.set_forkserver_preload([__name__])
-        self._workers: list[_Worker | None] = [None] * workers
+        # Started now, so their start-up (a fresh interpreter importing torch and the decoders) overlaps
+        # whatever the caller does next, such as building the models.
+        self._workers: list[_Worker | None] = [self._start() for _ in range(workers)]
 
     def events(self, tasks: Iterable[tuple[int, str]]) -> Iterator[Event]:
         """Events of every task, interleaved across workers; each task ends with "done" or "failed"."""

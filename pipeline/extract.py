@@ -150,19 +150,31 @@ def extract_videos(
     unknown = [level for level in levels if level not in cfg.levels]
     if unknown:
         raise UsageError(f"unknown level(s) {unknown}; the config defines {sorted(cfg.levels)}")
-    backbones = backbones or Backbones(cfg)
-    if not backbones.kinds(levels):
-        raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
-    feature_store = FeatureStore.open(store, backbones.settings)
-    summary = ExtractSummary()
-    with feature_store.writer(flush_videos=cfg.shard_videos) as writer:
-        jobs = _plan(videos, feature_store, backbones, levels, summary, writer)
-        bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
-        options = DecodeOptions.from_config(cfg, device="cpu" if cfg.workers else str(backbones.device))
+    # Decoder processes first: they start up while the models are built.
+    pool = DecodePool(cfg.workers, DecodeOptions.from_config(cfg)) if cfg.workers else None
+    try:
+        backbones = backbones or Backbones(cfg)
+        if not backbones.kinds(levels):
+            raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
+        summary = ExtractSummary()
+        _run(videos, FeatureStore.open(store, backbones.settings), cfg, levels, backbones, pool, progress, summary)
+    finally:
+        if pool:
+            pool.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
+         backbones: Backbones, pool: DecodePool | None, progress: bool, summary: ExtractSummary) -> None:
+    """Extract what ``_plan`` leaves to do, filling ``summary``."""
+    with store.writer(flush_videos=cfg.shard_videos) as writer:
+        jobs = _plan(videos, store, backbones, levels, summary, writer)
         tasks = [(i, job.path) for i, job in enumerate(jobs)]
-        pool = DecodePool(cfg.workers, options) if cfg.workers else None
+        bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
         try:
-            events = pool.events(tasks) if pool else inline_events(tasks, options)
+            events = pool.events(tasks) if pool else inline_events(
+                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device)))
             for task, key, error in _assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)
@@ -173,11 +185,7 @@ def extract_videos(
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
         finally:
             bar.close()
-            if pool:
-                pool.close()
     summary.shards = writer.committed
-    summary.seconds = time.perf_counter() - start
-    return summary
 
 
 def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbones: Backbones,

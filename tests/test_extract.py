@@ -128,7 +128,6 @@ def test_other_settings_are_refused(videos: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--levels", "medium"], "unknown level"),
     (["--set", "extract.colour=1"], "unknown config key"),
-    (["--cluster", "local:2"], "--cluster"),
     (["--device", "tpu"], "device 'tpu'"),
 ])
 def test_usage_errors_exit_2(videos: Path, tmp_path: Path, args: list[str], message: str) -> None:
