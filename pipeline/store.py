@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -129,6 +130,7 @@ def settings_hash(settings: Mapping) -> str:
     return hashlib.sha256(_canonical(settings).encode("utf-8")).hexdigest()
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
     """Versions of what shapes the features, recorded in the manifest and each shard for provenance."""
     versions = {"python": sys.version.split()[0], "pipeline": __version__}
@@ -175,7 +177,7 @@ class FeatureStore:
                     "format": FORMAT_VERSION,
                     "settings": settings,
                     "settings_hash": settings_hash(settings),
-                    "versions": library_versions(),
+                    "versions": dict(library_versions()),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
                 _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -259,8 +261,9 @@ class FeatureStore:
         self._remove_orphans()
         return ShardWriter(self, flush_videos=flush_videos, flush_rows=flush_rows)
 
-    def record_failures(self, errors: Mapping[str, str] = {}, succeeded: Sequence[str] = ()) -> None:
+    def record_failures(self, errors: Mapping[str, str] | None = None, succeeded: Sequence[str] = ()) -> None:
         """Set the latest error of the keys in ``errors`` and drop the keys that ``succeeded``, atomically."""
+        errors = errors or {}
         if not errors and not self.failures().keys() & set(succeeded):
             return  # nothing to change: skip the lock and the rewrite (the common case after a clean shard)
         with _locked(self.root):
@@ -519,7 +522,7 @@ def _write_shard(store: FeatureStore, records: list[VideoRecord], arrays: dict[s
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_VERSION
             f.attrs["settings_hash"] = store.manifest["settings_hash"]
-            f.attrs["versions"] = _canonical(library_versions())
+            f.attrs["versions"] = _canonical(library_versions())  # per shard: writers may run on other machines
             f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             for kind, parts in arrays.items():
                 f.create_dataset(kind, data=np.concatenate(parts))  # contiguous layout: fastest to read back
