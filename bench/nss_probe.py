@@ -4,9 +4,10 @@ Decodes every video of a label CSV through the pipeline's own chunking (``open_c
 and a 32-frame clip per second), computes ``nss_features`` per chunk, averages them per video, then
 fits a ridge regression (standardised inputs, penalty chosen by RidgeCV inside each training split)
 under grouped K-fold by source and under leave-one-source-out, and reports SROCC against MOS for the
-whole descriptor and for each block of it. A probe, not the regressor ``fit.py`` trains.
+whole descriptor and for each block of it; ``--variants`` adds the alternatives it was chosen
+against (chroma, a third scale, variances without the log). A probe, not the regressor ``fit.py`` trains.
 
-    .venv/bin/python bench/nss_probe.py --csv /work/shared/data/vqa-dev/labels.csv --group-column source
+    .venv/bin/python bench/nss_probe.py --csv /work/shared/data/vqa-dev/labels.csv --group-column source --variants
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 from scipy import stats
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
@@ -23,22 +25,60 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.labels import read_labels
-from pipeline.nss import NSS_NAMES, nss_features
+from pipeline.nss import NSS_NAMES, log_variances, nss_features, nss_statistics
 from pipeline.video import open_chunks
 
-BLOCKS = {
-    "spatial (key frame, 2 scales)": ("spatial_",),
-    "temporal (frame differences, 2 scales)": ("temporal_",),
-    "motion (energy, repeats)": ("motion_",),
-    "spatial + temporal": ("spatial_", "temporal_"),
-    "all (NSS_DIM)": ("spatial_", "temporal_", "motion_"),
+# Rows of the table: a name and the blocks it concatenates; an NSS block is named by its NSS_NAMES prefixes.
+ROWS = {
+    "spatial (key frame, 2 scales)": [("spatial_",)],
+    "temporal (frame differences, 2 scales)": [("temporal_",)],
+    "motion (energy, repeats)": [("motion_",)],
+    "spatial + temporal": [("spatial_", "temporal_")],
+    "all (NSS_DIM)": [("spatial_", "temporal_", "motion_")],
 }
+# With --variants: the alternatives the descriptor was chosen against, each added to or replacing part of it.
+VARIANT_ROWS = {
+    "all + chroma (Cb, Cr, 2 scales)": [("spatial_", "temporal_", "motion_"), "chroma"],
+    "all + third scale (spatial and temporal)": [("spatial_", "temporal_", "motion_"), "third_scale"],
+    "all, variances not logged": ["plain_variances", ("motion_",)],
+}
+BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def video_features(path: Path, decoder: str) -> np.ndarray:
-    """Mean NSS descriptor over the video's chunks."""
+def variant_blocks(key_frame: torch.Tensor, clip: torch.Tensor) -> dict[str, np.ndarray]:
+    """Candidate blocks of one chunk: chroma statistics, a third dyadic scale, variances without the log."""
+    rgb = key_frame.cpu().numpy().astype(np.float32)
+    luma = np.einsum("c,chw->hw", BT601, rgb)
+    chroma = np.stack([0.564 * (rgb[2] - luma), 0.713 * (rgb[0] - luma)])  # Cb, Cr (BT.601 scale factors)
+    clip_luma = np.einsum("c,tchw->thw", BT601, clip.cpu().numpy().astype(np.float32))
+    spatial = nss_statistics(luma[None], scales=3)[0]
+    temporal = nss_statistics(clip_luma[1:] - clip_luma[:-1], scales=3).mean(axis=0)
+    return {
+        "chroma": log_variances(nss_statistics(chroma)),
+        "third_scale": log_variances(np.stack([spatial[2], temporal[2]])),
+        "plain_variances": np.concatenate([spatial[:2].ravel(), temporal[:2].ravel()]),
+    }
+
+
+def video_blocks(path: Path, decoder: str, variants: bool) -> dict[str, np.ndarray]:
+    """Per-video means over its chunks of the NSS descriptor (``nss``) and, with ``variants``, the candidates."""
+    chunks = []
     with open_chunks(path, decoder=decoder) as stream:
-        return np.mean([nss_features(chunk.key_frame, chunk.clip) for chunk in stream], axis=0)
+        for chunk in stream:
+            blocks = {"nss": nss_features(chunk.key_frame, chunk.clip)}
+            chunks.append(blocks | variant_blocks(chunk.key_frame, chunk.clip) if variants else blocks)
+    return {name: np.mean([c[name] for c in chunks], axis=0) for name in chunks[0]}
+
+
+def design_matrix(blocks: dict[str, np.ndarray], parts: list) -> np.ndarray:
+    """Concatenate the named blocks; a tuple of prefixes selects those NSS_NAMES columns of the descriptor."""
+    columns = []
+    for part in parts:
+        if isinstance(part, tuple):
+            columns.append(blocks["nss"][:, [i for i, n in enumerate(NSS_NAMES) if n.startswith(part)]])
+        else:
+            columns.append(blocks[part])
+    return np.concatenate(columns, axis=1)
 
 
 def out_of_fold(x: np.ndarray, mos: np.ndarray, groups: np.ndarray, splitter) -> tuple[np.ndarray, list]:
@@ -62,23 +102,26 @@ def srocc(mos: np.ndarray, pred: np.ndarray) -> float:
 @click.option("--group-column", default="source", show_default=True)
 @click.option("--folds", default=5, show_default=True)
 @click.option("--decoder", type=click.Choice(["decord", "pyav"]), default="decord", show_default=True)
+@click.option("--variants", is_flag=True, help="also probe chroma, a third scale and unlogged variances")
 @click.option("--save", type=click.Path(path_type=Path), default=None, help="write the per-video features (.npz)")
-def main(csv_path: Path, video_root: Path | None, group_column: str, folds: int, decoder: str, save: Path | None) -> None:
+def main(csv_path: Path, video_root: Path | None, group_column: str, folds: int, decoder: str, variants: bool,
+         save: Path | None) -> None:
     labels = read_labels(csv_path, video_root, group_column=group_column)
     start = time.perf_counter()
-    x = np.stack([video_features(Path(p), decoder) for p in labels["path"]])
-    print(f"{len(x)} videos, NSS features in {time.perf_counter() - start:.0f} s")
+    per_video = [video_blocks(Path(p), decoder, variants) for p in labels["path"]]
+    blocks = {name: np.stack([v[name] for v in per_video]) for name in per_video[0]}
+    print(f"{len(per_video)} videos, features in {time.perf_counter() - start:.0f} s")
     if save:
-        np.savez(save, features=x, names=np.array(NSS_NAMES), filename=labels["filename"].to_numpy())
+        np.savez(save, **blocks, names=np.array(NSS_NAMES), filename=labels["filename"].to_numpy())
     mos, groups = labels["mos"].to_numpy(float), labels["group"].to_numpy()
     print(f"| features | dim | grouped {folds}-fold SROCC (pooled) | mean per-fold SROCC | LOSO SROCC (pooled) |")
     print("|---|---|---|---|---|")
-    for name, prefixes in BLOCKS.items():
-        columns = [i for i, n in enumerate(NSS_NAMES) if n.startswith(prefixes)]
-        pred, splits = out_of_fold(x[:, columns], mos, groups, GroupKFold(folds))
+    for name, parts in (ROWS | VARIANT_ROWS if variants else ROWS).items():
+        x = design_matrix(blocks, parts)
+        pred, splits = out_of_fold(x, mos, groups, GroupKFold(folds))
         per_fold = np.mean([srocc(mos[test], pred[test]) for _, test in splits])
-        loso, _ = out_of_fold(x[:, columns], mos, groups, LeaveOneGroupOut())
-        print(f"| {name} | {len(columns)} | {srocc(mos, pred):.3f} | {per_fold:.3f} | {srocc(mos, loso):.3f} |")
+        loso, _ = out_of_fold(x, mos, groups, LeaveOneGroupOut())
+        print(f"| {name} | {x.shape[1]} | {srocc(mos, pred):.3f} | {per_fold:.3f} | {srocc(mos, loso):.3f} |")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ import torch
 from scipy import ndimage, special
 
 __all__ = [
-    "NSS_DIM", "NSS_NAMES", "NSS_VERSION", "fit_aggd", "fit_ggd", "mscn", "nss_features", "nss_features_batch",
-    "spatial_nss", "temporal_nss",
+    "NSS_DIM", "NSS_NAMES", "NSS_VERSION", "fit_aggd", "fit_ggd", "log_variances", "mscn", "nss_features",
+    "nss_features_batch", "nss_statistics", "spatial_nss", "temporal_nss",
 ]
 
 # Shape parameters are looked up on this grid, as in the BRISQUE reference code (0.2:0.001:10).
@@ -190,19 +190,23 @@ def _halve(y: np.ndarray) -> np.ndarray:
     return y.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
 
 
-def _multiscale_stats(y: np.ndarray) -> np.ndarray:
-    """BRISQUE statistics at ``_SCALES`` dyadic scales; (N, _SCALES, 18) float64, variances not yet logged."""
+def nss_statistics(y: np.ndarray, scales: int = _SCALES) -> np.ndarray:
+    """The 18 BRISQUE statistics of each plane of a (N, H, W) float32 stack at ``scales`` dyadic scales.
+
+    Returns (N, scales, 18) float64 with plain variances (``log_variances`` gives the descriptor's form).
+    The building block of the descriptor, public so other planes (chroma) or scales can be probed.
+    """
     pad = ((0, 0), (0, max(0, _MIN_SIDE - y.shape[1])), (0, max(0, _MIN_SIDE - y.shape[2])))
     y = np.pad(y, pad, mode="edge")
     stats = []
-    for scale in range(_SCALES):
+    for scale in range(scales):
         if scale:
             y = _halve(y)
         stats.append(_scale_stats(y))
     return np.stack(stats, axis=1)
 
 
-def _log_variances(stats: np.ndarray) -> np.ndarray:
+def log_variances(stats: np.ndarray) -> np.ndarray:
     """(..., 18) statistics with their variances replaced by log(variance + _LOG_EPS), flattened to 1-D."""
     stats = stats.copy()
     stats[..., _VARIANCES] = np.log(stats[..., _VARIANCES] + _LOG_EPS)
@@ -231,7 +235,7 @@ def spatial_nss(key_frame: torch.Tensor) -> np.ndarray:
     if key_frame.dtype != torch.uint8 or key_frame.ndim != 3 or key_frame.shape[0] != 3:
         got = f"{key_frame.dtype} {tuple(key_frame.shape)}"
         raise ValueError(f"key_frame must be a uint8 (3, H, W) tensor, got {got}")
-    return _log_variances(_multiscale_stats(_luma(key_frame)[None])[0])
+    return log_variances(nss_statistics(_luma(key_frame)[None])[0])
 
 
 def temporal_nss(clip: torch.Tensor) -> np.ndarray:
@@ -241,8 +245,8 @@ def temporal_nss(clip: torch.Tensor) -> np.ndarray:
     y = _luma(clip)
     diffs = y[1:] - y[:-1]
     # Averaged over the clip before the log, so a few repeated (all-zero) differences do not dominate.
-    temporal = _multiscale_stats(diffs).mean(axis=0)
-    return np.concatenate([_log_variances(temporal), _motion(diffs)])
+    temporal = nss_statistics(diffs).mean(axis=0)
+    return np.concatenate([log_variances(temporal), _motion(diffs)])
 
 
 def nss_features(key_frame: torch.Tensor, clip: torch.Tensor) -> np.ndarray:
