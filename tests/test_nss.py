@@ -7,7 +7,9 @@ import pytest
 import torch
 from scipy import ndimage, special, stats
 
-from pipeline.nss import NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_features, nss_features_batch
+from pipeline.nss import (
+    NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_features, nss_features_batch, nss_statistics,
+)
 
 
 def _unit_variance_ggd(shape: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -67,6 +69,15 @@ def test_mscn_of_a_natural_texture_is_roughly_unit_scale_and_centred() -> None:
     m = mscn(_texture()[None].astype(np.float32))
     assert abs(m.mean()) < 0.1
     assert 0.1 < m.var() < 2.0
+
+
+def test_statistics_of_a_stack_are_those_of_each_plane() -> None:
+    planes = np.stack([_texture(40, seed=s) for s in range(3)]).astype(np.float32)
+    stack = nss_statistics(planes, scales=3)
+    assert stack.shape == (3, 3, 18)
+    for i, plane in enumerate(planes):
+        np.testing.assert_allclose(stack[i], nss_statistics(plane[None], scales=3)[0], rtol=1e-6)
+    assert not np.allclose(stack[0], stack[1])
 
 
 @pytest.mark.parametrize(
