@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.backbones import SpatialExtractor, TemporalExtractor
 from pipeline.backbones import weights as pretrained
 from pipeline.backbones.weights import WeightsSpec, load_model, locate
 from pipeline.errors import WeightsError
@@ -160,3 +162,16 @@ def test_official_constants():
     assert pretrained.RESNET50_IMAGENET1K_V1.filename == f"resnet50-{pretrained.RESNET50_IMAGENET1K_V1.sha256}.pth"
     assert pretrained.SLOWFAST_8X8_R50.url.endswith("/SLOWFAST_8x8_R50.pyth")
     assert pretrained.SLOWFAST_8X8_R50.state_key == "model_state"
+
+
+@pytest.mark.parametrize(
+    ("extractor", "constant"),
+    [(SpatialExtractor, "RESNET50_IMAGENET1K_V1"), (TemporalExtractor, "SLOWFAST_8X8_R50")],
+)
+def test_extractors_never_fall_back_to_random_weights(cache, monkeypatch, extractor, constant):
+    """No file anywhere and no network: an error naming the URL, not a model with random weights."""
+    offline = dataclasses.replace(getattr(pretrained, constant), url=unreachable_url())
+    monkeypatch.setattr(pretrained, constant, offline)
+    with pytest.raises(WeightsError) as raised:
+        extractor(weights="imagenet", device="cpu")
+    assert offline.url in str(raised.value) and offline.filename in str(raised.value)

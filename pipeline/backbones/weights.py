@@ -170,12 +170,12 @@ def load_model(
     The model is built under a private RNG seeded with ``seed``, so ``"random"`` weights are the same on every
     run and machine and building never disturbs the caller's random state.
     """
+    file = None if str(weights) == RANDOM else locate(spec, weights)  # fail before the costly build
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build()
-    if str(weights) == RANDOM:
+    if file is None:
         return model, f"random seed={seed}"
-    file = locate(spec, weights)
     try:
         model.load_state_dict(load_state_dict(spec, file), strict=True)
     except RuntimeError as error:
