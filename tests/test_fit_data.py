@@ -65,12 +65,14 @@ def test_moments_cover_every_chunk_of_the_given_videos(tiny):
     np.testing.assert_allclose(std.numpy(), rows.std(0), rtol=1e-5, atol=1e-6)
 
 
-def test_shared_features_are_reused_until_the_store_changes(tiny):
-    tmp, labels, _ = tiny
-    keys = list(labels.filename)
-    first = shared_features(tmp / "store", keys, torch.device("cpu"))
-    assert shared_features(tmp / "store", keys, torch.device("cpu")) is first
-    assert shared_features(tmp / "store", keys[:5], torch.device("cpu")) is not first
+def test_shared_features_are_reused_until_the_store_changes(tmp_path):
+    labels = make_store(tmp_path / "store", videos=4)
+    keys, cpu = list(labels.filename), torch.device("cpu")
+    first = shared_features(FeatureStore.open(tmp_path / "store"), keys, cpu)
+    assert shared_features(FeatureStore.open(tmp_path / "store"), keys, cpu) is first
+    assert shared_features(FeatureStore.open(tmp_path / "store"), keys[:2], cpu) is not first
+    make_store(tmp_path / "store", videos=4)  # the same keys again, in a newer shard
+    assert shared_features(FeatureStore.open(tmp_path / "store"), keys[:2], cpu) is not first
 
 
 def test_grouped_split_keeps_sources_apart_and_follows_the_seed(tiny):
@@ -131,3 +133,12 @@ def test_group_shuffle_needs_two_groups(tiny, tmp_path: Path):
     one = labels.iloc[:4].assign(source="same")
     with pytest.raises(UsageError, match="at least 2 groups"):
         read_splits(config(tiny, train_csv=str(write_csv(tmp_path / "one.csv", one))), log=lambda _: None)
+
+
+def test_a_source_on_both_sides_is_reported(tiny):
+    tmp, labels, csv = tiny
+    lines: list[str] = []
+    overlapping = write_csv(tmp / "overlap.csv", labels.iloc[:4])
+    read_splits(config(tiny, val_csv=str(overlapping)), log=lines.append)
+    assert lines == [f"warning: 2 group(s) of {csv} also in the val split, e.g. ['src0', 'src1']; "
+                     "its scores will be optimistic"]

@@ -83,23 +83,23 @@ def read_splits(cfg: Config, fold: tuple[int, int] | None = None, log: Log = pri
     the seed. Grouping by source content keeps versions of one clip on one side.
     """
     data = cfg.data
-    table = _labels(data.train_csv, cfg)
-    if data.group_column not in _columns(data.train_csv):
-        log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
     if fold is not None and data.val_csv is not None:
         raise UsageError(f"--folds splits {data.train_csv}; it cannot be combined with data.val_csv={data.val_csv}")
+    table = _labels(data.train_csv, cfg)
     if data.val_csv is not None:
-        train, val = _split(table, "train"), _split(_labels(data.val_csv, cfg), "val")
-        shared = set(train.groups) & set(val.groups)
-        if shared:
-            log(f"warning: {len(shared)} group(s) appear in both {data.train_csv} and {data.val_csv}, "
-                f"e.g. {sorted(shared)[:3]}; validation scores will be optimistic")
+        splits = {"train": _split(table, "train"), "val": _split(_labels(data.val_csv, cfg), "val")}
     else:
+        if data.group_column not in _columns(data.train_csv):
+            log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
         train_rows, val_rows = _group_split(table, cfg, fold)
-        train, val = _split(table.iloc[train_rows], "train"), _split(table.iloc[val_rows], "val")
-    splits = {"train": train, "val": val}
+        splits = {"train": _split(table.iloc[train_rows], "train"), "val": _split(table.iloc[val_rows], "val")}
     if data.test_csv is not None:
         splits["test"] = _split(_labels(data.test_csv, cfg), "test")
+    for name, split in splits.items():
+        shared = set(splits["train"].groups) & set(split.groups) if name != "train" else set()
+        if shared:
+            log(f"warning: {len(shared)} group(s) of {data.train_csv} also in the {name} split, e.g. "
+                f"{sorted(shared)[:3]}; its scores will be optimistic")
     return splits
 
 
@@ -175,14 +175,13 @@ class ChunkFeatures:
 _shared: dict[tuple, ChunkFeatures] = {}
 
 
-def shared_features(store_root: str | Path, keys: Sequence[str], device: torch.device) -> ChunkFeatures:
+def shared_features(store: FeatureStore, keys: Sequence[str], device: torch.device) -> ChunkFeatures:
     """Return this process's in-memory features of ``keys``, reused by every fit on the same store and videos.
 
     Only the latest table is kept: a sweep's fits share one, and memory is not held for stores no longer used.
     The key includes the shard names, so a store that gained or replaced shards is read again.
     """
-    store = FeatureStore.open(store_root)
-    key = (str(Path(store_root).resolve()), tuple(p.name for p in store.shards()), tuple(keys), str(device))
+    key = (str(store.root.resolve()), tuple(p.name for p in store.shards()), tuple(keys), str(device))
     if key not in _shared:
         _shared.clear()
         _shared[key] = ChunkFeatures(store, keys, device)

@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
 from pipeline.errors import ConfigError
-from pipeline.fit.data import drop_uncached, read_splits, shared_features
+from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
 from pipeline.fit.sweep import flatten
 from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
 from pipeline.fit.train import PhaseResult, deterministic, train_phase
@@ -50,14 +50,14 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
         log("fine phase changes: " + " ".join(f"{k}={fine[k]}" for k, v in coarse.items() if fine[k] != v))
     store = FeatureStore.open(job.coarse.data.store)
     splits = drop_uncached(read_splits(job.coarse, job.fold, log), store, log)
-    keys = list(dict.fromkeys(key for split in splits.values() for key in split.keys))
-    features = shared_features(job.coarse.data.store, keys, resolve_device(job.coarse.device))
+    keys = sorted({key for split in splits.values() for key in split.keys})  # the same for every fold of a run
+    features = shared_features(store, keys, resolve_device(job.coarse.device))
+    phases = [(phase, cfg) for phase, cfg in (("coarse", job.coarse), ("fine", job.fine)) if cfg is not None]
+    features.load(sorted({kind for _, cfg in phases for kind in FeatureSpec.from_config(cfg).kinds}))  # fail early
     results: list[PhaseResult] = []
     with deterministic():
-        for phase, cfg in (("coarse", job.coarse), ("fine", job.fine)):
-            if cfg is not None:
-                init = results[-1].model if results else None
-                results.append(train_phase(phase, cfg, features, splits, init, log))
+        for phase, cfg in phases:
+            results.append(train_phase(phase, cfg, features, splits, results[-1].model if results else None, log))
     metrics = write_results(job.out_dir, results, splits)
     log("\n" + metrics_table(metrics))
     return metrics

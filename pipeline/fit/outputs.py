@@ -24,11 +24,12 @@ METRIC_COLUMNS = ("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n")
 
 
 class RunLog:
-    """Progress lines, appended to ``log.txt`` in the run directory and echoed to the console unless quiet."""
+    """Progress lines, written to ``log.txt`` in the run directory (started afresh) and echoed unless quiet."""
 
     def __init__(self, path: Path, echo: bool = True):
         self.path = path
         self.echo = echo
+        path.write_text("")
 
     def __call__(self, line: str) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

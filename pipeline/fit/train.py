@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pipeline.config import Config
+from pipeline.config import Config, LossConfig
 from pipeline.errors import ConfigError
 from pipeline.fit.data import ChunkFeatures, FeatureSpec, Log, Split
 from pipeline.fit.losses import mse_loss, rank_loss
@@ -64,7 +64,7 @@ def train_phase(
     if init is not None:
         _transfer(init, model, phase)
     model.standardise_with(*features.moments(videos["train"], spec.kinds))
-    optimizer = _optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(cfg.scheduler.warmup_epochs * steps_per_epoch, cfg.num_epochs * steps_per_epoch)
@@ -85,15 +85,8 @@ def train_phase(
         totals = torch.zeros(3, device=device)  # loss, mse, rank summed over videos
         for batch in torch.randperm(len(train), generator=shuffle).to(device).split(cfg.batch_size):
             x, mask = features.batch(videos["train"][batch], spec.kinds)  # (B, C, D), (B, C)
-            pred = model(x, mask)  # (B,)
-            mse = mse_loss(pred, target[batch])
-            rank = rank_loss(pred, target[batch], cfg.loss.rank_margin)
-            loss = cfg.loss.mse_weight * mse + cfg.loss.rank_weight * rank
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            totals += train_step(model, optimizer, x, mask, target[batch], cfg.loss) * len(batch)
             schedule.step()
-            totals += torch.stack([loss, mse, rank]).detach() * len(batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the epoch's timing covers its queued GPU work
         trained = time.perf_counter()
@@ -123,6 +116,19 @@ def train_phase(
         config=cfg,
     )
     return PhaseResult(phase, model, model_spec, best_epoch, history, predictions, metrics)
+
+
+def train_step(model: ChunkRegressor, optimizer: torch.optim.Optimizer, x: torch.Tensor, mask: torch.Tensor,
+               target: torch.Tensor, loss: LossConfig) -> torch.Tensor:
+    """One optimizer step on a batch ``x`` ``(B, C, D)``, ``mask`` ``(B, C)``, ``target`` ``(B,)``; returns (loss, mse, rank)."""
+    pred = model(x, mask)  # (B,)
+    mse = mse_loss(pred, target)
+    rank = rank_loss(pred, target, loss.rank_margin)
+    total = loss.mse_weight * mse + loss.rank_weight * rank
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return torch.stack([total, mse, rank]).detach()
 
 
 @contextlib.contextmanager
@@ -164,7 +170,7 @@ def _transfer(init: ChunkRegressor, model: ChunkRegressor, phase: str) -> None:
     model.load_state_dict(init.state_dict())
 
 
-def _optimizer(cfg: Config, model: ChunkRegressor) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Config, model: ChunkRegressor) -> torch.optim.Optimizer:
     opt = cfg.optimizer
     if opt.name in ("adamw", "adam"):  # fused: one kernel per step instead of a dozen passes over the weights
         adam = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
