@@ -1,0 +1,74 @@
+"""Scoring throughput from cached features: videos per second of the prediction step, the store read timed apart.
+
+Generates (once) a synthetic store shaped like a coarse-phase model's inputs (``bench.store.generate``:
+spatial_coarse 7168 + temporal_slow 2048 + temporal_fast 256 = 9472 float16 values per chunk), builds a model
+of the design's default shape (9472 -> 128 -> 1, GELU) with its spec, and times ``Scorer.score_table`` on
+every video: float16 -> float32 conversion, the MLP on every chunk, the per-video mean and the calibration.
+
+    .venv/bin/python -m bench.score --root /tmp/vqa-bench-score --videos 20000 --chunks 1
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from bench.store import KINDS, generate
+from pipeline.backbones import resolve_device
+from pipeline.config import Config, ExtractConfig
+from pipeline.fit.data import FeatureSpec
+from pipeline.fit.model import ChunkRegressor, ModelSpec
+from pipeline.metrics import Logistic4
+from pipeline.scoring import Scorer
+from pipeline.store import FEATURE_DIMS, FeatureStore
+
+
+def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -> Scorer:
+    """A scorer whose model reads the bench store's kinds, with seeded weights and a plausible calibration."""
+    widths = {kind: FEATURE_DIMS[kind] for kind in KINDS}
+    torch.manual_seed(0)
+    model = ChunkRegressor(sum(widths.values()), hidden).eval()
+    model.standardise_with(torch.zeros(model.architecture["in_dim"]), torch.ones(model.architecture["in_dim"]))
+    spec = ModelSpec(features=FeatureSpec("coarse", ("slow", "fast"), False), widths=widths,
+                     store_settings=store.settings, store_settings_hash=store.manifest["settings_hash"],
+                     mos_mean=3.0, mos_std=0.8, calibration=Logistic4(5.0, 1.0, 3.0, 0.7), config=Config())
+    return Scorer(model.to(device), spec, Path("bench-model"), ExtractConfig(device=str(device)), store=store.root)
+
+
+@click.command()
+@click.option("--root", type=click.Path(path_type=Path), default=Path("/tmp/vqa-bench-score"), show_default=True)
+@click.option("--videos", default=20000, show_default=True)
+@click.option("--chunks", default=1, show_default=True, help="Chunks (seconds) per video.")
+@click.option("--hidden", default="128", show_default=True, help="Hidden sizes, comma-separated.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--repeats", default=3, show_default=True)
+def main(root: Path, videos: int, chunks: int, hidden: str, device: str, repeats: int) -> None:
+    start = time.perf_counter()
+    store = generate(root / f"{videos}x{chunks}", videos, chunks)
+    print(f"store ready in {time.perf_counter() - start:.1f} s: {store.root}")
+    scorer = bench_scorer(FeatureStore.open(store.root), resolve_device(device), [int(h) for h in hidden.split(",")])
+    start = time.perf_counter()
+    table = FeatureStore.open(store.root).read(scorer.kinds)
+    read = time.perf_counter() - start
+    rows = int(table.offsets[-1])
+    scorer.score_table(table)  # warm-up: allocations, thread pool
+    best = min(_timed(scorer, table) for _ in range(repeats))
+    print(f"read {len(table.keys)} videos ({rows} chunks, {sum(a.nbytes for a in table.features.values()) / 1e9:.2f} GB) "
+          f"in {read:.2f} s; predict (best of {repeats}, {torch.get_num_threads()} threads, {device}): {best:.3f} s = "
+          f"{len(table.keys) / best:,.0f} videos/s, {rows / best:,.0f} chunks/s")
+
+
+def _timed(scorer: Scorer, table) -> float:
+    start = time.perf_counter()
+    predictions = scorer.score_table(table)
+    seconds = time.perf_counter() - start
+    assert np.isfinite(predictions.score).all()
+    return seconds
+
+
+if __name__ == "__main__":
+    main()
