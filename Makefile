@@ -21,4 +21,4 @@ demo: $(STAMP)
 	$(PY) -m pipeline.demo
 
 clean-demo:
-	rm -rf features/sample runs/demo
+	rm -rf features/sample features/sample-random runs/demo
