@@ -62,7 +62,7 @@ def chunks_by_list(path: Path, decoder: str, max_chunks: int) -> tuple[int, int]
         stamps = reader.get_frame_timestamp(np.arange(len(reader)))
         frames = list(reader.get_batch(list(range(len(reader)))).asnumpy())
         times = stamps[:, 0].tolist()
-        duration = round(float(stamps[-1, 1] - stamps[0, 0]), 6)  # decord's times are float32
+        duration = len(frames) / reader.get_avg_fps()  # decord's float32 end times can fall short of the last second
     count = 0
     for plan in plan_chunks(times, duration, max_chunks=max_chunks, clip_frames=CLIP_FRAMES):
         key = torch.from_numpy(frames[plan.key]).permute(2, 0, 1).contiguous()

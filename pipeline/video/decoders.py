@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 DECODERS = ("decord", "pyav")
 _DECORD_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
-_DECORD_BATCH = 4            # frames per decord call: few, so memory stays small at 4K
 _TIMESTAMP_TOLERANCE = 2e-3  # seconds; decord reports float32 times
 _PIXEL_TOLERANCE = 2         # grey levels: rounding differences between swscale versions
 
@@ -81,7 +80,11 @@ def _decord_unsuitable(info: VideoInfo) -> str | None:
 
 
 class DecordDecoder:
-    """Frames through decord, which seeks within and across GOPs itself."""
+    """Frames through decord, read one at a time (decord 0.6's ``get_batch`` leaks about a frame per call).
+
+    ``seek_accurate`` skips within a GOP by decoding without conversion and seeks to the key
+    frame before a farther target, so sparse plans are cheap here too.
+    """
 
     name = "decord"
 
@@ -98,22 +101,25 @@ class DecordDecoder:
         if np.abs((times - times[0]) - np.asarray(index.seconds())).max() > _TIMESTAMP_TOLERANCE:
             raise _DecordUnusable("decord times the frames differently from the index")
         try:
-            mine = self._reader.get_batch([0]).asnumpy()[0]
+            mine = self._reader.next().asnumpy()
         except decord.DECORDError as e:  # e.g. decord 0.6 miscomputes buffer sizes of some small frames
             raise _DecordUnusable(f"decord cannot decode the first frame ({_first_line(e)})") from e
         if mine.shape != first.shape or np.abs(mine.astype(np.int16) - first).max() > _PIXEL_TOLERANCE:
             raise _DecordUnusable("decord decodes the first frame differently from FFmpeg")
+        self._position = 1  # the frame next() returns
 
     def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, len(wanted), _DECORD_BATCH):
-            batch = list(wanted[start:start + _DECORD_BATCH])
+        for j in wanted:
             try:
-                rgb = self._reader.get_batch(batch).asnumpy()
+                if j != self._position:
+                    self._reader.seek_accurate(j)
+                rgb = self._reader.next().asnumpy()
             except decord.DECORDError as e:
-                raise CorruptVideoError(
-                    self._path, f"decord failed on frames {batch[0]}-{batch[-1]} ({_first_line(e)}); decoder=pyav may read it"
-                ) from e
-            yield from zip(batch, rgb)
+                raise CorruptVideoError(self._path, f"decord failed on frame {j} ({_first_line(e)}); decoder=pyav may read it") from e
+            except StopIteration:
+                raise CorruptVideoError(self._path, f"decord ran out of frames at frame {j} of {len(self._reader)}") from None
+            self._position = j + 1
+            yield j, rgb
 
     def close(self) -> None:
         self._reader = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -50,7 +50,7 @@ class Prefetcher(Generic[T]):
     resource it releases is never touched by two threads at once.
     """
 
-    def __init__(self, produce: Callable[[], Iterator[T]], finalize: Callable[[], None], *,
+    def __init__(self, produce: Callable[[], Generator[T, None, None]], finalize: Callable[[], None], *,
                  depth: int, timeout_s: float, path: Path, what: str):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -70,34 +70,46 @@ class Prefetcher(Generic[T]):
         try:
             kind, value = self._queue.get(timeout=self._timeout_s)
         except queue.Empty:
-            self.close()
+            self.close(wait=False)
             raise DecodeTimeoutError(self._path, f"{self._what} stalled: no progress for {self._timeout_s:g} s") from None
         if kind == "item":
             return value
-        self._done = True
+        self.close()
         if kind == "error":
             raise value
         raise StopIteration
 
-    def close(self) -> None:
-        """Tell the worker to stop; do not wait for it (it may be stuck)."""
+    def close(self, wait: bool = True) -> None:
+        """Tell the worker to stop and, with ``wait``, give it ``timeout_s`` to release what it holds.
+
+        Waiting matters: a worker still closing FFmpeg's decoder threads when the interpreter
+        exits can abort the process. A worker that does not finish in time is stalled and abandoned.
+        """
         self._done = True
         self._stop.set()
+        if wait and self._worker is not threading.current_thread():
+            self._worker.join(self._timeout_s)
 
-    def _run(self, produce: Callable[[], Iterator[T]], finalize: Callable[[], None]) -> None:
+    def _run(self, produce: Callable[[], Generator[T, None, None]], finalize: Callable[[], None]) -> None:
+        outcome: tuple[str, object] | None = ("end", None)
         items = None
         try:
             items = produce()
             for item in items:
                 if not self._put(("item", item)):
-                    return
-            self._put(("end", None))
+                    outcome = None  # the consumer has gone
+                    break
         except BaseException as e:  # handed to the consumer
-            self._put(("error", e))
-        finally:
-            if items is not None and hasattr(items, "close"):
+            outcome = ("error", e)
+        try:
+            if items is not None:
                 items.close()
             finalize()
+        except BaseException as e:
+            if outcome is not None and outcome[0] == "end":
+                outcome = ("error", e)
+        if outcome is not None:
+            self._put(outcome)  # after finalize: a consumer holding the outcome has nothing left to wait for
 
     def _put(self, message: tuple[str, object]) -> bool:
         while not self._stop.is_set():
