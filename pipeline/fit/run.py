@@ -9,11 +9,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config, fine_config_path, load_config
+from pipeline.config import Config, fine_config_path, load_config, to_dict
 from pipeline.errors import UsageError
 from pipeline.fit.jobs import FitJob, run_jobs
 from pipeline.fit.outputs import METRIC_COLUMNS, format_table, write_configs, write_json
-from pipeline.fit.sweep import as_overrides, read_sweep
+from pipeline.fit.sweep import as_overrides, flatten, read_sweep
 
 Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value
 
@@ -84,7 +84,7 @@ def _summarise_folds(out: Path, results: list[Metrics]) -> Metrics:
         for phase, by_split in results[0].items()
     }
     write_json(out / "folds.json", summary)
-    cells = [[phase, split, *(f"{v['mean']:.4f} ± {v['std']:.4f}" for v in values.values())]
+    cells = [[phase, split, *(f"{_cell(v['mean'])} ± {_cell(v['std'])}" for v in values.values())]
              for phase, by_split in summary.items() for split, values in by_split.items()]
     print(f"\n{len(results)}-fold grouped cross-validation (mean ± std over folds), {out}:")
     print(format_table(["phase", "split", *METRIC_COLUMNS], cells))
@@ -109,7 +109,8 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     for plan in plans:
         done, at = results[at:at + len(plan)], at + len(plan)
         summaries.append(_summarise_folds(plan[0].out_dir.parent, done) if folds else done[0])
-    table = _ranking(entries, summaries, [f"run-{i:03d}" for i in range(len(entries))])
+    names = [f"run-{i:03d}" for i in range(len(entries))]
+    table = _ranking(entries, [coarse for coarse, _ in configs], summaries, names)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "sweep.csv", index=False)
     best = int(table.index[0])
@@ -120,12 +121,13 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     return summaries[best]
 
 
-def _ranking(entries: list[dict], summaries: list[Metrics], names: list[str]) -> pd.DataFrame:
-    """One row per fit: its overrides and validation metrics, sorted by the last phase's validation SROCC."""
+def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics], names: list[str]) -> pd.DataFrame:
+    """One row per fit: the swept keys' values and the validation metrics, sorted by the last phase's SROCC."""
+    swept = list(dict.fromkeys(key for entry in entries for key in entry))
     rows = []
-    for name, entry, metrics in zip(names, entries, summaries):
-        phases = list(metrics)
-        row = {"run": name, **entry}
+    for name, cfg, metrics in zip(names, configs, summaries):
+        values, phases = flatten(to_dict(cfg)), list(metrics)
+        row = {"run": name, **{key: values[key] for key in swept}}
         row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
         row.update({f"val_{c}": metrics[phases[-1]]["val"][c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
         rows.append(row)
@@ -134,6 +136,6 @@ def _ranking(entries: list[dict], summaries: list[Metrics], names: list[str]) ->
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.4f}"
-    return str(value)
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 else f"{value:.3g}"
+    return str(int(value)) if isinstance(value, (float, np.floating)) and np.isfinite(value) else str(value)

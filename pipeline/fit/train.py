@@ -100,6 +100,8 @@ def train_phase(
 
     model.load_state_dict(best_state)
     model.eval()
+    log(f"{phase}: best epoch {best_epoch} (val srocc {best_srocc:.4f})"
+        + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
     predictions = {
         name: _predict(model, features, videos[name], spec.kinds) * mos_std + mos_mean
         for name in splits if name != "train"
