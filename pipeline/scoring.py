@@ -39,7 +39,9 @@ from pipeline.store import FeatureStore, FeatureTable
 
 #: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
 SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error")
-_BLOCK_ROWS = 1024  # chunk rows converted to float32 and scored at once: a few MB, stays in cache
+# Chunk rows converted to float32 and scored at once: enough for an efficient matrix product, a bounded
+# scratch buffer (39 MB at 9472 inputs). Measured on 2 cores: 256-1024 rows best, 64 and 4096 slower.
+_BLOCK_ROWS = 1024
 
 
 @dataclass

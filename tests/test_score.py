@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from pipeline.cli import extract, score
+from pipeline.demo import demo_overrides
 from pipeline.fit.model import load_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, chunk_seconds
@@ -184,3 +185,13 @@ def test_readme_python_api_example_runs(run: Path, tmp_path: Path, monkeypatch: 
     exec(compile(code, "README.md (Python API)", "exec"), namespace)
     table = namespace["table"]
     assert list(table["status"]) == ["ok"] * len(videos) and table["score"].notna().all()
+
+
+def test_demo_says_when_it_runs_with_random_weights(capsys: pytest.CaptureFixture) -> None:
+    overrides, weights = demo_overrides(str(REPO / "config" / "kwai_simpleVQA.yml"), "random")
+    assert weights == "random"
+    assert {"extract.weights=random", "data.store=features/sample-random", "extract.nss=true",
+            "features.nss=true"} <= set(overrides)
+    assert "RANDOM backbone weights" in capsys.readouterr().out
+    overrides, _ = demo_overrides(str(REPO / "config" / "kwai_simpleVQA.yml"), "/opt/weights")
+    assert "extract.weights=/opt/weights" in overrides and not any(o.startswith("data.store") for o in overrides)
