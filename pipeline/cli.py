@@ -7,7 +7,6 @@ failed (they are listed). The top-level scripts and the ``vqa-*`` console script
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -105,7 +104,9 @@ def _levels(option: str | None) -> list[str] | None:
 @set_option
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
               help="Decode in N separate processes beside the models; 0 decodes in this one (default: extract.workers).")
-@click.option("--cluster", metavar="local:N|ADDRESS", help="Run on a Dask cluster (needs the dist extra).")
+@click.option("--cluster", metavar="local:N|ADDRESS",
+              help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
+                   "(needs the dist extra; videos and store on a file system every worker sees).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
@@ -124,16 +125,17 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
         cfg.extract.weights = weights
     if workers is not None:
         cfg.extract.workers = workers
-    if cluster is not None:
-        if importlib.util.find_spec("dask") is None:
-            raise UsageError("--cluster needs the dist extra: pip install .[dist]")
-        raise UsageError("--cluster: distributed extraction is not in this version yet; "
-                         "use --workers N to decode in local processes")
     store = store or cfg.data.store
     videos = _videos(cfg, csv_paths, video_root)
     click.echo(f"extracting {len(videos)} video(s) into {store} (weights {cfg.extract.weights}, "
-               f"device {cfg.extract.device}, workers {cfg.extract.workers})", err=True)
-    summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress)
+               f"device {cfg.extract.device}, workers {cfg.extract.workers}"
+               f"{f', cluster {cluster}' if cluster else ''})", err=True)
+    if cluster is not None:
+        from pipeline.distributed import extract_on_cluster
+
+        summary = extract_on_cluster(videos, store, cfg.extract, cluster, levels=_levels(levels), progress=progress)
+    else:
+        summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress)
     click.echo(str(summary))
     if summary.failed:
         report_failures(summary.failed, store)

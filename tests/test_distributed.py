@@ -1,0 +1,185 @@
+"""Extraction on a real Dask LocalCluster (worker processes): same store as one process, resumes, survives a kill."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pipeline.cli import extract
+from pipeline.config import load_config
+from pipeline.distributed import Cluster, connect, extract_on_cluster, pick_device, worker_rank
+from pipeline.extract import extract_videos
+from pipeline.store import FeatureStore
+from videos import make_video
+
+# Tiny everything, as in test_extract: 64x48 videos of 3 s, short sides 64/80, 8-frame clips of 32x32.
+CONFIG = """\
+extract:
+  device: cpu
+  weights: random
+  batch_size: 4
+  levels: {coarse: {short_side: 64}, fine: {short_side: 80}}
+  clip: {size: 32, frames: 8}
+  shard_videos: 1
+"""
+KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
+CLIPS = [f"clip{i}.mp4" for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six good videos, a corrupt one and a config; the CSV also names a missing file."""
+    root = tmp_path_factory.mktemp("videos")
+    for i, name in enumerate(CLIPS):
+        make_video(root / name, frames=72, fps=24, seed=i)
+    (root / "corrupt.mp4").write_bytes(b"this is not a video" * 100)
+    (root / "labels.csv").write_text("filename\n" + "".join(f"{n}\n" for n in [*CLIPS, "corrupt.mp4", "missing.mp4"]))
+    (root / "config.yml").write_text(CONFIG)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install '.[dist]')")
+    with connect("local:2") as connected:
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def reference(videos: Path, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Features of a single-process run, with the torch threads of one cluster worker (float results depend on them)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cluster.threads)
+    try:
+        store = tmp_path_factory.mktemp("reference") / "store"
+        extract_videos(pairs(videos, CLIPS), store, load_config(videos / "config.yml").extract, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return table(store)
+
+
+def pairs(videos: Path, names: list[str]) -> list[tuple[str, str]]:
+    return [(name, str(videos / name)) for name in names]
+
+
+def table(store: Path) -> dict:
+    read = FeatureStore.open(store).read(KINDS)
+    return {key: {kind: read.features[kind][read.rows(key)] for kind in KINDS} for key in read.keys}
+
+
+def assert_same_features(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        for kind in KINDS:
+            np.testing.assert_array_equal(a[key][kind], b[key][kind], err_msg=f"{key} {kind}")
+
+
+def shard_pid(path: Path) -> int:
+    return int(re.fullmatch(r"shard-\d+-.+-(\d+)-[0-9a-f]+\.h5", path.name).group(1))
+
+
+def keys_by_pid(store: Path) -> dict[int, set[str]]:
+    """The videos each process wrote, from the pid in each complete shard's name."""
+    written: dict[int, set[str]] = {}
+    for path in store.glob("shard-*.h5"):
+        with h5py.File(path, "r") as f:
+            written.setdefault(shard_pid(path), set()).update(f["index/key"].asstr()[()])
+    return written
+
+
+def test_cluster_store_equals_single_process_and_resumes(videos: Path, cluster: Cluster, reference: dict,
+                                                         tmp_path: Path) -> None:
+    cfg = load_config(videos / "config.yml").extract
+    store = tmp_path / "store"
+    todo = pairs(videos, [*CLIPS, "corrupt.mp4", "missing.mp4"])
+    summary = extract_on_cluster(todo, store, cfg, cluster, videos_per_task=2, progress=False)
+    assert sorted(summary.done) == CLIPS and summary.skipped == []
+    assert sorted(summary.failed) == ["corrupt.mp4", "missing.mp4"]
+    assert sorted(FeatureStore.open(store).failures()) == ["corrupt.mp4", "missing.mp4"]
+    assert_same_features(table(store), reference)
+    assert len(keys_by_pid(store)) == 2, "both workers should have written shards"
+
+    shards = sorted(store.glob("shard-*.h5"))
+    again = extract_on_cluster(todo, store, cfg, cluster, progress=False)
+    assert again.done == [] and sorted(again.skipped) == CLIPS and sorted(again.failed) == sorted(summary.failed)
+    assert sorted(store.glob("shard-*.h5")) == shards
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_its_task_rerun(videos: Path, cluster: Cluster, reference: dict,
+                                                                 tmp_path: Path) -> None:
+    """SIGKILL the first worker to commit a shard: its task (3 videos) runs again, the store ends complete."""
+    store = tmp_path / "store"
+    killed: list[int] = []
+    finished = threading.Event()
+
+    def kill_first_writer() -> None:
+        while not finished.wait(0.005):
+            shards = list(store.glob("shard-*.h5"))
+            if shards:
+                killed.append(shard_pid(shards[0]))
+                os.kill(killed[0], signal.SIGKILL)
+                return
+
+    killer = threading.Thread(target=kill_first_writer)
+    killer.start()
+    try:
+        summary = extract_on_cluster(pairs(videos, CLIPS), store, load_config(videos / "config.yml").extract, cluster,
+                                     videos_per_task=3, progress=False)
+    finally:
+        finished.set()
+        killer.join()
+    assert killed, "no shard was written before the run ended"
+    assert summary.failed == {} and sorted(summary.done) == CLIPS
+    assert_same_features(table(store), reference)
+    written = keys_by_pid(store)
+    task = next(t for t in (set(CLIPS[:3]), set(CLIPS[3:])) if written[killed[0]] <= t)
+    assert len(written[killed[0]]) < len(task), "the worker finished its task before it was killed"
+    assert task - written[killed[0]] <= set().union(*(keys for pid, keys in written.items() if pid != killed[0]))
+    cluster.client.wait_for_workers(2, timeout=120)  # the dead worker's replacement
+    assert killed[0] not in cluster.client.run(os.getpid).values()
+
+
+@pytest.mark.parametrize("spec, rank, gpus, device", [
+    ("auto", 3, 2, "cuda:1"), ("cuda", 2, 2, "cuda:0"), ("auto", 5, 1, "cuda:0"),
+    ("auto", 1, 0, "auto"), ("cpu", 1, 2, "cpu"), ("cuda:1", 0, 4, "cuda:1"), ("cuda", 0, 0, "cuda"),
+])
+def test_workers_spread_over_the_gpus(spec: str, rank: int, gpus: int, device: str) -> None:
+    assert pick_device(spec, rank, gpus) == device
+
+
+@pytest.mark.parametrize("name, rank", [(0, 0), (3, 3), ("SLURMCluster-7", 7), ("SLURMCluster-2-1", 1), ("w", 0)])
+def test_worker_rank_from_its_name(name: object, rank: int) -> None:
+    assert worker_rank(name) == rank
+
+
+def run_cli(videos: Path, tmp_path: Path, cluster: str) -> tuple[int, str]:
+    result = CliRunner().invoke(extract, ["-o", str(videos / "config.yml"), "--csv", str(videos / "labels.csv"),
+                                          "--store", str(tmp_path / "store"), "--no-progress", "--cluster", cluster])
+    return result.exit_code, result.output
+
+
+def test_without_dask_the_cluster_option_says_what_to_install(videos: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in ("dask", "distributed"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as when not installed
+    code, out = run_cli(videos, tmp_path, "local:2")
+    assert code == 2 and "pip install '.[dist]'" in out, out
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:two", "local"])
+def test_a_malformed_cluster_spec_exits_2(videos: Path, tmp_path: Path, spec: str) -> None:
+    pytest.importorskip("distributed", reason="dask[distributed] is not installed")
+    code, out = run_cli(videos, tmp_path, spec)
+    assert code == 2 and "expected local:N" in out, out
