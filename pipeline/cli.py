@@ -217,9 +217,14 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
               help="Run every fit of a sweep file (grid: and/or runs: of overrides), ranked by validation SROCC.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Fits run in parallel processes (sweeps and folds).")
+@click.option("--cluster", metavar="local:N|ADDRESS",
+              help="Run the fits of a sweep or of folds on a Dask cluster instead of --jobs processes: N worker "
+                   "processes here, or a scheduler such as tcp://host:8786 (needs the dist extra; store, CSVs and "
+                   "run directory on a file system every worker sees).")
 @reports_errors
 def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str | None,
-        overrides: tuple[str, ...], seed: int | None, folds: int, sweep_path: str | None, jobs: int) -> int:
+        overrides: tuple[str, ...], seed: int | None, folds: int, sweep_path: str | None, jobs: int,
+        cluster: str | None) -> int:
     """Fit the regressor on cached features: the coarse phase, then the fine phase started from its best model.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config.
@@ -228,6 +233,13 @@ def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str
 
     extra = [f"data.store={json.dumps(store)}"] if store is not None else []
     extra += [f"seed={seed}"] if seed is not None else []
-    run_fit(config_path, fine=fine_path, overrides=[*overrides, *extra], out=out_dir, folds=folds,
-            sweep=sweep_path, jobs=jobs)
+    run = functools.partial(run_fit, config_path, fine=fine_path, overrides=[*overrides, *extra], out=out_dir,
+                            folds=folds, sweep=sweep_path)
+    if cluster is not None:
+        from pipeline.distributed import fits_on_cluster
+
+        with fits_on_cluster(cluster) as slots:
+            run(jobs=slots)
+    else:
+        run(jobs=jobs)
     return EXIT_OK

@@ -45,6 +45,8 @@ INSTALL_HINT = "pip install '.[dist]' (or: pip install 'dask[distributed]')"
 #: Tasks per task slot of the cluster: enough that fast workers take over the work of slow ones.
 _TASKS_PER_SLOT = 4
 _CONNECT_TIMEOUT_S = 30
+#: How long joblib waits for a first worker (batch-queued workers, e.g. SLURM jobs, may take a while).
+_WORKERS_TIMEOUT_S = 600
 
 # This worker process's models: built by its first task, reused by the next ones (only the latest config kept).
 _worker_backbones: dict[str, Backbones] = {}
@@ -188,15 +190,20 @@ def extract_on_cluster(
 
 
 @contextmanager
-def fits_on_cluster(spec: str) -> Iterator[int]:
-    """Inside, joblib runs its parallel tasks (the fits of a sweep or of folds) on the cluster ``spec``.
+def fits_on_cluster(cluster: str | Cluster) -> Iterator[int]:
+    """Inside, joblib runs its parallel tasks (the fits of a sweep or of folds) on the workers of ``cluster``.
 
-    Yields how many fits run at once, the value to pass as ``jobs``.
+    Yields the ``jobs`` to pass to :func:`pipeline.fit.run.fit`: the cluster's task slots, and at least 2,
+    since :func:`pipeline.fit.jobs.run_jobs` runs the jobs of a single slot in this process.
     """
     import joblib
 
-    with connect(spec) as cluster, joblib.parallel_config(backend="dask"):
-        yield cluster.slots()
+    if isinstance(cluster, str):
+        with connect(cluster) as connected, fits_on_cluster(connected) as jobs:
+            yield jobs
+        return
+    with joblib.parallel_config(backend="dask", client=cluster.client, wait_for_workers_timeout=_WORKERS_TIMEOUT_S):
+        yield max(2, cluster.slots())
 
 
 def pick_device(spec: str, rank: int, cuda_devices: int) -> str:

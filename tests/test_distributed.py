@@ -12,14 +12,18 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
+from fit_fixtures import make_store, write_configs, write_csv
 
 from pipeline.cli import extract
 from pipeline.config import load_config
-from pipeline.distributed import Cluster, connect, extract_on_cluster, pick_device, worker_rank
+from pipeline.distributed import Cluster, connect, extract_on_cluster, fits_on_cluster, pick_device, worker_rank
 from pipeline.extract import extract_videos
+from pipeline.fit.run import fit
 from pipeline.store import FeatureStore
 from videos import make_video
 
@@ -148,6 +152,22 @@ def test_a_worker_killed_mid_task_is_replaced_and_its_task_rerun(videos: Path, c
     assert task - written[killed[0]] <= set().union(*(keys for pid, keys in written.items() if pid != killed[0]))
     cluster.client.wait_for_workers(2, timeout=120)  # the dead worker's replacement
     assert killed[0] not in cluster.client.run(os.getpid).values()
+
+
+def test_a_sweep_fits_on_the_cluster_workers(cluster: Cluster, tmp_path: Path) -> None:
+    """The sweep's fits run as tasks on the workers (joblib's Dask backend) and rank as a serial sweep does."""
+    from distributed import get_task_stream
+
+    csv = write_csv(tmp_path / "labels.csv", make_store(tmp_path / "store", videos=24, max_chunks=2))
+    config = write_configs(tmp_path, tmp_path / "store", csv, coarse={"num_epochs": 2}, fine={"num_epochs": 1})
+    sweep = tmp_path / "sweep.yml"
+    sweep.write_text(yaml.safe_dump({"grid": {"optimizer.lr": [1e-3, 1e-4]}}))
+    with get_task_stream(cluster.client) as stream, fits_on_cluster(cluster) as jobs:
+        fit(config, sweep=sweep, out=tmp_path / "cluster", jobs=jobs)
+    assert sum("_in_worker" in task["key"] for task in stream.data) >= 1, [t["key"] for t in stream.data]
+    fit(config, sweep=sweep, out=tmp_path / "serial", jobs=1)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cluster" / "sweep.csv"),
+                                  pd.read_csv(tmp_path / "serial" / "sweep.csv"), rtol=1e-6)
 
 
 @pytest.mark.parametrize("spec, rank, gpus, device", [
