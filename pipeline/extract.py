@@ -25,7 +25,7 @@ from pipeline.config import ExtractConfig
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
 from pipeline.errors import CorruptVideoError, UsageError
 from pipeline.nss import NSS_DIM
-from pipeline.store import FeatureStore, ShardWriter, VideoRecord, file_signature
+from pipeline.store import FeatureStore, ShardWriter, VideoRecord, checked_rows, file_signature
 from pipeline.video import VideoInfo, resize_short_side
 
 #: Version of the feature definitions (DESIGN.md "Feature definitions"); part of every store's settings,
@@ -115,6 +115,7 @@ class _Job:
             self._run(backbones)
 
     def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray]]:
+        """The video's record and rows, checked as the store requires (StoreError: this video fails)."""
         if self.pending:
             self._run(backbones)
         if self.info is None or not self.parts:
@@ -122,7 +123,8 @@ class _Job:
         info, parts, self.parts = self.info, self.parts, {}  # the arrays go to the writer, not kept here
         record = VideoRecord(key=self.key, fps=info.fps, frames=info.frames, width=info.width, height=info.height,
                              duration=info.duration, decoder=info.decoder, size=self.size, mtime=self.mtime)
-        return record, {kind: np.concatenate(rows) for kind, rows in parts.items()}
+        rows = checked_rows({kind: np.concatenate(rows) for kind, rows in parts.items()}, self.path)
+        return record, rows
 
     def _run(self, backbones: Backbones) -> None:
         for kind, rows in backbones.features(self.pending, self.levels).items():
@@ -169,7 +171,8 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
          backbones: Backbones, pool: DecodePool | None, progress: bool, summary: ExtractSummary) -> None:
     """Extract what ``_plan`` leaves to do, filling ``summary``."""
     with store.writer(flush_videos=cfg.shard_videos) as writer:
-        jobs = _plan(videos, store, backbones, levels, summary, writer)
+        jobs = _plan(videos, store, backbones, levels, summary)
+        store.record_failures(summary.failed)  # the unreadable files, in one update
         tasks = [(i, job.path) for i, job in enumerate(jobs)]
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
         try:
@@ -189,7 +192,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
 
 
 def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbones: Backbones,
-          levels: tuple[str, ...], summary: ExtractSummary, writer: ShardWriter) -> list[_Job]:
+          levels: tuple[str, ...], summary: ExtractSummary) -> list[_Job]:
     """The videos that need extracting; cached ones go to ``summary.skipped``, unreadable ones to ``failed``."""
     cached = store.cached()
     wanted = set(backbones.kinds(levels))
@@ -202,7 +205,6 @@ def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbon
             size, mtime = file_signature(path)
         except OSError as exc:
             summary.failed[key] = f"{path}: video file not found or unreadable ({exc.strerror})"
-            writer.fail(key, summary.failed[key])
             continue
         record = cached.get(key)
         job_levels = levels
@@ -221,7 +223,11 @@ def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbon
 
 def _assemble(events: Iterable[Event], jobs: list[_Job], backbones: Backbones, batch_size: int,
               writer: ShardWriter) -> Iterator[tuple[int, str, str | None]]:
-    """Turn decode events into stored videos; yield ``(task, key, error or None)`` as each video ends."""
+    """Turn decode events into stored videos; yield ``(task, key, error or None)`` as each video ends.
+
+    A failure of one video (decoding, models, unusable rows) is yielded and the run goes on. A store that
+    cannot be written raises: going on would only lose more work.
+    """
     broken: set[int] = set()  # tasks whose model step failed: their remaining events are ignored
     for task, kind, payload in events:
         job = jobs[task]
@@ -229,17 +235,21 @@ def _assemble(events: Iterable[Event], jobs: list[_Job], backbones: Backbones, b
             if kind in ("done", "failed"):
                 broken.discard(task)
             continue
+        if kind == "failed":
+            yield task, job.key, str(payload)
+            continue
         try:
             if kind == "info":
                 job.info = payload
             elif kind == "chunk":
                 job.add(payload, backbones, batch_size)
-            elif kind == "done":
-                writer.add(*job.finish(backbones))
-                yield task, job.key, None
             else:
-                yield task, job.key, str(payload)
-        except Exception as exc:  # noqa: BLE001 - any failure on one video must not stop the run
-            if kind not in ("done", "failed"):
+                record, rows = job.finish(backbones)
+        except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
+            if kind != "done":
                 broken.add(task)
             yield task, job.key, describe(exc, job.path)
+            continue
+        if kind == "done":
+            writer.add(record, rows)
+            yield task, job.key, None

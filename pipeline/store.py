@@ -270,7 +270,7 @@ class FeatureStore:
             current = self.failures()
             for key in succeeded:
                 current.pop(key, None)
-            current.update(errors)
+            current.update({key: " ".join(str(error).split()) for key, error in errors.items()})  # one line each
             out = io.StringIO()
             w = csv.writer(out, lineterminator="\n")
             w.writerow(["key", "error"])
@@ -376,7 +376,7 @@ class ShardWriter:
 
     def fail(self, key: str, error: str) -> None:
         """Record that ``key`` could not be extracted, with the reason (kept until it succeeds)."""
-        self.store.record_failures({key: " ".join(str(error).split())})
+        self.store.record_failures({key: error})
 
     def flush(self) -> Path | None:
         """Commit the buffered videos as a shard now; returns its path (None when nothing was buffered)."""
@@ -390,31 +390,41 @@ class ShardWriter:
         return path
 
     def _validated(self, record: VideoRecord, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        where = f"{self.store.root}: video {record.key!r}"
         if not record.key:
             raise StoreError(f"{self.store.root}: a video key must be a non-empty string")
-        if not features:
-            raise StoreError(f"{where}: no features given")
-        arrays: dict[str, np.ndarray] = {}
-        rows = {len(a) for a in features.values()}
-        if len(rows) != 1 or 0 in rows:
-            raise StoreError(f"{where}: every kind needs the same, non-zero number of rows; got "
-                             f"{ {k: np.shape(a) for k, a in features.items()} }")
-        for kind, array in features.items():
-            if kind not in FEATURE_KINDS:
-                raise StoreError(f"{where}: unknown feature kind {kind!r}; known: {list(FEATURE_KINDS)}")
-            array = np.asarray(array)
-            if array.ndim != 2 or (kind in FEATURE_DIMS and array.shape[1] != FEATURE_DIMS[kind]):
-                raise StoreError(f"{where}: {kind} must be (rows, {FEATURE_DIMS.get(kind, 'N')}), "
-                                 f"got {array.shape}")
-            if kind in self._arrays and self._arrays[kind] and array.shape[1] != self._arrays[kind][0].shape[1]:
+        where = f"{self.store.root}: video {record.key!r}"
+        arrays = checked_rows(features, where)
+        for kind, array in arrays.items():
+            if self._arrays.get(kind) and array.shape[1] != self._arrays[kind][0].shape[1]:
                 raise StoreError(f"{where}: {kind} has width {array.shape[1]}, the shard so far "
                                  f"{self._arrays[kind][0].shape[1]}")
-            finite = np.isfinite(array).all()
-            if not finite or (FEATURE_DTYPES[kind] == np.float16 and np.abs(array).max() > _FLOAT16_MAX):
-                raise StoreError(f"{where}: {kind} holds non-finite values or values beyond float16 range")
-            arrays[kind] = array.astype(FEATURE_DTYPES[kind], copy=False)
         return arrays
+
+
+def checked_rows(features: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """``features`` in their on-disk dtypes, after checking what a shard requires of one video's rows.
+
+    Known kinds, (rows, dim) of the right width, the same non-zero row count for every kind, finite values
+    within float16 range. Raises StoreError starting with ``where``. Extraction calls this before handing
+    rows to the writer, so bad rows fail their video, while a store that cannot be written ends the run.
+    """
+    if not features:
+        raise StoreError(f"{where}: no features given")
+    rows = {len(a) for a in features.values()}
+    if len(rows) != 1 or 0 in rows:
+        raise StoreError(f"{where}: every kind needs the same, non-zero number of rows; got "
+                         f"{ {k: np.shape(a) for k, a in features.items()} }")
+    arrays: dict[str, np.ndarray] = {}
+    for kind, array in features.items():
+        if kind not in FEATURE_KINDS:
+            raise StoreError(f"{where}: unknown feature kind {kind!r}; known: {list(FEATURE_KINDS)}")
+        array = np.asarray(array)
+        if array.ndim != 2 or (kind in FEATURE_DIMS and array.shape[1] != FEATURE_DIMS[kind]):
+            raise StoreError(f"{where}: {kind} must be (rows, {FEATURE_DIMS.get(kind, 'N')}), got {array.shape}")
+        if not np.isfinite(array).all() or (FEATURE_DTYPES[kind] == np.float16 and np.abs(array).max() > _FLOAT16_MAX):
+            raise StoreError(f"{where}: {kind} holds non-finite values or values beyond float16 range")
+        arrays[kind] = array.astype(FEATURE_DTYPES[kind], copy=False)
+    return arrays
 
 
 # -- module helpers ---------------------------------------------------------------------------------

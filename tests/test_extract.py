@@ -17,8 +17,10 @@ from click.testing import CliRunner
 
 from pipeline.cli import extract
 from pipeline.config import load_config
+from pipeline import store as store_module
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool
-from pipeline.extract import extract_videos
+from pipeline.errors import StoreError
+from pipeline.extract import Backbones, extract_videos
 from pipeline.store import FEATURE_KINDS, FeatureStore
 from decode_stubs import crashing_decode
 from videos import make_video
@@ -184,3 +186,29 @@ def test_extract_videos_summary(videos: Path, tmp_path: Path) -> None:
     summary = extract_videos(pairs, tmp_path / "store", cfg, levels=["coarse"], progress=False)
     assert summary.done == ["a"] and list(summary.failed) == ["b"] and len(summary.shards) == 1
     assert FeatureStore.open(tmp_path / "store").cached()["a"].width == 64
+
+
+def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
+        videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(videos / "config.yml").extract
+    features, calls = Backbones.features, []
+
+    def nan_from_the_second_batch(self: Backbones, chunks: list, levels: tuple) -> dict:
+        rows = features(self, chunks, levels)
+        calls.append(len(chunks))
+        if len(calls) > 1:  # each 2-s video is one batch: the second video gets NaN rows
+            rows["temporal_fast"][:] = np.nan
+        return rows
+
+    monkeypatch.setattr(Backbones, "features", nan_from_the_second_batch)
+    pairs = [("a", videos / "clip0.mp4"), ("b", videos / "clip1.mp4")]
+    summary = extract_videos(pairs, tmp_path / "store", cfg, levels=["coarse"], progress=False)
+    assert calls == [2, 2] and summary.done == ["a"] and "non-finite" in summary.failed["b"]
+
+    def disk_full(*args: object) -> None:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(Backbones, "features", features)
+    monkeypatch.setattr(store_module, "_write_shard", disk_full)
+    with pytest.raises(StoreError, match="disk full"):
+        extract_videos([("c", videos / "clip2.mp4")], tmp_path / "store", cfg, levels=["coarse"], progress=False)
