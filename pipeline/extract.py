@@ -152,8 +152,9 @@ def extract_videos(
     unknown = [level for level in levels if level not in cfg.levels]
     if unknown:
         raise UsageError(f"unknown level(s) {unknown}; the config defines {sorted(cfg.levels)}")
+    videos = list(videos)
     # Decoder processes first: they start up while the models are built.
-    pool = DecodePool(cfg.workers, DecodeOptions.from_config(cfg)) if cfg.workers else None
+    pool = DecodePool(cfg.workers, DecodeOptions.from_config(cfg)) if cfg.workers and videos else None
     try:
         backbones = backbones or Backbones(cfg)
         if not backbones.kinds(levels):
