@@ -45,8 +45,11 @@ def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -
 @click.option("--chunks", default=1, show_default=True, help="Chunks (seconds) per video.")
 @click.option("--hidden", default="128", show_default=True, help="Hidden sizes, comma-separated.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", default=0, show_default=True, help="torch intra-op threads (0: torch's default).")
 @click.option("--repeats", default=3, show_default=True)
-def main(root: Path, videos: int, chunks: int, hidden: str, device: str, repeats: int) -> None:
+def main(root: Path, videos: int, chunks: int, hidden: str, device: str, threads: int, repeats: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     store = generate(root / f"{videos}x{chunks}", videos, chunks)
     print(f"store ready in {time.perf_counter() - start:.1f} s: {store.root}")
@@ -56,18 +59,21 @@ def main(root: Path, videos: int, chunks: int, hidden: str, device: str, repeats
     read = time.perf_counter() - start
     rows = int(table.offsets[-1])
     scorer.score_table(table)  # warm-up: allocations, thread pool
-    best = min(_timed(scorer, table) for _ in range(repeats))
-    print(f"read {len(table.keys)} videos ({rows} chunks, {sum(a.nbytes for a in table.features.values()) / 1e9:.2f} GB) "
-          f"in {read:.2f} s; predict (best of {repeats}, {torch.get_num_threads()} threads, {device}): {best:.3f} s = "
-          f"{len(table.keys) / best:,.0f} videos/s, {rows / best:,.0f} chunks/s")
+    wall, cpu = (min(times) for times in zip(*(_timed(scorer, table) for _ in range(repeats))))
+    gigabytes = sum(a.nbytes for a in table.features.values()) / 1e9
+    print(f"read {len(table.keys)} videos ({rows} chunks, {gigabytes:.2f} GB) in {read:.2f} s")
+    print(f"predict, best of {repeats}, {torch.get_num_threads()} thread(s), {device}: {wall:.3f} s wall = "
+          f"{len(table.keys) / wall:,.0f} videos/s, {rows / wall:,.0f} chunks/s; {cpu:.3f} CPU-s = "
+          f"{rows / cpu:,.0f} chunks per CPU-second")
 
 
-def _timed(scorer: Scorer, table) -> float:
-    start = time.perf_counter()
+def _timed(scorer: Scorer, table) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) of one ``score_table``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     predictions = scorer.score_table(table)
-    seconds = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert np.isfinite(predictions.score).all()
-    return seconds
+    return wall, cpu
 
 
 if __name__ == "__main__":
