@@ -7,6 +7,7 @@ broken table in one pass instead of one error per run.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -84,9 +85,16 @@ def _read_table(csv_path: Path) -> pd.DataFrame:
     if not csv_path.is_file():
         raise CSVError(csv_path, ["file not found"])
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True)
+        with warnings.catch_warnings():
+            # index_col=False: a first row longer than the header must not turn its leading fields into an
+            # index and shift the rest under the wrong columns; pandas then warns that it drops fields.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
+                                index_col=False)
     except pd.errors.EmptyDataError:
         raise CSVError(csv_path, ["file is empty (expected a header row: filename,mos[,group])"]) from None
+    except pd.errors.ParserWarning:
+        raise CSVError(csv_path, ["the first data row has more fields than the header has columns"]) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise CSVError(csv_path, [f"not a readable CSV: {err}"]) from None
     table.columns = [str(c).strip() for c in table.columns]
