@@ -23,7 +23,7 @@ from tqdm import tqdm
 from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
 from pipeline.config import ExtractConfig
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
-from pipeline.errors import CorruptVideoError, UsageError
+from pipeline.errors import ConfigError, CorruptVideoError, UsageError
 from pipeline.nss import NSS_DIM
 from pipeline.store import FeatureStore, ShardWriter, VideoRecord, checked_rows, file_signature
 from pipeline.video import VideoInfo, resize_short_side
@@ -148,6 +148,7 @@ def extract_videos(
     for ``cfg``. Per-video failures are recorded in the store and in the summary; nothing is raised for them.
     """
     start = time.perf_counter()
+    check_config(cfg)
     levels = tuple(cfg.levels) if levels is None else tuple(dict.fromkeys(levels))
     unknown = [level for level in levels if level not in cfg.levels]
     if unknown:
@@ -166,6 +167,27 @@ def extract_videos(
             pool.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def check_config(cfg: ExtractConfig) -> None:
+    """Refuse values no extraction can run with (ConfigError naming the keys), before a store or model is made.
+
+    Caught here, a bad value is one usage error; caught by the decoder, it would fail every video.
+    """
+    rules = [
+        ("extract.batch_size", cfg.batch_size, ">= 1", cfg.batch_size >= 1),
+        ("extract.max_chunks", cfg.max_chunks, ">= 0", cfg.max_chunks >= 0),
+        ("extract.clip.size", cfg.clip.size, ">= 1", cfg.clip.size >= 1),
+        ("extract.clip.frames", cfg.clip.frames, ">= 1", cfg.clip.frames >= 1),
+        ("extract.decode_timeout_s", cfg.decode_timeout_s, "> 0", cfg.decode_timeout_s > 0),
+        ("extract.workers", cfg.workers, ">= 0", cfg.workers >= 0),
+        ("extract.shard_videos", cfg.shard_videos, ">= 1", cfg.shard_videos >= 1),
+        *((f"extract.levels.{name}.short_side", level.short_side, ">= 1", level.short_side >= 1)
+          for name, level in cfg.levels.items()),
+    ]
+    problems = [f"{key} must be {rule}, got {value}" for key, value, rule, ok in rules if not ok]
+    if problems:
+        raise ConfigError("invalid extraction settings: " + "; ".join(problems))
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
