@@ -31,7 +31,7 @@ from torch import nn
 from pipeline.backbones import resolve_device
 from pipeline.config import ClipConfig, ExtractConfig, LevelConfig, load_config, valid_keys
 from pipeline.errors import StoreError, UsageError
-from pipeline.extract import FEATURE_VERSION, Backbones, extract_videos
+from pipeline.extract import FEATURE_VERSION, Backbones, check_config, extract_videos
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
@@ -90,6 +90,7 @@ class Scorer:
         model, spec = load_model(path)
         cfg = load_config(None, overrides, base=spec.config).extract
         cfg.device = device or cfg.device
+        check_config(cfg)
         model.to(resolve_device(cfg.device))
         return cls(model, spec, path, cfg, weights, store)
 
@@ -130,7 +131,7 @@ class Scorer:
         """
         paths = {str(k): str(v) for k, v in videos.items()} if isinstance(videos, Mapping) else \
             {str(v): str(v) for v in videos}
-        errors = {key: f"{path}: video file not found" for key, path in paths.items() if not Path(path).is_file()}
+        errors = {key: f"{path}: video file not found" for key, path in paths.items() if not Path(path).exists()}
         present = {key: path for key, path in paths.items() if key not in errors}
         errors.update(self.extract_missing(present, progress=progress))
         scored = [key for key in present if key not in errors]
