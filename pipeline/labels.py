@@ -7,6 +7,7 @@ broken table in one pass instead of one error per run.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,9 @@ def read_labels(
         line = row + 2  # the header is line 1
         if not name:
             problems.append(f"line {line}: empty filename")
+            continue
+        if "\x00" in name:
+            problems.append(f"line {line}: filename {name!r} contains a NUL character")
             continue
         if name in seen:
             problems.append(f"line {line}: duplicate filename {name!r} (first on line {seen[name]})")
@@ -114,5 +118,5 @@ def _mos_problems(line: int, raw: object, value: float, required: bool) -> list[
 
 
 def _resolve(root: Path, name: str) -> Path:
-    path = Path(name).expanduser()
+    path = Path(os.path.expanduser(name))  # unlike Path.expanduser, leaves "~nosuchuser/a.mp4" as it is
     return path if path.is_absolute() else root / path
