@@ -24,7 +24,7 @@ from pipeline.store import FEATURE_KINDS, FeatureStore
 
 Log = Callable[[str], None]
 
-_STATS_BLOCK_ROWS = 2048  # rows per block when computing input moments (bounds the float64 scratch)
+_STATS_BLOCK_ROWS = 256  # rows per block when computing input moments: scratch of a few MB, no page faults
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,14 @@ class ChunkFeatures:
         for kind in missing:
             self.arrays[kind] = torch.from_numpy(table.features[kind]).to(self.device)
 
+    @property
+    def rows(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(array.numel() * array.element_size() for array in self.arrays.values())
+
     def videos(self, keys: Sequence[str]) -> torch.Tensor:
         """Indices of ``keys`` into this table, as a long tensor on the device."""
         return torch.tensor([self.position[key] for key in keys], dtype=torch.long, device=self.device)
@@ -189,10 +197,12 @@ def shared_features(store: FeatureStore, keys: Sequence[str], device: torch.devi
 
 
 def _moments(array: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of ``array[rows]`` per column, in float64, two passes over row blocks."""
-    blocks = [rows[i:i + _STATS_BLOCK_ROWS] for i in range(0, len(rows), _STATS_BLOCK_ROWS)]
-    mean = sum(array[b].double().sum(0) for b in blocks) / len(rows)
-    var = sum(((array[b].double() - mean) ** 2).sum(0) for b in blocks) / len(rows)
+    """Mean and standard deviation of ``array[rows]`` per column: two passes over small float32 blocks, whose
+    sums (a few hundred terms each) are accumulated in float64."""
+    blocks = rows.split(_STATS_BLOCK_ROWS)
+    mean = sum(array[b].float().sum(0).double() for b in blocks) / len(rows)
+    centre = mean.float()
+    var = sum(((array[b].float() - centre) ** 2).sum(0).double() for b in blocks) / len(rows)
     return mean, var.sqrt()
 
 

@@ -8,6 +8,7 @@ spreads them over a Dask cluster unchanged. Each worker process keeps the featur
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -53,7 +54,11 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     keys = sorted({key for split in splits.values() for key in split.keys})  # the same for every fold of a run
     features = shared_features(store, keys, resolve_device(job.coarse.device))
     phases = [(phase, cfg) for phase, cfg in (("coarse", job.coarse), ("fine", job.fine)) if cfg is not None]
-    features.load(sorted({kind for _, cfg in phases for kind in FeatureSpec.from_config(cfg).kinds}))  # fail early
+    kinds = sorted({kind for _, cfg in phases for kind in FeatureSpec.from_config(cfg).kinds})
+    started = time.perf_counter()
+    features.load(kinds)  # every phase's kinds now: a video lacking one fails before any training
+    log(f"features: {len(keys)} videos, {features.rows} chunk rows of {', '.join(kinds)} in memory "
+        f"({features.nbytes / 1e9:.2f} GB; {time.perf_counter() - started:.1f} s to read)")
     results: list[PhaseResult] = []
     with deterministic():
         for phase, cfg in phases:

@@ -51,6 +51,7 @@ def train_phase(
     phase never returns something worse on validation than what it started from.
     """
     _check(cfg)
+    started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg)
     features.load(spec.kinds)
     device = features.device
@@ -78,7 +79,8 @@ def train_phase(
     best_srocc, best_epoch, best_state = _score(val), 0, copy.deepcopy(model.state_dict())
     history = [_row(phase, 0, float("nan"), torch.full((3,), float("nan")), val, (0.0, 0.0))]
     log(f"{phase}: {len(train)} train / {len(splits['val'])} val videos, inputs {'+'.join(spec.kinds)} "
-        f"({model.architecture['in_dim']}), epoch 0 val srocc {history[0]['val_srocc']:.4f}")
+        f"({model.architecture['in_dim']}), epoch 0 val srocc {history[0]['val_srocc']:.4f} "
+        f"(standardisation and epoch 0: {time.perf_counter() - started:.1f} s)")
     for epoch in range(1, cfg.num_epochs + 1):
         started, lr = time.perf_counter(), schedule.get_last_lr()[0]
         model.train()
