@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pipeline.video import open_chunks
-from pipeline.video.decoders import PyAVDecoder
+from pipeline.video import decoders
+from pipeline.video.decoders import DecordDecoder, PyAVDecoder
 from pipeline.video.views import resize_frames
 from videos import frame_content, make_video
 
@@ -153,6 +154,17 @@ def test_sparse_plan_seeks_and_matches_a_sequential_decode(tmp_path, monkeypatch
     assert_matches_reference(path, chunks, keys=[30, 100, 160])
     _, _, by_decord = chunks_of(path, decoder="decord", max_chunks=3)
     assert all(torch.equal(a.clip, b.clip) for a, b in zip(by_decord, chunks))
+
+
+def test_decord_reopens_its_reader_without_changing_the_frames(tmp_path, monkeypatch):
+    monkeypatch.setattr(decoders, "_DECORD_REOPEN_BYTES", 1)  # renew the reader at every key frame
+    opened = []
+    original = DecordDecoder._open
+    monkeypatch.setattr(DecordDecoder, "_open", lambda self: opened.append(1) or original(self))
+    path = make_video(tmp_path / "v.mp4", frames=120, fps=24, gop=12)
+    info, _, chunks = chunks_of(path, decoder="decord")
+    assert info.decoder == "decord" and len(opened) > 3
+    assert_matches_reference(path, chunks, keys=[0, 24, 48, 72, 96])
 
 
 def test_streaming_hands_on_chunks_before_the_video_is_decoded(tmp_path, monkeypatch):

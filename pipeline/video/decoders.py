@@ -37,6 +37,7 @@ DECODERS = ("decord", "pyav")
 _DECORD_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"})
 _TIMESTAMP_TOLERANCE = 2e-3  # seconds; decord reports float32 times
 _PIXEL_TOLERANCE = 2         # grey levels: rounding differences between swscale versions
+_DECORD_REOPEN_BYTES = 512 << 20  # RGB frames decoded before decord's reader is renewed (see DecordDecoder)
 
 
 class Decoder(Protocol):
@@ -80,20 +81,22 @@ def _decord_unsuitable(info: VideoInfo) -> str | None:
 
 
 class DecordDecoder:
-    """Frames through decord, read one at a time (decord 0.6's ``get_batch`` leaks about a frame per call).
+    """Frames through decord, read one at a time, with the reader reopened now and then.
 
     ``seek_accurate`` skips within a GOP by decoding without conversion and seeks to the key
-    frame before a farther target, so sparse plans are cheap here too.
+    frame before a farther target, so sparse plans are cheap here too. decord 0.6 holds on to
+    memory as it decodes (about half an RGB frame per frame read on a loaded machine, freed only
+    with the reader; ``get_batch`` is worse), so after ``_DECORD_REOPEN_BYTES`` of frames the
+    reader is reopened at the next key frame, where decoding restarts without repeating work.
     """
 
     name = "decord"
 
     def __init__(self, path: Path, index: FrameIndex, first: np.ndarray):
         self._path = path
-        try:
-            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
-        except decord.DECORDError as e:
-            raise _DecordUnusable(f"decord cannot open it ({_first_line(e)})") from e
+        self._keyframes = frozenset(index.keyframes)
+        self._reopen_after = max(1, _DECORD_REOPEN_BYTES // first.nbytes)
+        self._reader = self._open()
         count = len(self._reader)
         if count != len(index.pts):
             raise _DecordUnusable(f"decord counts {count} frames, the index {len(index.pts)}")
@@ -107,22 +110,33 @@ class DecordDecoder:
         if mine.shape != first.shape or np.abs(mine.astype(np.int16) - first).max() > _PIXEL_TOLERANCE:
             raise _DecordUnusable("decord decodes the first frame differently from FFmpeg")
         self._position = 1  # the frame next() returns
+        self._read = 1      # frames decoded since the reader was opened
 
     def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for j in wanted:
             try:
+                if self._read >= self._reopen_after and j in self._keyframes:
+                    self._reader = None  # free the old reader's memory before the new one decodes
+                    self._reader, self._position, self._read = self._open(), 0, 0
                 if j != self._position:
                     self._reader.seek_accurate(j)
                 rgb = self._reader.next().asnumpy()
-            except decord.DECORDError as e:
+            except (decord.DECORDError, _DecordUnusable) as e:
                 raise CorruptVideoError(self._path, f"decord failed on frame {j} ({_first_line(e)}); decoder=pyav may read it") from e
             except StopIteration:
-                raise CorruptVideoError(self._path, f"decord ran out of frames at frame {j} of {len(self._reader)}") from None
+                raise CorruptVideoError(self._path, f"decord ran out of frames at frame {j}") from None
+            self._read += j - min(j, self._position) + 1
             self._position = j + 1
             yield j, rgb
 
     def close(self) -> None:
         self._reader = None
+
+    def _open(self) -> decord.VideoReader:
+        try:
+            return decord.VideoReader(str(self._path), ctx=decord.cpu(0), num_threads=0)
+        except decord.DECORDError as e:
+            raise _DecordUnusable(f"decord cannot open it ({_first_line(e)})") from e
 
 
 class PyAVDecoder:
