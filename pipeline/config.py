@@ -279,7 +279,8 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
 
 def _scalar(tp: type, value: Any, source: str, key: str) -> Any:
     if tp is float and isinstance(value, str):
-        value = _float_or_none(value) or value  # YAML 1.1 reads "3e-4" as a string
+        parsed = _float_or_none(value)  # YAML 1.1 reads "3e-4" as a string
+        value = value if parsed is None else parsed  # (not `or`: "0e0" is a float too)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     matches = isinstance(value, tp) and (tp is bool or not isinstance(value, bool))
