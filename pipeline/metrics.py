@@ -39,16 +39,27 @@ class Logistic4:
         return cls(**values)
 
 
-def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> Logistic4:
-    """Return the logistic that best maps ``pred`` onto ``mos``; an affine map, with a warning, if the fit fails."""
+def fit_logistic(pred: np.ndarray, mos: np.ndarray, asymptotes: tuple[float, float] | None = None) -> Logistic4:
+    """Return the logistic that best maps ``pred`` onto ``mos``; an affine map, with a warning, if the fit fails.
+
+    ``asymptotes`` (low, high) bounds both plateaus: a calibration fitted on a few validation videos must not
+    send unseen videos far outside the MOS scale it was trained on.
+    """
     pred, mos = _validate(pred, mos)
     if np.ptp(pred) == 0:
         return Logistic4(0.0, float(np.mean(mos)), 0.0, 1.0, linear=True)
     start = [float(mos.max()), float(mos.min()), float(np.mean(pred)), float(np.std(pred)) or 1.0]
+    bounds = (-np.inf, np.inf)
+    if asymptotes is not None and asymptotes[1] > asymptotes[0]:
+        low, high = map(float, asymptotes)
+        bounds = ([low, low, -np.inf, -np.inf], [high, high, np.inf, np.inf])
+        start[:2] = np.clip(start[:2], low, high)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            params, _ = optimize.curve_fit(_logistic, pred, mos, p0=start, jac=_logistic_jacobian, maxfev=20000)
+            params, _ = optimize.curve_fit(
+                _logistic, pred, mos, p0=start, jac=_logistic_jacobian, bounds=bounds, maxfev=20000
+            )
         fitted = Logistic4(*map(float, params))
         if np.all(np.isfinite(fitted(pred))):
             return fitted

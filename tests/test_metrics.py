@@ -88,3 +88,14 @@ def test_no_warnings_on_ordinary_data():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         evaluate(mos, mos * 0.01 + rng.normal(0, 0.1, 50))
+
+
+def test_bounded_asymptotes_keep_calibration_on_the_training_scale():
+    rng = np.random.default_rng(3)
+    pred = np.linspace(0, 1, 10)
+    mos = 40 + 200 * (pred - 0.5) + rng.normal(0, 1, 10)  # a steep relation that extrapolates off scale
+    free = fit_logistic(pred, mos)
+    bounded = fit_logistic(pred, mos, asymptotes=(0.0, 100.0))
+    far = np.array([-10.0, 10.0])
+    assert free(far).min() < 0 or free(far).max() > 100 or free.linear
+    assert 0.0 - 1e-6 <= bounded(far).min() and bounded(far).max() <= 100.0 + 1e-6

@@ -116,7 +116,7 @@ def train_phase(
         store_settings_hash=features.store.manifest["settings_hash"],
         mos_mean=mos_mean,
         mos_std=mos_std,
-        calibration=fit_logistic(predictions["val"], splits["val"].mos),
+        calibration=fit_logistic(predictions["val"], splits["val"].mos, (train.mos.min(), train.mos.max())),
         config=cfg,
     )
     return PhaseResult(phase, model, model_spec, best_epoch, history, predictions, metrics)
