@@ -98,6 +98,48 @@ def step_throughput(cfg, features, train_keys: list[str], steps: int) -> dict:
             "best_fraction": flops / best / mm_rate, "median_fraction": flops / median / mm_rate}
 
 
+def time_fit(config: str, overrides: tuple[str, ...], epochs: int | None, out: Path) -> None:
+    """Run the two-phase fit; print its wall time, per-epoch times and (when shortened) the full schedule's estimate."""
+    coarse, fine = resolve_configs(config, None, overrides)
+    start = time.perf_counter()
+    fit(config, overrides=(*overrides, f"num_epochs={epochs}") if epochs else overrides, out=out)
+    wall = time.perf_counter() - start
+    history = pd.read_csv(out / "history.csv")
+    history = history[history.epoch > 0]
+    per_epoch = history.groupby("phase", sort=False)[["train_seconds", "val_seconds"]].median()
+    overhead = wall - float(history.train_seconds.sum() + history.val_seconds.sum())
+    print(f"\n{_machine()}")
+    for phase, row in per_epoch.iterrows():
+        print(f"{phase}: {row.train_seconds:.1f} s training + {row.val_seconds:.1f} s validation per epoch (median)")
+    print(f"two-phase fit: {wall:.1f} s wall ({len(history)} epochs; {overhead:.1f} s outside them: store read, "
+          "standardisation, epoch-0 validation, final predictions, outputs)")
+    if epochs:
+        full = overhead + sum(cfg.num_epochs * float(per_epoch.loc[phase].sum())
+                              for phase, cfg in (("coarse", coarse), ("fine", fine)) if cfg is not None)
+        print(f"estimated full schedule ({coarse.num_epochs} + {fine.num_epochs if fine else 0} epochs): "
+              f"{full:.0f} s = {full / 60:.1f} min")
+
+
+def time_steps(config: str, overrides: tuple[str, ...], steps: int) -> None:
+    """Print the steady-state training step rate of the coarse phase against the machine's matmul rate."""
+    coarse, _ = resolve_configs(config, None, overrides)
+    splits = read_splits(coarse, log=lambda _: None)
+    every = sorted({key for split in splits.values() for key in split.keys})
+    features = shared_features(FeatureStore.open(coarse.data.store), every, torch.device("cpu"))  # the fit's
+    rate = step_throughput(coarse, features, splits["train"].keys, steps)
+    rows = rate["flops"] / mlp_flops_per_row([features.width(FeatureSpec.from_config(coarse).kinds),
+                                              *coarse.model.hidden, 1])
+    print(f"\n{_machine()}; fp32 torch.mm (4096^3) best: {rate['mm_rate'] / 1e9:.1f} GFLOP/s")
+    print(f"training step ({coarse.batch_size} videos, {rows:.0f} chunk rows, {rate['flops'] / 1e9:.2f} GFLOP): "
+          f"best {rate['best'] * 1e3:.1f} ms = {rate['best_fraction']:.0%} of the matmul rate; median "
+          f"{rate['median'] * 1e3:.1f} ms = {rate['median_fraction']:.0%} ({coarse.batch_size / rate['median']:.0f} "
+          "videos/s)")
+
+
+def _machine() -> str:
+    return f"{torch.get_num_threads()} torch threads, load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+
+
 @click.command()
 @click.option("--root", type=click.Path(path_type=Path), default=Path("/tmp/vqa-fit-bench"), show_default=True)
 @click.option("--videos", default=28000, show_default=True)
@@ -105,46 +147,22 @@ def step_throughput(cfg, features, train_keys: list[str], steps: int) -> dict:
 @click.option("--config", default="config/kwai_simpleVQA.yml", show_default=True)
 @click.option("--epochs", type=int, help="Shorten both phases to this many epochs (the full time is estimated).")
 @click.option("--steps", default=200, show_default=True, help="Steady-state training steps timed.")
+@click.option("--threads", type=int, help="torch threads (default: torch's choice).")
+@click.option("--skip-fit", is_flag=True, help="Only the steady-state step measurement.")
 @click.option("--set", "overrides", multiple=True, help="Extra config overrides, e.g. batch_size=64.")
-def main(root: Path, videos: int, chunks: int, config: str, epochs: int | None, steps: int,
-         overrides: tuple[str, ...]) -> None:
+def main(root: Path, videos: int, chunks: int, config: str, epochs: int | None, steps: int, threads: int | None,
+         skip_fit: bool, overrides: tuple[str, ...]) -> None:
+    if threads:
+        torch.set_num_threads(threads)
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     csv = generate(root, videos, chunks)
     print(f"store ready in {time.perf_counter() - start:.1f} s: {root / 'store'} ({videos} videos x {chunks} chunks)")
     overrides = (f"data.train_csv={csv}", f"data.video_root={root}", f"data.store={root / 'store'}",
                  "data.group_column=source", *overrides)
-    coarse, fine = resolve_configs(config, None, overrides)
-    shortened = (*overrides, f"num_epochs={epochs}") if epochs else overrides
-    out = root / "run"
-    start = time.perf_counter()
-    fit(config, overrides=shortened, out=out)
-    wall = time.perf_counter() - start
-
-    history = pd.read_csv(out / "history.csv")
-    history = history[history.epoch > 0]
-    per_epoch = history.groupby("phase", sort=False)[["train_seconds", "val_seconds"]].median()
-    overhead = wall - float(history.train_seconds.sum() + history.val_seconds.sum())
-    full = overhead + sum(cfg.num_epochs * float(per_epoch.loc[phase].sum())
-                          for phase, cfg in (("coarse", coarse), ("fine", fine)) if cfg is not None)
-    print(f"\n{torch.get_num_threads()} torch threads; load average {Path('/proc/loadavg').read_text().split()[:3]}")
-    for phase, row in per_epoch.iterrows():
-        print(f"{phase}: {row.train_seconds:.1f} s training + {row.val_seconds:.1f} s validation per epoch (median)")
-    print(f"two-phase fit: {wall:.1f} s wall ({len(history)} epochs; {overhead:.1f} s outside epochs: "
-          "store read, standardisation, outputs)")
-    if epochs:
-        print(f"estimated full schedule ({coarse.num_epochs} + {fine.num_epochs if fine else 0} epochs): "
-              f"{full:.0f} s = {full / 60:.1f} min")
-
-    splits = read_splits(coarse, log=lambda _: None)
-    every = sorted({key for split in splits.values() for key in split.keys})
-    features = shared_features(FeatureStore.open(coarse.data.store), every, torch.device("cpu"))  # the fit's
-    rate = step_throughput(coarse, features, splits["train"].keys, steps)
-    videos_per_s = coarse.batch_size / rate["median"]
-    print(f"\nfp32 torch.mm (4096^3) best: {rate['mm_rate'] / 1e9:.1f} GFLOP/s")
-    print(f"training step (batch {coarse.batch_size} videos x {chunks} chunks, {rate['flops'] / 1e9:.2f} GFLOP): "
-          f"best {rate['best'] * 1e3:.1f} ms = {rate['best_fraction']:.0%} of the matmul rate; "
-          f"median {rate['median'] * 1e3:.1f} ms = {rate['median_fraction']:.0%} ({videos_per_s:.0f} videos/s)")
+    if not skip_fit:
+        time_fit(config, overrides, epochs, root / "run")
+    time_steps(config, overrides, steps)
 
 
 if __name__ == "__main__":
