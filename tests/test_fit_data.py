@@ -124,7 +124,7 @@ def test_videos_missing_from_the_store_are_left_out_with_a_warning(tiny):
     assert kept["val"].keys == ["v003.mp4", "v004.mp4"]
     assert lines == [f"warning: 1 train video(s) not in the store {tmp / 'store'} are left out "
                      "(gone.mp4: not extracted)"]
-    with pytest.raises(StoreError, match="only 1 val video"):
+    with pytest.raises(StoreError, match="only 1 of the 2 val videos have features"):
         drop_uncached({"val": split("val", ["v003.mp4", "gone.mp4"])}, store, lines.append)
 
 
@@ -133,6 +133,9 @@ def test_group_shuffle_needs_two_groups(tiny, tmp_path: Path):
     one = labels.iloc[:4].assign(source="same")
     with pytest.raises(UsageError, match="at least 2 groups"):
         read_splits(config(tiny, train_csv=str(write_csv(tmp_path / "one.csv", one))), log=lambda _: None)
+    three = write_csv(tmp_path / "three.csv", labels.iloc[:3].assign(source=["a", "b", "c"]))
+    with pytest.raises(UsageError, match="the val split has 1 video"):
+        read_splits(config(tiny, train_csv=str(three)), log=lambda _: None)
 
 
 def test_a_source_on_both_sides_is_reported(tiny):

@@ -96,6 +96,8 @@ def read_splits(cfg: Config, fold: tuple[int, int] | None = None, log: Log = pri
     if data.test_csv is not None:
         splits["test"] = _split(_labels(data.test_csv, cfg), "test")
     for name, split in splits.items():
+        if len(split) < 2:
+            raise UsageError(f"{data.train_csv}: the {name} split has {len(split)} video(s); at least 2 are needed")
         shared = set(splits["train"].groups) & set(split.groups) if name != "train" else set()
         if shared:
             log(f"warning: {len(shared)} group(s) of {data.train_csv} also in the {name} split, e.g. "
@@ -115,7 +117,8 @@ def drop_uncached(splits: dict[str, Split], store: FeatureStore, log: Log = prin
             log(f"warning: {len(missing)} {name} video(s) not in the store {store.root} are left out ({reasons})")
         kept[name] = split.subset(present)
         if len(kept[name]) < 2:
-            raise StoreError(f"{store.root}: only {len(kept[name])} {name} video(s) have features; need at least 2")
+            raise StoreError(f"{store.root}: only {len(kept[name])} of the {len(split)} {name} videos have features; "
+                             "at least 2 are needed (run extract_features.py on them)")
     return kept
 
 
