@@ -96,8 +96,11 @@ def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None
         "config": to_dict(spec.config),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file behind
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ChunkRegressor, ModelSpec]:
@@ -107,6 +110,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ch
         raise WeightsError(f"{path}: model file not found")
     if not zipfile.is_zipfile(path):
         raise WeightsError(f"{path}: not a readable model file (not a torch.save archive)")
+    try:
+        with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs: damaged weights would load
+            damaged = archive.testzip()
+    except Exception as err:  # noqa: BLE001 - a damaged archive fails in many ways; each means "damaged"
+        raise WeightsError(f"{path}: damaged model file: {err}") from None
+    if damaged is not None:
+        raise WeightsError(f"{path}: damaged model file: {damaged} fails its CRC check; copy or refit it")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
