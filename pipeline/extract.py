@@ -24,7 +24,7 @@ from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_devi
 from pipeline.config import ExtractConfig
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
 from pipeline.errors import ConfigError, CorruptVideoError, UsageError
-from pipeline.nss import NSS_DIM
+from pipeline.nss import NSS_DIM, NSS_VERSION
 from pipeline.store import FeatureStore, ShardWriter, VideoRecord, checked_rows, file_signature
 from pipeline.video import VideoInfo, resize_short_side
 
@@ -71,7 +71,7 @@ class Backbones:
             "max_chunks": cfg.max_chunks,
             "spatial_weights": self.spatial.weights_id if self.spatial else None,
             "temporal_weights": self.temporal.weights_id if self.temporal else None,
-            "nss": {"dim": NSS_DIM} if cfg.nss else None,
+            "nss": {"dim": NSS_DIM, "version": NSS_VERSION} if cfg.nss else None,
         }
 
     def kinds(self, levels: Iterable[str]) -> tuple[str, ...]:
