@@ -8,6 +8,7 @@ corpus on every run. Shared helpers of the reliability tests (tiny settings, inv
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import struct
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import pytest
 from click.testing import CliRunner
 
+from pipeline.cli import extract, fit
 from videos import make_audio_only, make_video
 
 # Tiny extraction settings, as --set overrides: every test video is a few 64x48 frames.
@@ -260,3 +263,31 @@ def write_config(root: Path, case: ConfigCase) -> Path:
     if case.text is not None:
         path.write_text(case.text)
     return path
+
+
+# -- a small good run, shared read-only by the reliability tests ------------------------------------------
+
+GOOD_VIDEOS = 8
+
+
+@functools.cache
+def _tiny_run(base: Path) -> Path:
+    root = base / "tiny-run"
+    root.mkdir()
+    for i in range(GOOD_VIDEOS):
+        make_video(root / f"clip{i}.mp4", frames=8 * (2 + i % 2), fps=8, seed=10 + i)  # 2 or 3 chunks
+    (root / "labels.csv").write_text("filename,mos,group\n" + "".join(
+        f"clip{i}.mp4,{1 + (i * 7) % 5 + i / 10},src{i // 2}\n" for i in range(GOOD_VIDEOS)))
+    (root / "config.yml").write_text(TINY_FIT + f"data: {{train_csv: {root / 'labels.csv'}, video_root: {root}, "
+                                                f"store: {root / 'store'}, val_fraction: 0.5}}\n")
+    code, out = invoke(extract, "-o", root / "config.yml", "--no-progress", *sets(TINY))
+    assert code == 0, out
+    code, out = invoke(fit, "-o", root / "config.yml", "--out", root / "run")
+    assert code == 0, out
+    return root
+
+
+def tiny_run(factory: pytest.TempPathFactory) -> Path:
+    """A folder with a few good videos, ``labels.csv``, ``config.yml`` (tiny extraction and fit), the ``store``
+    extracted from them and a fitted ``run``. Built once per test session; its users must not change it."""
+    return _tiny_run(factory.getbasetemp())
