@@ -86,7 +86,7 @@ def connect(spec: str) -> Iterator[Cluster]:
             # Read whenever a nanny (re)starts its worker, so they stay set for the cluster's whole life.
             stack.enter_context(dask.config.set(worker_config(threads)))
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None))
+                                                       dashboard_address=":0"))  # any free port: clusters side by side
             client = stack.enter_context(Client(cluster))
             yield Cluster(client, threads=threads)
             return

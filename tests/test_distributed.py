@@ -120,9 +120,21 @@ def test_cluster_store_equals_single_process_and_resumes(videos: Path, cluster: 
     assert sorted(store.glob("shard-*.h5")) == shards
 
 
+@pytest.fixture(params=[3, 0], ids=["dask-reruns-the-task", "split-into-one-video-tasks"])
+def allowed_failures(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[int]:
+    """Worker deaths the scheduler allows a task: after more, the client gets KilledWorker and splits the task."""
+    def set_allowed(n: int, dask_scheduler) -> int:
+        before, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, n
+        return before
+
+    before = cluster.client.run_on_scheduler(set_allowed, request.param)
+    yield request.param
+    cluster.client.run_on_scheduler(set_allowed, before)
+
+
 def test_a_worker_killed_mid_task_is_replaced_and_its_task_rerun(videos: Path, cluster: Cluster, reference: dict,
-                                                                 tmp_path: Path) -> None:
-    """SIGKILL the first worker to commit a shard: its task (3 videos) runs again, the store ends complete."""
+                                                                 allowed_failures: int, tmp_path: Path) -> None:
+    """SIGKILL the first worker to commit a shard: its task's other videos run again, the store ends complete."""
     store = tmp_path / "store"
     killed: list[int] = []
     finished = threading.Event()
@@ -135,14 +147,22 @@ def test_a_worker_killed_mid_task_is_replaced_and_its_task_rerun(videos: Path, c
                 os.kill(killed[0], signal.SIGKILL)
                 return
 
+    from distributed import get_task_stream
+
     killer = threading.Thread(target=kill_first_writer)
     killer.start()
     try:
-        summary = extract_on_cluster(pairs(videos, CLIPS), store, load_config(videos / "config.yml").extract, cluster,
-                                     videos_per_task=3, progress=False)
+        with get_task_stream(cluster.client) as stream:
+            summary = extract_on_cluster(pairs(videos, CLIPS), store, load_config(videos / "config.yml").extract,
+                                         cluster, videos_per_task=3, progress=False)
     finally:
         finished.set()
         killer.join()
+    ended = [task["key"] for task in stream.data if task["key"].startswith("_extract_task")]
+    if allowed_failures:
+        assert len(ended) == 2, ended  # the killed task ran again, as itself
+    else:
+        assert len(ended) >= 3, ended  # the rest of the killed task ran as one-video tasks
     assert killed, "no shard was written before the run ended"
     assert summary.failed == {} and sorted(summary.done) == CLIPS
     assert_same_features(table(store), reference)
