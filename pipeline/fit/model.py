@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
 import re
@@ -84,10 +86,12 @@ class ModelSpec:
 def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None:
     """Write ``model`` and ``spec`` as a plain dict of tensors and Python data; a temp file renamed into place."""
     path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "weights_sha256": weights_digest(state),
         "architecture": model.architecture,
         "features": {**spec.features.to_dict(), "widths": dict(spec.widths)},
         "store": {"settings_hash": spec.store_settings_hash, "settings": spec.store_settings},
@@ -95,12 +99,38 @@ def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None
         "calibration": spec.calibration.to_dict(),
         "config": to_dict(spec.config),
     }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory: the archive's inner name is fixed, so equal models give equal files
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file behind
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes: saved with the weights, checked on loading.
+
+    It catches what the archive's own checks miss, such as damaged zip metadata that makes torch read a
+    tensor from the wrong place.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _digest_matches(payload: dict) -> bool:
+    try:
+        return payload["weights_sha256"] == weights_digest(payload["state_dict"])
+    except (AttributeError, TypeError, RuntimeError):  # not a dict of tensors
+        return False
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[ChunkRegressor, ModelSpec]:
@@ -108,11 +138,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ch
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: model file not found")
-    if not zipfile.is_zipfile(path):
-        raise WeightsError(f"{path}: not a readable model file (not a torch.save archive)")
     try:
         with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs: damaged weights would load
             damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        raise WeightsError(f"{path}: not a readable model file (not a torch.save archive)") from None
     except Exception as err:  # noqa: BLE001 - a damaged archive fails in many ways; each means "damaged"
         raise WeightsError(f"{path}: damaged model file: {err}") from None
     if damaged is not None:
@@ -125,12 +155,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ch
             f"{path}: refused: not a weights-only model file; loading it would run code from the file "
             f"({f'it needs {reason.group(1)}' if reason else str(err).splitlines()[0]})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise WeightsError(f"{path}: not a readable model file: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged file fails unpickling in many ways (IndexError, ...)
+        raise WeightsError(f"{path}: not a readable model file: {type(err).__name__}: {err}") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise WeightsError(f"{path}: not a {MODEL_FORMAT} file (written by fit.py)")
     if payload.get("version") != MODEL_VERSION:
         raise WeightsError(f"{path}: model file version {payload.get('version')}, this code reads {MODEL_VERSION}")
+    if "weights_sha256" in payload and not _digest_matches(payload):  # absent in files of earlier versions
+        raise WeightsError(f"{path}: damaged model file: its weights do not match the SHA-256 saved with them")
     try:
         features = payload["features"]
         spec = ModelSpec(
