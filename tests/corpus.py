@@ -130,7 +130,8 @@ def _video_cases() -> list[VideoCase]:
         VideoCase("single_frame.mp4", "a single frame", True, _clip("single_frame.mp4", frames=1)),
         VideoCase("short.mp4", "shorter than 1 s", True, _clip("short.mp4", frames=3, seed=2)),
         VideoCase("tiny16.mp4", "16x16", True, _clip("tiny16.mp4", width=16, height=16)),
-        VideoCase("odd63x47.mp4", "odd frame size", True, _clip("odd63x47.mp4", width=63, height=47, pix_fmt="yuv444p")),
+        VideoCase("odd63x47.mp4", "odd frame size", True,
+                  _clip("odd63x47.mp4", width=63, height=47, pix_fmt="yuv444p")),
         VideoCase("wide.mp4", "extreme aspect ratio", True, _clip("wide.mp4", width=256, height=16)),
         VideoCase("rotated90.mp4", "rotation metadata", True, _clip("rotated90.mp4", rotation=90)),
         VideoCase("vfr.mkv", "variable frame rate", True, _clip("vfr.mkv", pts=[0, 0.05, 0.4, 0.45, 1.0, 1.3, 1.9])),
@@ -150,7 +151,8 @@ def _video_cases() -> list[VideoCase]:
     bad = [  # each must fail its own row with a message naming the file and the problem
         VideoCase("zero.mp4", "zero bytes", False, lambda root: (root / "zero.mp4").touch(), "empty file"),
         VideoCase("notes.mp4", "a text file named .mp4", False,
-                  lambda root: (root / "notes.mp4").write_text("filename,mos\nclip.mp4,3.2\n" * 40), "not a video file"),
+                  lambda root: (root / "notes.mp4").write_text("filename,mos\nclip.mp4,3.2\n" * 40),
+                  "not a video file"),
         *(VideoCase(f"cut_{p}.mp4", f"mp4 truncated at {p} %", False, _cut(f"cut_{p}.mp4", p / 100), "cannot be opened")
           for p in (1, 50, 90)),  # in the header, in the frames, in the index
         VideoCase("audio_only.m4a", "audio only", False,
@@ -206,7 +208,8 @@ TABLE_CASES = [
     TableCase("utf16.csv", "filename,mos\nplain.mp4,1\n".encode("utf-16"), "not a readable CSV"),
     TableCase("binary.csv", random.Random(0).randbytes(300), "not a readable CSV"),
     TableCase("missing.csv", None, "file not found"),
-    TableCase("nul_in_name.csv", b"filename,mos\nplain.mp4,1\nbad\x00name.mp4,2\n", "line 3: filename 'bad\\x00name.mp4' contains a NUL"),
+    TableCase("nul_in_name.csv", b"filename,mos\nplain.mp4,1\nbad\x00name.mp4,2\n",
+              "line 3: filename 'bad\\x00name.mp4' contains a NUL"),
     # unusual but valid
     TableCase("bom_whitespace_crlf.csv", "\ufefffilename , mos \r\n  plain.mp4 , 3 \r\n\r\n".encode()),
     TableCase("score_alias.csv", b"score,filename\n3,plain.mp4\n"),
@@ -268,6 +271,7 @@ def write_config(root: Path, case: ConfigCase) -> Path:
 # -- a small good run, shared read-only by the reliability tests ------------------------------------------
 
 GOOD_VIDEOS = 8
+FEW = 4  # videos of few.csv, for the tests that extract them again
 
 
 @functools.cache
@@ -278,6 +282,7 @@ def _tiny_run(base: Path) -> Path:
         make_video(root / f"clip{i}.mp4", frames=8 * (2 + i % 2), fps=8, seed=10 + i)  # 2 or 3 chunks
     (root / "labels.csv").write_text("filename,mos,group\n" + "".join(
         f"clip{i}.mp4,{1 + (i * 7) % 5 + i / 10},src{i // 2}\n" for i in range(GOOD_VIDEOS)))
+    (root / "few.csv").write_text("".join((root / "labels.csv").read_text().splitlines(keepends=True)[:FEW + 1]))
     (root / "config.yml").write_text(TINY_FIT + f"data: {{train_csv: {root / 'labels.csv'}, video_root: {root}, "
                                                 f"store: {root / 'store'}, val_fraction: 0.5}}\n")
     code, out = invoke(extract, "-o", root / "config.yml", "--no-progress", *sets(TINY))
@@ -288,6 +293,7 @@ def _tiny_run(base: Path) -> Path:
 
 
 def tiny_run(factory: pytest.TempPathFactory) -> Path:
-    """A folder with a few good videos, ``labels.csv``, ``config.yml`` (tiny extraction and fit), the ``store``
-    extracted from them and a fitted ``run``. Built once per test session; its users must not change it."""
+    """A folder with a few good videos, ``labels.csv`` (``few.csv``: its first rows), ``config.yml`` (tiny
+    extraction and fit), the ``store`` extracted from them and a fitted ``run``. Built once per test session;
+    its users must not change it."""
     return _tiny_run(factory.getbasetemp())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,9 +22,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus import GOOD_VIDEOS, TINY, invoke, sets, tiny_run
+from corpus import FEW, TINY, invoke, sets, tiny_run
 from fit_fixtures import make_store, write_configs, write_csv
-from pipeline import scoring
 from pipeline.cli import extract, fit, score
 from pipeline.errors import WeightsError
 from pipeline.fit.model import load_model
@@ -89,23 +87,26 @@ def test_a_fit_killed_mid_training_leaves_no_model_and_a_rerun_starts_clean(synt
 
 def test_a_model_write_that_fails_keeps_the_previous_model(synthetic: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model is written to a temp file and renamed: a failure mid-write leaves the old file whole."""
+    """The model is written to a temp file and renamed: a disk that fills mid-write leaves the old file whole."""
     out = tmp_path / "run"
+    renames: list[tuple[Path, Path]] = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renames.append((Path(src), Path(dst))), replace(src, dst)))
     assert invoke(fit, "-o", synthetic / "coarse.yml", "--out", out)[0] == 0
+    (src, _), = [(src, dst) for src, dst in renames if dst == out / "best_model.pth"]
+    assert src.parent == out and src.name.startswith(".best_model.pth.")  # a hidden temp name in the same folder
     before = (out / "best_model.pth").read_bytes()
-    targets: list[Path] = []
-    save = torch.save
 
-    def half_then_full_disk(obj: object, path: Path) -> None:
-        targets.append(Path(path))
-        save(obj, path)
-        Path(path).write_bytes(Path(path).read_bytes()[:1000])
-        raise NO_SPACE
+    fsync = os.fsync
 
-    monkeypatch.setattr(torch, "save", half_then_full_disk)
+    def full_for_models(fd: int) -> None:
+        if "_model.pth." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise NO_SPACE
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_for_models)
     with pytest.raises(OSError, match="No space left"):
         invoke(fit, "-o", synthetic / "coarse.yml", "--out", out, "--seed", "11")
-    assert targets and all(t.parent == out and t.name != "best_model.pth" for t in targets)
     assert (out / "best_model.pth").read_bytes() == before
     load_model(out / "best_model.pth")
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
@@ -158,17 +159,17 @@ def test_scoring_killed_mid_run_is_redone_by_a_rerun(run: Path, tmp_path: Path) 
     """Killed while extracting, scoring keeps the complete shards; the rerun extracts the rest and writes the
     same scores.csv as scoring from a store that held everything."""
     store, scores = tmp_path / "store", tmp_path / "scores.csv"
-    args = ["--model", run / "run" / "best_model.pth", "--csv", run / "labels.csv", "--store", store, "--out", scores,
+    args = ["--model", run / "run" / "best_model.pth", "--csv", run / "few.csv", "--store", store, "--out", scores,
             "--no-progress", "--set", "extract.shard_videos=1"]
     proc = subprocess.Popen([sys.executable, str(REPO / "score.py"), *map(str, args)], cwd=REPO, env=ONE_THREAD,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(proc, lambda: bool(list(store.glob("shard-*.h5"))))
     assert not scores.exists()
-    assert 1 <= len(FeatureStore.open(store).cached()) < GOOD_VIDEOS
+    assert 1 <= len(FeatureStore.open(store).cached()) < FEW
 
     code, out = invoke(score, *args)
     assert code == 0, out
-    code, out = invoke(score, "--model", run / "run" / "best_model.pth", "--csv", run / "labels.csv",
+    code, out = invoke(score, "--model", run / "run" / "best_model.pth", "--csv", run / "few.csv",
                        "--store", run / "store", "--out", tmp_path / "reference.csv", "--no-progress")
     assert code == 0, out
     assert scores.read_bytes() == (tmp_path / "reference.csv").read_bytes()
@@ -199,7 +200,7 @@ def test_a_full_disk_ends_extraction_with_a_clear_error_and_a_valid_store(run: P
     """The disk fills while the second shard is written: exit 1 naming the shard and the cause; the first shard
     stays readable, nothing partial is visible, and a rerun (with space again) does the rest."""
     store = tmp_path / "store"
-    args = ["-o", run / "config.yml", "--store", store, "--no-progress", *sets(TINY),
+    args = ["-o", run / "config.yml", "--csv", run / "few.csv", "--store", store, "--no-progress", *sets(TINY),
             "--set", "extract.shard_videos=2"]
     shards: set[str] = set()
     create = h5py.Group.create_dataset
@@ -222,7 +223,7 @@ def test_a_full_disk_ends_extraction_with_a_clear_error_and_a_valid_store(run: P
     written.read(["spatial_coarse", "temporal_slow"])  # the complete shard reads back
     assert not list(store.glob("*.tmp")) and not list(store.glob(".*.tmp"))
     code, out = invoke(extract, *args)
-    assert code == 0 and f"extracted {GOOD_VIDEOS - 2}, skipped 2 (cached)" in out, out
+    assert code == 0 and f"extracted {FEW - 2}, skipped 2 (cached)" in out, out
 
 
 def test_a_full_disk_while_recording_failures_is_a_clear_error(run: Path, tmp_path: Path,
