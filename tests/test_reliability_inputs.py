@@ -89,7 +89,7 @@ def test_the_runs_end_as_designed(batch: dict) -> None:
     assert batch["fit"][0] == 0, batch["fit"][1]
     assert "left out" in batch["fit"][1]  # the videos that failed extraction, named in the fit's log
     code, out = batch["score"]
-    assert code == 3 and f"video(s) failed" in out, out
+    assert code == 3 and "video(s) failed" in out, out
     assert [row["filename"] for row in batch["scores"]] == [case.name for case in VIDEO_CASES]  # every row, in order
     assert failed <= sum(row["status"] == "error" for row in batch["scores"])
 

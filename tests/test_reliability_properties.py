@@ -118,7 +118,8 @@ OVERRIDABLE = {  # key -> values of its type
 
 
 def as_override(key: str, value: object) -> str:
-    return f"{key}={yaml.safe_dump(value, default_flow_style=True, width=1000).removesuffix(chr(10)).removesuffix(chr(10) + '...')}"
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000)
+    return f"{key}={text.removesuffix(chr(10)).removesuffix(chr(10) + '...')}"  # scalars end with a document end
 
 
 def lookup(cfg: Config, key: str) -> object:
