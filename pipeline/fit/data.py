@@ -200,13 +200,21 @@ def shared_features(store: FeatureStore, keys: Sequence[str], device: torch.devi
 
 
 def _moments(array: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of ``array[rows]`` per column: two passes over small float32 blocks, whose
-    sums (a few hundred terms each) are accumulated in float64."""
+    """Mean and standard deviation of ``array[rows]`` per column, in one pass over small float32 blocks.
+
+    Values are shifted by the first block's mean, so the variance from the sums of (shifted) values and
+    squares does not cancel; the block sums (a few hundred terms each) are accumulated in float64.
+    """
     blocks = rows.split(_STATS_BLOCK_ROWS)
-    mean = sum(array[b].float().sum(0).double() for b in blocks) / len(rows)
-    centre = mean.float()
-    var = sum(((array[b].float() - centre) ** 2).sum(0).double() for b in blocks) / len(rows)
-    return mean, var.sqrt()
+    shift = array[blocks[0]].float().mean(0)
+    total = torch.zeros(array.shape[1], dtype=torch.float64, device=array.device)
+    squares = torch.zeros_like(total)
+    for block in blocks:
+        x = array[block].float().sub_(shift)
+        total += x.sum(0).double()
+        squares += x.square_().sum(0).double()
+    mean = total / len(rows)
+    return shift.double() + mean, (squares / len(rows) - mean**2).clamp_min(0).sqrt()
 
 
 def _labels(csv: str, cfg: Config) -> pd.DataFrame:
