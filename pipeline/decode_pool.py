@@ -178,7 +178,6 @@ class DecodePool:
         return task, "failed", reason
 
 
-
 @dataclass(eq=False)
 class _Worker:
     """A decoder process, its pipe, and the video it is on."""
