@@ -44,7 +44,8 @@ def test_batch_pads_and_masks_videos_of_different_lengths(tiny):
     table = store.read([*KINDS, "nss"], list(labels.filename))
     videos = torch.tensor([2, 0, 4])  # 3, 1 and 2 chunks
     x, mask = features.batch(videos, [*KINDS, "nss"])
-    assert x.dtype == torch.float32 and x.shape == (3, 3, 7168 + 2048 + 256 + 5)
+    assert x.dtype == torch.float32 and x.shape == (3, 3, 7168 + 2048 + 256 + 5)  # nss is stored as float32
+    assert features.batch(videos, KINDS)[0].dtype == torch.float16  # the CNN kinds keep the store's dtype
     assert mask.tolist() == [[True, True, True], [True, False, False], [True, True, False]]
     for b, v in enumerate(videos.tolist()):
         rows = table.rows(labels.filename[v])

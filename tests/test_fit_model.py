@@ -33,6 +33,8 @@ def test_standardisation_is_part_of_the_model():
     assert model.chunk_scores(x).item() == pytest.approx(model.chunk_scores(torch.zeros(1, 1, 3) + model.input_mean
                                                                             ).item())
     assert model.chunk_scores(x).item() != pytest.approx(before.item())
+    assert model.chunk_scores(x.half()).dtype == torch.float32  # stored float16 features standardise to float32
+    assert model.chunk_scores(x.half()).item() == pytest.approx(model.chunk_scores(x).item(), abs=1e-6)
 
 
 def spec() -> ModelSpec:

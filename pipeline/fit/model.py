@@ -56,8 +56,10 @@ class ChunkRegressor(nn.Module):
         self.input_std.copy_(torch.where(std < _MIN_STD, torch.ones_like(std), std))
 
     def chunk_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores ``(...)`` of chunk features ``(..., in_dim)``."""
-        return self.head(self.body((x - self.input_mean) / self.input_std)).squeeze(-1)
+        """Scores ``(...)`` of chunk features ``(..., in_dim)``, float16 (as stored) or float32."""
+        scale = 1.0 / self.input_std
+        standardised = torch.addcmul(-self.input_mean * scale, x, scale)  # one float32 pass over the batch
+        return self.head(self.body(standardised)).squeeze(-1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Video scores ``(B,)`` of padded chunk features ``(B, C, in_dim)``; ``mask`` ``(B, C)`` marks real chunks."""
