@@ -7,30 +7,20 @@ two fits with one seed give identical metrics and weights; a scored CSV is ident
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from corpus import FEW, invoke, tiny_run
+from corpus import FEW, invoke
 from pipeline.cli import fit, score
 from pipeline.fit.model import load_model
 from pipeline.store import FeatureStore
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -22,7 +22,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus import FEW, TINY, invoke, sets, tiny_run
+from corpus import FEW, TINY, invoke, sets
 from fit_fixtures import make_store, write_configs, write_csv
 from pipeline.cli import extract, fit, score
 from pipeline.errors import WeightsError
@@ -34,17 +34,8 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

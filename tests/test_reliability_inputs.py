@@ -9,12 +9,10 @@ work is done and without touching the store.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from corpus import (CONFIG_CASES, TABLE_CASES, TINY, TINY_FIT, VIDEO_CASES, ConfigCase, TableCase, VideoCase,
                     invoke, sets, write_config, write_table, write_videos)
@@ -25,12 +23,7 @@ PRECACHED = ("plain.mp4", "short.mp4")  # extracted before the batch run, which 
 KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import ast
 import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from corpus import TINY, invoke, sets, tiny_run
+from corpus import TINY, invoke, sets
 from pipeline.backbones.weights import RESNET50_IMAGENET1K_V1, SLOWFAST_8X8_R50
 from pipeline.cli import extract, score
 from pipeline.errors import WeightsError
@@ -39,17 +38,8 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run(tmp_path_factory)
 
 
 def test_the_payload_would_run_if_unpickled(tmp_path: Path) -> None:
