@@ -212,7 +212,8 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 @set_option
 @click.option("--seed", type=int, metavar="N", help="Seed of splits, initialisation and shuffling (default: seed).")
 @click.option("--folds", type=click.IntRange(min=0), default=0, metavar="K",
-              help="Grouped K-fold cross-validation of the train CSV (by data.group_column); reports mean and std.")
+              help="Grouped K-fold cross-validation of the train CSV (by data.group_column): each fold is the test "
+                   "split once, validated on the others; reports mean and std.")
 @click.option("--sweep", "sweep_path", metavar="SWEEP_YAML",
               help="Run every fit of a sweep file (grid: and/or runs: of overrides), ranked by validation SROCC.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",

@@ -54,16 +54,15 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray, asymptotes: tuple[float, flo
         low, high = map(float, asymptotes)
         bounds = ([low, low, -np.inf, -np.inf], [high, high, np.inf, np.inf])
         start[:2] = np.clip(start[:2], low, high)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            params, _ = optimize.curve_fit(
-                _logistic, pred, mos, p0=start, jac=_logistic_jacobian, bounds=bounds, maxfev=20000
-            )
-        fitted = Logistic4(*map(float, params))
+    try:  # least_squares, not curve_fit: the parameter covariance curve_fit also computes overflows, unused
+        result = optimize.least_squares(
+            lambda b: Logistic4(*b)(pred) - mos, start, jac=lambda b: _logistic_jacobian(pred, *b), bounds=bounds,
+            method="lm" if asymptotes is None else "trf", max_nfev=20000,
+        )
+        fitted = Logistic4(*map(float, result.x))
         if np.all(np.isfinite(fitted(pred))):
             return fitted
-    except (RuntimeError, ValueError, TypeError):  # TypeError: fewer points than parameters
+    except (RuntimeError, ValueError):  # ValueError: fewer points than parameters
         pass
     warnings.warn(
         f"4-parameter logistic fit did not converge on {len(pred)} points; using an affine map instead", RuntimeWarning
@@ -106,10 +105,6 @@ def pair_accuracy(mos: np.ndarray, pred: np.ndarray) -> float:
         return float("nan")
     agreement = truth[keep] * np.sign(pred[i] - pred[j])[keep]
     return float(np.mean((agreement > 0) + 0.5 * (agreement == 0)))
-
-
-def _logistic(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    return Logistic4(b1, b2, b3, b4)(x)
 
 
 def _logistic_jacobian(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:

@@ -86,14 +86,21 @@ def test_grouped_split_keeps_sources_apart_and_follows_the_seed(tiny):
     assert read_splits(cfg, log=lambda _: None)["val"].keys != splits["val"].keys
 
 
-def test_folds_partition_the_videos_by_group(tiny):
+def test_folds_hold_out_a_test_fold_and_validate_on_the_others(tiny):
     cfg = config(tiny)
-    vals = [read_splits(cfg, (k, 4), log=lambda _: None)["val"] for k in range(4)]
-    assert sorted(key for v in vals for key in v.keys) == sorted(tiny[1].filename)
-    groups = [set(v.groups) for v in vals]
+    folds = [read_splits(cfg, (k, 4), log=lambda _: None) for k in range(4)]
+    tests = [fold["test"] for fold in folds]
+    assert sorted(key for t in tests for key in t.keys) == sorted(tiny[1].filename)  # every video tested once
+    groups = [set(t.groups) for t in tests]
     assert all(not a & b for i, a in enumerate(groups) for b in groups[i + 1:])
-    with pytest.raises(UsageError, match="--folds 13"):
-        read_splits(cfg, (0, 13), log=lambda _: None)
+    for fold in folds:  # the held-out fold never trains nor picks the epoch; train and val share no source
+        assert sum(len(split) for split in fold.values()) == len(tiny[1])
+        assert not set(fold["test"].groups) & (set(fold["train"].groups) | set(fold["val"].groups))
+        assert not set(fold["train"].groups) & set(fold["val"].groups)
+    with pytest.raises(UsageError, match="--folds 11 needs 2 <= K <= 10"):  # 12 groups, 2 kept for validation
+        read_splits(cfg, (0, 11), log=lambda _: None)
+    with pytest.raises(UsageError, match="data.test_csv"):
+        read_splits(config(tiny, test_csv=str(tiny[0] / "labels.csv")), (0, 4), log=lambda _: None)
 
 
 def test_split_by_filename_without_a_group_column_and_val_csv(tiny):

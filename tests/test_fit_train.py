@@ -158,9 +158,9 @@ def test_grouped_folds_report_mean_and_std(tiny, tmp_path):
     means = fit(path, out=tmp_path / "cv", folds=3)
     per_fold = [json.loads((tmp_path / "cv" / f"fold-{k}" / "metrics.json").read_text()) for k in (1, 2, 3)]
     summary = json.loads((tmp_path / "cv" / "folds.json").read_text())
-    srocc = [m["fine"]["val"]["srocc"] for m in per_fold]
-    assert summary["fine"]["val"]["srocc"]["mean"] == pytest.approx(np.mean(srocc))
-    assert summary["fine"]["val"]["srocc"]["std"] == pytest.approx(np.std(srocc, ddof=1))
-    assert means["fine"]["val"]["srocc"] == pytest.approx(np.mean(srocc))
-    assert sum(m["fine"]["val"]["n"] for m in per_fold) == 40
-    assert len(pd.read_csv(tmp_path / "cv" / "folds.csv")) == 6
+    srocc = [m["fine"]["test"]["srocc"] for m in per_fold]
+    assert summary["fine"]["test"]["srocc"]["mean"] == pytest.approx(np.mean(srocc))
+    assert summary["fine"]["test"]["srocc"]["std"] == pytest.approx(np.std(srocc, ddof=1))
+    assert means["fine"]["test"]["srocc"] == pytest.approx(np.mean(srocc))
+    assert sum(m["fine"]["test"]["n"] for m in per_fold) == 40  # each video is held out exactly once
+    assert len(pd.read_csv(tmp_path / "cv" / "folds.csv")) == 12  # 3 folds x 2 phases x (val, test)

@@ -78,23 +78,31 @@ class Split:
 def read_splits(cfg: Config, fold: tuple[int, int] | None = None, log: Log = print) -> dict[str, Split]:
     """Return the ``train``, ``val`` (and ``test``) splits of ``cfg.data``.
 
-    Validation is ``data.val_csv`` when given, else a grouped split of the train CSV: fold ``k`` of a
-    ``GroupKFold(K)`` when ``fold=(k, K)``, otherwise a ``GroupShuffleSplit`` with ``data.val_fraction`` and
-    the seed. Grouping by source content keeps versions of one clip on one side.
+    Validation is ``data.val_csv`` when given, else a grouped ``GroupShuffleSplit`` of the train CSV with
+    ``data.val_fraction`` and the seed. With ``fold=(k, K)``, fold ``k`` of a grouped ``GroupKFold(K)`` of the
+    train CSV is the test split and validation is a grouped split of the other folds: the held-out fold never
+    picks the epoch it is scored on. Grouping by source content keeps versions of one clip on one side.
     """
     data = cfg.data
-    if fold is not None and data.val_csv is not None:
-        raise UsageError(f"--folds splits {data.train_csv}; it cannot be combined with data.val_csv={data.val_csv}")
+    for option in ("val_csv", "test_csv"):
+        if fold is not None and getattr(data, option) is not None:
+            raise UsageError(f"--folds splits {data.train_csv} into train, val and test; it cannot be combined "
+                             f"with data.{option}={getattr(data, option)}")
     table = _labels(data.train_csv, cfg)
+    if data.val_csv is None and data.group_column not in _columns(data.train_csv):
+        log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
+    splits = {}
+    if fold is not None:
+        rest, test_rows = _fold_split(table, cfg, fold)
+        table, splits["test"] = table.iloc[rest], _split(table.iloc[test_rows], "test")
     if data.val_csv is not None:
-        splits = {"train": _split(table, "train"), "val": _split(_labels(data.val_csv, cfg), "val")}
+        splits.update(train=_split(table, "train"), val=_split(_labels(data.val_csv, cfg), "val"))
     else:
-        if data.group_column not in _columns(data.train_csv):
-            log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
-        train_rows, val_rows = _group_split(table, cfg, fold)
-        splits = {"train": _split(table.iloc[train_rows], "train"), "val": _split(table.iloc[val_rows], "val")}
+        train_rows, val_rows = _group_split(table, cfg)
+        splits.update(train=_split(table.iloc[train_rows], "train"), val=_split(table.iloc[val_rows], "val"))
     if data.test_csv is not None:
         splits["test"] = _split(_labels(data.test_csv, cfg), "test")
+    splits = {name: splits[name] for name in ("train", "val", "test") if name in splits}
     for name, split in splits.items():
         if len(split) < 2:
             raise UsageError(f"{data.train_csv}: the {name} split has {len(split)} video(s); at least 2 are needed")
@@ -233,14 +241,19 @@ def _split(table: pd.DataFrame, name: str) -> Split:
     return Split(name, list(table["filename"]), table["mos"].to_numpy(np.float64), table["group"].to_numpy())
 
 
-def _group_split(table: pd.DataFrame, cfg: Config, fold: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def _fold_split(table: pd.DataFrame, cfg: Config, fold: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the other folds and of fold ``k``: a ``GroupKFold(K)``, which needs K groups plus 2 for validation."""
+    k, folds = fold
+    n_groups = table["group"].nunique()
+    if not 2 <= folds <= n_groups - 2:
+        raise UsageError(f"{cfg.data.train_csv}: --folds {folds} needs 2 <= K <= {n_groups - 2} (the {n_groups} "
+                         "groups there, less 2 for a validation split of the other folds)")
+    return list(GroupKFold(n_splits=folds).split(table, groups=table["group"].to_numpy()))[k]
+
+
+def _group_split(table: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     groups = table["group"].to_numpy()
     n_groups = len(set(groups))
-    if fold is not None:
-        k, folds = fold
-        if not 2 <= folds <= n_groups:
-            raise UsageError(f"{cfg.data.train_csv}: --folds {folds} needs 2 <= K <= {n_groups} (the groups there)")
-        return list(GroupKFold(n_splits=folds).split(table, groups=groups))[k]
     if n_groups < 2:
         raise UsageError(f"{cfg.data.train_csv}: a validation split needs at least 2 groups, found {n_groups}")
     if not 0 < cfg.data.val_fraction < 1:

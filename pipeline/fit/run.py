@@ -115,21 +115,23 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     table.to_csv(out / "sweep.csv", index=False)
     best = int(table.index[0])
     write_configs(out, *configs[best], names=("best_config.yml", "best_config_fine.yml"))
-    print(f"\nsweep results, best first (validation only{'; fold means' if folds else ''}):")
+    print(f"\nsweep results, best first by validation SROCC{' (fold means; test = the held-out folds)' if folds else ''}:")
     print(format_table(list(table.columns), [[_cell(v) for v in row] for row in table.itertuples(index=False)]))
     print(f"best: {table.iloc[0]['run']}; its config: {out / 'best_config.yml'}")
     return summaries[best]
 
 
 def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics], names: list[str]) -> pd.DataFrame:
-    """One row per fit: the swept keys' values and the validation metrics, sorted by the last phase's SROCC."""
+    """One row per fit: the swept keys' values and the last phase's val (and test) metrics, sorted by val SROCC."""
     swept = list(dict.fromkeys(key for entry in entries for key in entry))
     rows = []
     for name, cfg, metrics in zip(names, configs, summaries):
         values, phases = flatten(to_dict(cfg)), list(metrics)
         row = {"run": name, **{key: values[key] for key in swept}}
         row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
-        row.update({f"val_{c}": metrics[phases[-1]]["val"][c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
+        for split in ("val", "test"):
+            if split in metrics[phases[-1]]:
+                row.update({f"{split}_{c}": metrics[phases[-1]][split][c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_srocc", ascending=False, na_position="last", kind="stable")
