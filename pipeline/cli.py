@@ -127,7 +127,9 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
         cfg.extract.workers = workers
     store = store or cfg.data.store
     videos = _videos(cfg, csv_paths, video_root)
-    click.echo(f"extracting {len(videos)} video(s) into {store} (weights {cfg.extract.weights}, "
+    uses_weights = bool(cfg.extract.levels) or cfg.extract.temporal
+    click.echo(f"extracting {len(videos)} video(s) into {store} "
+               f"({f'weights {cfg.extract.weights}' if uses_weights else 'no backbone'}, "
                f"device {cfg.extract.device}, workers {cfg.extract.workers}"
                f"{f', cluster {cluster}' if cluster else ''})", err=True)
     if cluster is not None:

@@ -53,7 +53,7 @@ class ExtractConfig:
     weights: str = "imagenet"  # imagenet | random | a directory holding the upstream weight files
     batch_size: int = 8
     max_chunks: int = 0  # 0 = every second of the video
-    levels: dict[Literal["coarse", "fine"], LevelConfig] = field(default_factory=_default_levels)  # null: skip
+    levels: dict[Literal["coarse", "fine"], LevelConfig] = field(default_factory=_default_levels)  # null: no ResNet
     clip: ClipConfig = field(default_factory=ClipConfig)
     temporal: bool = True  # run the SlowFast backbone (temporal_slow, temporal_fast)
     nss: bool = False  # also extract the weight-free natural-scene-statistics features
@@ -267,6 +267,8 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
         return [_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
+        if value is None:  # `levels: null`: no entries at all
+            return {}
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
         return {  # an entry set to null is dropped (e.g. `levels: {fine: null}` extracts no fine level)

@@ -98,6 +98,7 @@ def test_empty_file_gives_defaults(tmp_path):
 
 def test_null_level_is_not_extracted():
     assert list(load_config(None, ["extract.levels.fine=null"]).extract.levels) == ["coarse"]
+    assert load_config(None, ["extract.levels=null"]).extract.levels == {}  # no ResNet at all
 
 
 def test_resolved_config_round_trips(tmp_path):
