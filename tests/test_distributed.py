@@ -25,18 +25,8 @@ from pipeline.distributed import Cluster, connect, extract_on_cluster, fits_on_c
 from pipeline.extract import extract_videos
 from pipeline.fit.run import fit
 from pipeline.store import FeatureStore
-from videos import make_video
+from videos import TINY_EXTRACT_YAML, make_video
 
-# Tiny everything, as in test_extract: 64x48 videos of 3 s, short sides 64/80, 8-frame clips of 32x32.
-CONFIG = """\
-extract:
-  device: cpu
-  weights: random
-  batch_size: 4
-  levels: {coarse: {short_side: 64}, fine: {short_side: 80}}
-  clip: {size: 32, frames: 8}
-  shard_videos: 1
-"""
 KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
 CLIPS = [f"clip{i}.mp4" for i in range(6)]
 
@@ -49,7 +39,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_video(root / name, frames=72, fps=24, seed=i)
     (root / "corrupt.mp4").write_bytes(b"this is not a video" * 100)
     (root / "labels.csv").write_text("filename\n" + "".join(f"{n}\n" for n in [*CLIPS, "corrupt.mp4", "missing.mp4"]))
-    (root / "config.yml").write_text(CONFIG)
+    (root / "config.yml").write_text(TINY_EXTRACT_YAML)
     return root
 
 

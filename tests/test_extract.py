@@ -21,20 +21,9 @@ from pipeline.errors import StoreError
 from pipeline.extract import Backbones, extract_videos
 from pipeline.store import FEATURE_KINDS, FeatureStore
 from decode_stubs import crashing_decode
-from videos import make_video
+from videos import TINY_EXTRACT_YAML, make_video
 
 REPO = Path(__file__).resolve().parents[1]
-# Tiny everything: 64x48 videos of 2 s, short sides 64/80, 8-frame clips of 32x32, random weights.
-CONFIG = """\
-extract:
-  device: cpu
-  weights: random
-  batch_size: 4
-  levels: {coarse: {short_side: 64}, fine: {short_side: 80}}
-  clip: {size: 32, frames: 8}
-  shard_videos: 1
-"""
-
 
 # One thread: the CI machine is small and shared, and oversubscribed intra-op threads crawl.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -53,7 +42,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = [f"clip{i}.mp4" for i in range(6)] + ["corrupt.mp4", "missing.mp4"]
     (root / "labels.csv").write_text("filename,mos\n" + "".join(f"{n},{i}\n" for i, n in enumerate(names)))
     (root / "good.csv").write_text("filename\n" + "".join(f"clip{i}.mp4\n" for i in range(3)))
-    (root / "config.yml").write_text(CONFIG)
+    (root / "config.yml").write_text(TINY_EXTRACT_YAML)
     return root
 
 

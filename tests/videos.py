@@ -18,6 +18,17 @@ import numpy as np
 _TIME_BASE = Fraction(1, 90000)
 _QUIET = {"libx265": {"x265-params": "log-level=error"}}
 
+# An extraction config sized for these videos: random weights, short sides 64/80, 8-frame clips of 32x32.
+TINY_EXTRACT_YAML = """\
+extract:
+  device: cpu
+  weights: random
+  batch_size: 4
+  levels: {coarse: {short_side: 64}, fine: {short_side: 80}}
+  clip: {size: 32, frames: 8}
+  shard_videos: 1
+"""
+
 
 def frame_content(k: int, width: int, height: int, seed: int = 0) -> np.ndarray:
     """RGB uint8 (height, width, 3) image number ``k`` of the test pattern for ``seed``."""
