@@ -34,6 +34,18 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+def disk_full_for(monkeypatch: pytest.MonkeyPatch, fragment: str) -> None:
+    """Make ``os.fsync`` fail with ENOSPC for the files whose path contains ``fragment``, as a full disk does."""
+    fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if fragment in os.readlink(f"/proc/self/fd/{fd}"):
+            raise NO_SPACE
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -88,14 +100,7 @@ def test_a_model_write_that_fails_keeps_the_previous_model(synthetic: Path, tmp_
     assert src.parent == out and src.name.startswith(".best_model.pth.")  # a hidden temp name in the same folder
     before = (out / "best_model.pth").read_bytes()
 
-    fsync = os.fsync
-
-    def full_for_models(fd: int) -> None:
-        if "_model.pth." in os.readlink(f"/proc/self/fd/{fd}"):
-            raise NO_SPACE
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_for_models)
+    disk_full_for(monkeypatch, "_model.pth.")
     with pytest.raises(OSError, match="No space left"):
         invoke(fit, "-o", synthetic / "coarse.yml", "--out", out, "--seed", "11")
     assert (out / "best_model.pth").read_bytes() == before
@@ -222,14 +227,7 @@ def test_a_full_disk_while_recording_failures_is_a_clear_error(run: Path, tmp_pa
     store = tmp_path / "store"
     (tmp_path / "labels.csv").write_text(f"filename\n{run / 'clip0.mp4'}\n{tmp_path / 'missing.mp4'}\n")
     args = ["-o", run / "config.yml", "--csv", tmp_path / "labels.csv", "--store", store, "--no-progress", *sets(TINY)]
-    fsync = os.fsync
-
-    def full_for_failures(fd: int) -> None:
-        if "failures.csv" in os.readlink(f"/proc/self/fd/{fd}"):
-            raise NO_SPACE
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_for_failures)
+    disk_full_for(monkeypatch, "failures.csv")
     code, out = invoke(extract, *args)
     assert code == 1 and "failures.csv" in out and "No space left on device" in out, out
     monkeypatch.undo()
