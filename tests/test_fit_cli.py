@@ -55,14 +55,15 @@ def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):
 def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):
     tmp, config = tiny
     sweep = tmp_path / "sweep.yml"
-    sweep.write_text(yaml.safe_dump({"grid": {"optimizer.lr": [1e-3, 1e-4]},
-                                     "runs": [{"loss": {"rank_weight": 0}}, {"model.hidden": [8]}]}))
+    sweep.write_text(yaml.safe_dump({"grid": {"model": [{"hidden": [8], "dropout": 0}, {"hidden": [16]}]},  # mappings
+                                     "runs": [{"loss": {"rank_weight": 0}}, {"optimizer.lr": 1e-4}]}))
     args = ["-o", config, "--store", tmp / "store", "--sweep", sweep]
     result = invoke(*args, "--out", tmp_path / "parallel", "--jobs", 2)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "parallel" / "sweep.csv")
     assert len(table) == 4 and list(table.val_srocc) == sorted(table.val_srocc, reverse=True)
-    assert {"run", "optimizer.lr", "loss.rank_weight", "model.hidden", "coarse_val_srocc", "val_plcc"} <= set(table)
+    assert {"run", "optimizer.lr", "loss.rank_weight", "model", "coarse_val_srocc", "val_plcc"} <= set(table)
+    assert sorted("'hidden': [8]" in model for model in table.model) == [False, False, True, True]  # resolved
     best = table.run[0]
     best_config = yaml.safe_load((tmp_path / "parallel" / "best_config.yml").read_text())
     run_config = yaml.safe_load((tmp_path / "parallel" / best / "config_coarse.yml").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -127,7 +127,7 @@ def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics
     rows = []
     for name, cfg, metrics in zip(names, configs, summaries):
         values, phases = flatten(to_dict(cfg)), list(metrics)
-        row = {"run": name, **{key: values[key] for key in swept}}
+        row = {"run": name, **{key: _resolved(values, key) for key in swept}}
         row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
         for split in ("val", "test"):
             if split in metrics[phases[-1]]:
@@ -135,6 +135,13 @@ def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_srocc", ascending=False, na_position="last", kind="stable")
+
+
+def _resolved(values: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` of a flattened config: a leaf, or the mapping below it (a swept ``model: {...}``)."""
+    if key in values:
+        return values[key]
+    return {k[len(key) + 1:]: v for k, v in values.items() if k.startswith(key + ".")}
 
 
 def _cell(value: object) -> str:
