@@ -7,8 +7,8 @@ passed as ``--set`` overrides and printed:
 - Spatial levels at the sample's own size: the clips are 320x180, so the design's short sides (448, 720)
   would only upscale them, at 16 times the ResNet-50 cost of ``coarse 112, fine 180`` (native). A model
   fitted on these levels extracts new videos at the same levels when it scores them.
-- NSS features on (``extract.nss``, ``features.nss``): they need no downloaded weights, so the demo's numbers
-  mean something even where the pretrained backbone weights cannot be had.
+- Nothing else: the NSS features are on by default (``extract.nss``, ``features.nss``); they need no
+  downloaded weights, so the demo's numbers mean something even where the pretrained weights cannot be had.
 - Without pretrained weights, ``extract.weights=random`` (said plainly, with what it means) and a store of its
   own, ``<data.store>-random``, so random-weight features never mix with real ones.
 
@@ -48,7 +48,7 @@ def demo_overrides(config: str, weights: str | None) -> tuple[list[str], str]:
     """The ``--set`` items the demo adds to ``config``, and the weights it extracts with."""
     from pipeline.config import load_config
 
-    overrides = [*SAMPLE_LEVELS, "extract.nss=true", "features.nss=true"]
+    overrides = list(SAMPLE_LEVELS)
     if weights is None:
         missing = pretrained_weights()
         weights = "imagenet" if missing is None else "random"
@@ -58,7 +58,7 @@ def demo_overrides(config: str, weights: str | None) -> tuple[list[str], str]:
         click.echo(
             "=> This demo runs with RANDOM backbone weights (extract.weights=random). Random-weight ResNet-50 and\n"
             "   SlowFast features are fixed random projections of the pixels: they carry little quality signal,\n"
-            "   so they are not what the numbers below measure. The weight-free NSS features are on, and they\n"
+            "   so they are not what the numbers below measure. The weight-free NSS features (on by default)\n"
             "   carry real signal. With the pretrained weights in place, the same demo uses them.\n")
         overrides += ["extract.weights=random", f"data.store={load_config(config).data.store}-random"]
     else:

@@ -51,6 +51,7 @@ def write_configs(tmp: Path, store: Path, csv: Path, coarse: dict | None = None,
     tree = {
         "name": "tiny", "seed": 3, "fine_config": str(fine_path),
         "data": {"train_csv": str(csv), "video_root": str(tmp), "store": str(store), "group_column": "source"},
+        "features": {"nss": False},  # the synthetic stores hold NSS only when make_store is asked for it
         "model": {"hidden": [16], "dropout": 0.1},
         "num_epochs": 3, "batch_size": 8,
     }

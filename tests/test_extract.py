@@ -74,7 +74,7 @@ def test_extracts_skips_cached_and_reports_failures(videos: Path, tmp_path: Path
     first = table(store)
     assert sorted(first) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
     assert all(len(rows["spatial_fine"]) == 2 for rows in first.values())  # one row per second
-    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == FEATURE_KINDS[:4]
+    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == FEATURE_KINDS  # NSS too, by default
 
     code, out = run(videos, store, "--csv", str(videos / "labels.csv"))
     assert code == 3, out
@@ -94,7 +94,8 @@ def test_a_level_added_later_keeps_the_others(videos: Path, tmp_path: Path) -> N
     store = tmp_path / "store"
     csv = str(videos / "good.csv")
     assert run(videos, store, "--csv", csv, "--levels", "coarse")[0] == 0
-    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == ("spatial_coarse", "temporal_slow", "temporal_fast")
+    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == ("spatial_coarse", "temporal_slow", "temporal_fast",
+                                                                    "nss")
     coarse = table(store, ("spatial_coarse",))
     code, out = run(videos, store, "--csv", csv, "--levels", "fine")
     assert code == 0 and "extracted 3" in out, out

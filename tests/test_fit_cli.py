@@ -42,6 +42,7 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
     (["--folds", "1"], 2, "--folds must be 0 (no folds) or >= 2"),
     (["--fine", "missing.yml"], 2, "missing.yml: config file not found"),
     (["--set", "num_epochs=0"], 2, "num_epochs must be >= 1"),
+    (["--set", "features.nss=true"], 2, "has no 'nss' features; fit without them (--set features.nss=false)"),
     ([], 1, "no feature store here"),  # the config's data.store does not exist
 ])
 def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):

@@ -183,8 +183,7 @@ def test_readme_python_api_example_runs(run: Path, tmp_path: Path, monkeypatch: 
 def test_demo_says_when_it_runs_with_random_weights(capsys: pytest.CaptureFixture) -> None:
     overrides, weights = demo_overrides(str(REPO / "config" / "kwai_simpleVQA.yml"), "random")
     assert weights == "random"
-    assert {"extract.weights=random", "data.store=features/sample-random", "extract.nss=true",
-            "features.nss=true"} <= set(overrides)
+    assert {"extract.weights=random", "data.store=features/sample-random"} <= set(overrides)
     assert "RANDOM backbone weights" in capsys.readouterr().out
     overrides, _ = demo_overrides(str(REPO / "config" / "kwai_simpleVQA.yml"), "/opt/weights")
     assert "extract.weights=/opt/weights" in overrides and not any(o.startswith("data.store") for o in overrides)

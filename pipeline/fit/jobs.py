@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 
 from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
 from pipeline.fit.sweep import flatten
 from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
@@ -55,6 +55,7 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     features = shared_features(store, keys, resolve_device(job.coarse.device))
     phases = [(phase, cfg) for phase, cfg in (("coarse", job.coarse), ("fine", job.fine)) if cfg is not None]
     kinds = sorted({kind for _, cfg in phases for kind in FeatureSpec.from_config(cfg).kinds})
+    _check_extracted(store, kinds)
     started = time.perf_counter()
     features.load(kinds)  # every phase's kinds now: a video lacking one fails before any training
     log(f"features: {len(keys)} videos, {features.rows} chunk rows of {', '.join(kinds)} in memory "
@@ -83,6 +84,22 @@ def run_jobs(jobs: list[FitJob], n_jobs: int = 1) -> Iterator[dict[str, dict[str
 def _in_worker(job: FitJob, threads: int) -> dict[str, dict[str, dict]]:
     torch.set_num_threads(threads)  # workers share the cores: no oversubscription
     return run_job(job)
+
+
+def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
+    """Name the way out when a phase reads a kind that the store's settings exclude (no extraction can add it)."""
+    settings = store.settings
+    excluded = {
+        "nss": ("nss" in settings and not settings["nss"], "features.nss=false", "extract.nss"),
+        "temporal_slow": ("temporal_weights" in settings and settings["temporal_weights"] is None,
+                          "features.temporal=[]", "extract.temporal"),
+    }
+    excluded["temporal_fast"] = excluded["temporal_slow"]
+    for kind in kinds:
+        absent, fit_without, extract_key = excluded.get(kind, (False, "", ""))
+        if absent:
+            raise UsageError(f"{store.root}: extracted with {extract_key}: false, so it has no {kind!r} features; "
+                             f"fit without them (--set {fit_without}) or extract into a new store with {extract_key}: true")
 
 
 def _check_phases(coarse: Config, fine: Config | None) -> None:
