@@ -176,7 +176,7 @@ def measure(way: str, paths: list[Path], config: Path, workers: int, max_chunks:
     """One way over ``paths`` in this process: chunks, seconds and peak memory."""
     torch.set_num_threads(threads)
     overrides = ["extract.weights=random", "extract.device=cpu", f"extract.workers={workers}",
-                 f"extract.max_chunks={max_chunks}"]
+                 f"extract.max_chunks={max_chunks}", "extract.nss=false"]  # like for like: the research way has none
     cfg = load_config(config, overrides).extract
     decoded = decode_all(paths, cfg) if way == "forward" else []
     with TreeUsage() as usage:  # models are built inside the clock: the pipeline overlaps that with decoder start-up

@@ -159,7 +159,7 @@ def main(root: Path, videos: int, chunks: int, config: str, epochs: int | None, 
     csv = generate(root, videos, chunks)
     print(f"store ready in {time.perf_counter() - start:.1f} s: {root / 'store'} ({videos} videos x {chunks} chunks)")
     overrides = (f"data.train_csv={csv}", f"data.video_root={root}", f"data.store={root / 'store'}",
-                 "data.group_column=source", *overrides)
+                 "data.group_column=source", "features.nss=false", *overrides)  # the store holds the 4 deep kinds
     if not skip_fit:
         time_fit(config, overrides, epochs, root / "run")
     time_steps(config, overrides, steps)
