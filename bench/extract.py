@@ -223,7 +223,8 @@ def main(data: Path, videos: int, config: Path, long_seconds: str, long_chunks: 
     table = pd.read_csv(data / "labels.csv")
     subset = [data / f for f in table["filename"].iloc[np.linspace(0, len(table) - 1, videos).round().astype(int)]]
     work.mkdir(parents=True, exist_ok=True)
-    long_videos = [write_video(work / f"1080p_{s}s_10fps.mp4", int(s), 10, 1920, 1080) for s in long_seconds.split(",")]
+    long_videos = [write_video(work / f"1080p_{s}s_10fps.mp4", int(s), 10, 1920, 1080)
+                   for s in long_seconds.split(",") if s.strip()]  # --long "": the data set only
     counts = [int(w) for w in workers.split(",")]
     sets = [(f"{data.name} ({videos} videos)", subset, 0, ["forward", *["pipeline"] * len(counts), "research"])]
     sets += [(p.name, [p], long_chunks, [*["pipeline"] * len(counts), "research"]) for p in long_videos]
