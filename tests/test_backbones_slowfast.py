@@ -123,12 +123,12 @@ def test_extractor_loads_checkpoint_directory(tmp_path, state, model, clips):
         expected_slow, expected_fast = model(channels_first(clips))
     assert slow.dtype == fast.dtype == torch.float32 and slow.device.type == "cpu"
     assert slow.shape == (2, SLOW_DIM) and fast.shape == (2, FAST_DIM)
-    torch.testing.assert_close(slow, expected_slow)
-    torch.testing.assert_close(fast, expected_fast)
-    # Each clip is processed on its own: batching does not mix clips.
+    torch.testing.assert_close(slow, expected_slow, rtol=1e-3, atol=1e-3)  # float rounding of batch 2 vs 1
+    torch.testing.assert_close(fast, expected_fast, rtol=1e-3, atol=1e-3)
+    # On a CPU each clip runs on its own: a clip's features do not depend on the clips batched with it.
     alone_slow, alone_fast = extractor(clips[1:])
-    torch.testing.assert_close(alone_slow, slow[1:], rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(alone_fast, fast[1:], rtol=1e-3, atol=1e-3)
+    assert torch.equal(alone_slow, slow[1:])
+    assert torch.equal(alone_fast, fast[1:])
     assert not slow.requires_grad and not torch.is_inference(slow) and not torch.is_inference(fast)
 
 

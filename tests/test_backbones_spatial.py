@@ -60,7 +60,7 @@ def test_any_size_and_aspect_ratio(extractor, size):
 def test_frames_do_not_mix_within_a_batch(extractor, frames):
     together = extractor(frames)
     alone = torch.cat([extractor(frame[None]) for frame in frames])
-    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
+    assert torch.equal(together, alone)  # on a CPU each frame runs on its own: no batch-neighbour effects
     assert not torch.allclose(together[0], together[1])
 
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,6 +82,22 @@ def inference(device: torch.device) -> Iterator[None]:
                 yield
         else:
             yield
+
+
+def forward_batch(model: nn.Module, x: torch.Tensor) -> Any:
+    """``model(x)``, but one item per call on the CPU, with the outputs concatenated in order.
+
+    On a CPU, batching buys no arithmetic and costs page faults: every call's activations (59 MB for one
+    720p frame's layer1) are fresh allocations that glibc returns to the system afterwards, and a batch of 4
+    made ResNet-50 and SlowFast 1.3-1.5x slower per item than single calls (BENCHMARKS.md). One item per call
+    also makes a video's features independent of the videos batched with it. CUDA gets the whole batch.
+    """
+    if x.device.type != "cpu" or len(x) <= 1:
+        return model(x)
+    outputs = [model(item) for item in x.split(1)]
+    if isinstance(outputs[0], torch.Tensor):
+        return torch.cat(outputs)
+    return tuple(torch.cat(parts) for parts in zip(*outputs))
 
 
 def to_cpu_float32(features: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ import torch
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from pipeline.backbones import weights as pretrained
-from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32
+from pipeline.backbones.device import (
+    forward_batch, freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,7 +68,7 @@ class SpatialExtractor:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with inference(self.device):
-            features = self.model(x)
+            features = forward_batch(self.model, x)
         return to_cpu_float32(features)
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 
 from pipeline.backbones import weights as pretrained
-from pipeline.backbones.device import freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32
+from pipeline.backbones.device import (
+    forward_batch, freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32,
+)
 from pipeline.backbones.slowfast import ALPHA, SlowFast
 
 
@@ -33,7 +35,7 @@ class TemporalExtractor:
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with inference(self.device):
-            slow, fast = self.model(x)
+            slow, fast = forward_batch(self.model, x)
         return to_cpu_float32(slow), to_cpu_float32(fast)
 
 
