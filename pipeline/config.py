@@ -51,7 +51,7 @@ class ExtractConfig:
     decoder: Literal["decord", "pyav"] = "decord"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     weights: str = "imagenet"  # imagenet | random | a directory holding the upstream weight files
-    batch_size: int = 8
+    batch_size: int = 8  # chunks per backbone call on CUDA; a CPU runs one per call (faster there)
     max_chunks: int = 0  # 0 = every second of the video
     levels: dict[Literal["coarse", "fine"], LevelConfig] = field(default_factory=_default_levels)  # null: no ResNet
     clip: ClipConfig = field(default_factory=ClipConfig)
