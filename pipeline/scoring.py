@@ -19,7 +19,6 @@ import copy
 import functools
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from pipeline.backbones import resolve_device
 from pipeline.config import ClipConfig, ExtractConfig, LevelConfig, load_config, valid_keys
 from pipeline.errors import StoreError, UsageError
 from pipeline.extract import FEATURE_VERSION, Backbones, check_config, extract_videos
+from pipeline.files import write_atomic
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
@@ -296,26 +296,16 @@ def chunk_seconds(count: int, max_chunks: int, duration: float) -> np.ndarray:
 
 def write_scores(table: pd.DataFrame, path: str | Path) -> None:
     """Write ``scores.csv``: the columns of :data:`SCORE_COLUMNS`, one row per video, in input order."""
-    _replace(path, table.loc[:, list(SCORE_COLUMNS)].to_csv(index=False))
+    write_atomic(path, table.loc[:, list(SCORE_COLUMNS)].to_csv(index=False))
 
 
 def write_per_second(table: pd.DataFrame, path: str | Path) -> None:
     """Write one JSON line per scored video: ``{"filename", "score", "seconds": [...], "scores": [...]}``."""
-    _replace(path, "".join(
+    write_atomic(path, "".join(
         json.dumps({"filename": row.filename, "score": row.score, "seconds": row.seconds.tolist(),
                     "scores": row.chunk_scores.tolist()}) + "\n"
         for row in table[table["status"] == "ok"].itertuples(index=False)))
 
-
-def _replace(path: str | Path, text: str) -> None:
-    """Write ``text`` beside ``path`` and rename it into place: a run killed mid-write never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions | None,

@@ -44,6 +44,7 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.errors import StoreError
+from pipeline.files import write_atomic
 
 FEATURE_KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast", "nss")
 #: Width of each fixed-size kind; ``nss`` has whatever width its extractor gives (checked per store).
@@ -488,18 +489,11 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` by ``text`` all at once; StoreError (and the old file kept) when it cannot be written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, text)
         _fsync_dir(path.parent)
     except OSError as exc:
         raise StoreError(f"{path}: cannot write: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _new_shard_id() -> str:

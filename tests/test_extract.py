@@ -133,7 +133,7 @@ def test_killed_run_resumes_to_the_clean_result(videos: Path, tmp_path: Path) ->
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert 1 <= len(list(killed.glob("shard-*.h5"))) < 6
-    planted = killed / f"shard-99999999999999999999-elsewhere-1-abcd.h5.tmp"  # another machine's shard in progress
+    planted = killed / "shard-99999999999999999999-elsewhere-1-abcd.h5.tmp"  # another machine's shard in progress
     planted.write_bytes(b"half a shard")
 
     resumed = subprocess.run([*command, "--store", str(killed)], cwd=REPO, env=ONE_THREAD, capture_output=True,

@@ -68,7 +68,7 @@ def score_cli(run: Path, csv: Path, *args: str) -> tuple[int, str]:
 
 def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Path) -> None:
     csv = tmp_path / "to_score.csv"
-    csv.write_text(f"filename,mos\nclip0.mp4,1\nmissing.mp4,2\nclip3.mp4,2.5\nbad.mp4,3\nnew.mp4,4\n")
+    csv.write_text("filename,mos\nclip0.mp4,1\nmissing.mp4,2\nclip3.mp4,2.5\nbad.mp4,3\nnew.mp4,4\n")
     code, out = score_cli(run, csv, "--video-root", run, "--out", tmp_path / "scores.csv",
                           "--per-second", tmp_path / "seconds.jsonl", "--metrics", tmp_path / "metrics.json")
     assert code == 3, out

@@ -9,7 +9,6 @@ tensor plus a ``(videos, chunks)`` mask. No per-sample reads, no DataLoader.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -84,25 +83,27 @@ def read_splits(cfg: Config, fold: tuple[int, int] | None = None, log: Log = pri
     picks the epoch it is scored on. Grouping by source content keeps versions of one clip on one side.
     """
     data = cfg.data
-    for option in ("val_csv", "test_csv"):
-        if fold is not None and getattr(data, option) is not None:
-            raise UsageError(f"--folds splits {data.train_csv} into train, val and test; it cannot be combined "
-                             f"with data.{option}={getattr(data, option)}")
+    given = [f"data.{key}={value}" for key, value in (("val_csv", data.val_csv), ("test_csv", data.test_csv))
+             if value is not None]
+    if fold is not None and given:
+        raise UsageError(f"--folds splits {data.train_csv} into train, val and test; it cannot be combined "
+                         f"with {given[0]}")
     table = _labels(data.train_csv, cfg)
     if data.val_csv is None and data.group_column not in _columns(data.train_csv):
         log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
-    splits = {}
+    test = None
     if fold is not None:
         rest, test_rows = _fold_split(table, cfg, fold)
-        table, splits["test"] = table.iloc[rest], _split(table.iloc[test_rows], "test")
+        table, test = table.iloc[rest], _split(table.iloc[test_rows], "test")
     if data.val_csv is not None:
-        splits.update(train=_split(table, "train"), val=_split(_labels(data.val_csv, cfg), "val"))
+        splits = {"train": _split(table, "train"), "val": _split(_labels(data.val_csv, cfg), "val")}
     else:
         train_rows, val_rows = _group_split(table, cfg)
-        splits.update(train=_split(table.iloc[train_rows], "train"), val=_split(table.iloc[val_rows], "val"))
+        splits = {"train": _split(table.iloc[train_rows], "train"), "val": _split(table.iloc[val_rows], "val")}
     if data.test_csv is not None:
-        splits["test"] = _split(_labels(data.test_csv, cfg), "test")
-    splits = {name: splits[name] for name in ("train", "val", "test") if name in splits}
+        test = _split(_labels(data.test_csv, cfg), "test")
+    if test is not None:
+        splits["test"] = test
     for name, split in splits.items():
         if len(split) < 2:
             raise UsageError(f"{data.train_csv}: the {name} split has {len(split)} video(s); at least 2 are needed")

@@ -26,6 +26,15 @@ from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
 
 
+# Feature kind -> (store setting that is empty when it was not extracted, the extract key, the fit override
+# that does without it).
+_EXCLUDED_BY = {
+    "nss": ("nss", "extract.nss", "features.nss=false"),
+    "temporal_slow": ("temporal_weights", "extract.temporal", "features.temporal=[]"),
+    "temporal_fast": ("temporal_weights", "extract.temporal", "features.temporal=[]"),
+}
+
+
 @dataclass
 class FitJob:
     """The two phases of one fit: the coarse config, the fine one (None: coarse only), and where results go."""
@@ -88,16 +97,9 @@ def _in_worker(job: FitJob, threads: int) -> dict[str, dict[str, dict]]:
 
 def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
     """Name the way out when a phase reads a kind that the store's settings exclude (no extraction can add it)."""
-    settings = store.settings
-    excluded = {
-        "nss": ("nss" in settings and not settings["nss"], "features.nss=false", "extract.nss"),
-        "temporal_slow": ("temporal_weights" in settings and settings["temporal_weights"] is None,
-                          "features.temporal=[]", "extract.temporal"),
-    }
-    excluded["temporal_fast"] = excluded["temporal_slow"]
     for kind in kinds:
-        absent, fit_without, extract_key = excluded.get(kind, (False, "", ""))
-        if absent:
+        setting, extract_key, fit_without = _EXCLUDED_BY.get(kind, (None, "", ""))
+        if setting in store.settings and not store.settings[setting]:
             raise UsageError(f"{store.root}: extracted with {extract_key}: false, so it has no {kind!r} features; "
                              f"fit without them (--set {fit_without}) or extract into a new store with {extract_key}: true")
 

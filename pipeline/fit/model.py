@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import re
 import zipfile
@@ -17,6 +16,7 @@ from torch import nn
 
 from pipeline.config import Config, from_dict, to_dict
 from pipeline.errors import VQAError, WeightsError
+from pipeline.files import write_atomic
 from pipeline.fit.data import FeatureSpec
 from pipeline.metrics import Logistic4
 
@@ -103,15 +103,7 @@ def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)  # in memory: the archive's inner name is fixed, so equal models give equal files
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file behind
+    write_atomic(path, buffer.getvalue())
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, dump_config
+from pipeline.files import write_atomic
 from pipeline.fit.data import Split
 from pipeline.fit.model import save_model
 from pipeline.fit.train import PhaseResult
@@ -61,10 +61,8 @@ def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, S
 
 
 def write_json(path: Path, data: object) -> None:
-    """Write ``data`` as strict JSON (NaN and infinity as null), via a temp file renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` as strict JSON (NaN and infinity as null), all at once."""
+    write_atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def metrics_table(metrics: dict[str, dict[str, dict]]) -> str:

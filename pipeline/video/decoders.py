@@ -29,7 +29,7 @@ import decord
 import numpy as np
 
 from ..errors import CorruptVideoError
-from .probe import FrameIndex, VideoInfo, open_input, video_stream
+from .probe import FrameIndex, VideoInfo, open_input
 
 log = logging.getLogger(__name__)
 
