@@ -65,6 +65,22 @@ def main(root: Path, videos: int, chunks: int, hidden: str, device: str, threads
     print(f"predict, best of {repeats}, {torch.get_num_threads()} thread(s), {device}: {wall:.3f} s wall = "
           f"{len(table.keys) / wall:,.0f} videos/s, {rows / wall:,.0f} chunks/s; {cpu:.3f} CPU-s = "
           f"{rows / cpu:,.0f} chunks per CPU-second")
+    print(f"for scale: the bare first-layer product alone (float32 inputs ready) runs at "
+          f"{first_layer_rows_per_second(scorer, repeats):,.0f} rows/s")
+
+
+def first_layer_rows_per_second(scorer: Scorer, repeats: int, rows: int = 20480) -> float:
+    """Rows per second of ``addmm`` with the model's first Linear on converted inputs, in the scorer's blocks."""
+    first = scorer._layers[0]
+    blocks = torch.randn(rows, first.in_features, device=first.weight.device).split(1024)
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for block in blocks:
+                torch.addmm(first.bias, block, first.weight.t())
+            best = min(best, time.perf_counter() - start)
+    return rows / best
 
 
 def _timed(scorer: Scorer, table) -> tuple[float, float]:
