@@ -1,0 +1,78 @@
+"""An import from start to finish: read the metadata, check it, find the videos, write the label CSV.
+
+Nothing is written unless every step succeeded, so a failed import never leaves a partial CSV behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import UsageError
+
+from .catalog import DATASETS
+from .generic import Columns, read_generic
+from .records import Imported, check, rename, write_csv
+from .resolve import resolve
+
+_LISTED_MISSING = 10
+
+
+@dataclass
+class Report:
+    """What an import did, for the user: rows written, and notes on what was left out."""
+
+    written: int
+    notes: list[str]
+
+
+def import_dataset(
+    name: str,
+    metadata: list[Path],
+    out: str | Path,
+    *,
+    videos: str | Path | None = None,
+    skip_missing: bool = False,
+    columns: Columns | None = None,
+) -> Report:
+    """Import data set ``name`` (a known one, or ``generic`` with ``columns``) from ``metadata`` into ``out``."""
+    imported = _read(name, metadata, columns)
+    rows = check(imported.records)
+    notes = list(imported.notes)
+    if videos is not None:
+        found = resolve([r.names for r in imported.records], videos)
+        missing = [i for i, path in enumerate(found) if path is None]
+        if missing and not skip_missing:
+            raise UsageError(_missing_message(missing, rows, videos))
+        kept = [i for i, path in enumerate(found) if path is not None]
+        if not kept:
+            raise UsageError(_missing_message(missing, rows, videos))
+        rows = rename([rows[i] for i in kept], [found[i] for i in kept],
+                      [imported.records[i].place for i in kept])
+        if missing:
+            notes.append(f"left out {len(missing)} row(s) whose video is not under {videos}")
+    write_csv(rows, out)
+    return Report(len(rows), notes)
+
+
+def _read(name: str, metadata: list[Path], columns: Columns | None) -> Imported:
+    if not metadata:
+        raise UsageError("no metadata file given (--metadata FILE [FILE ...])")
+    if name == "generic":
+        if columns is None:
+            raise UsageError("vqa-data import generic needs --filename-column and --mos-column")
+        if len(metadata) != 1:
+            raise UsageError(f"vqa-data import generic reads one metadata file, got {len(metadata)}")
+        return read_generic(metadata[0], columns)
+    if columns is not None:
+        raise UsageError(f"column options are for 'generic' only; {name!r} knows its own columns")
+    if name not in DATASETS:
+        raise UsageError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}, generic")
+    return DATASETS[name].read(metadata)
+
+
+def _missing_message(missing: list[int], rows: list, videos: str | Path) -> str:
+    shown = "\n".join(f"  {rows[i].filename}" for i in missing[:_LISTED_MISSING])
+    more = f"\n  ... and {len(missing) - _LISTED_MISSING} more" if len(missing) > _LISTED_MISSING else ""
+    return (f"{len(missing)} of {len(rows)} video(s) not found under {videos} (by path, by known renaming, or by "
+            f"unique file name):\n{shown}{more}\npass --skip-missing to write the rows whose videos were found")
