@@ -35,6 +35,9 @@ def list_datasets() -> None:
               help="Folder holding the videos: every row is resolved to a file under it and written relative "
                    "to it (use it as data.video_root). Without it, the data set's usual names are written.")
 @click.option("--skip-missing", is_flag=True, help="With --videos: write the rows whose videos were found.")
+@click.option("--relative-to", type=click.Path(exists=True, file_okay=False), default=None,
+              help="With --videos: write names relative to this folder above it (one video_root for several "
+                   "data sets, e.g. for cross-dataset test CSVs).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Label CSV to write.")
 @click.option("--filename-column", default=None, help="generic: column holding the video name.")
 @click.option("--mos-column", default=None, help="generic: column holding the MOS.")
@@ -46,9 +49,9 @@ def list_datasets() -> None:
 @click.option("--sheet", default=None, help="generic: XLSX sheet to read (default: the first).")
 @reports_errors
 def import_command(name: str, more_metadata: tuple[Path, ...], metadata: tuple[Path, ...], videos: str | None,
-                   skip_missing: bool, out: str, filename_column: str | None, mos_column: str | None,
-                   template: str | None, group_column: str | None, split_column: str | None,
-                   mos_std_column: str | None, sheet: str | None) -> None:
+                   skip_missing: bool, relative_to: str | None, out: str, filename_column: str | None,
+                   mos_column: str | None, template: str | None, group_column: str | None,
+                   split_column: str | None, mos_std_column: str | None, sheet: str | None) -> None:
     """Import data set NAME (see `vqa-data list`, or `generic`) from its metadata into the label CSV --out."""
     options = (filename_column, mos_column, template, group_column, split_column, mos_std_column, sheet)
     columns = None
@@ -57,7 +60,7 @@ def import_command(name: str, more_metadata: tuple[Path, ...], metadata: tuple[P
             raise click.UsageError("--filename-column and --mos-column are both needed to name the columns")
         columns = Columns(filename_column, mos_column, template, group_column, split_column, mos_std_column, sheet)
     report = import_dataset(name, [*metadata, *more_metadata], out, videos=videos, skip_missing=skip_missing,
-                            columns=columns)
+                            relative_to=relative_to, columns=columns)
     for note in report.notes:
         click.echo(note, err=True)
     click.echo(f"wrote {report.written} row(s) to {out}")

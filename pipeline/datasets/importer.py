@@ -33,21 +33,27 @@ def import_dataset(
     *,
     videos: str | Path | None = None,
     skip_missing: bool = False,
+    relative_to: str | Path | None = None,
     columns: Columns | None = None,
 ) -> Report:
-    """Import data set ``name`` (a known one, or ``generic`` with ``columns``) from ``metadata`` into ``out``."""
+    """Import data set ``name`` (a known one, or ``generic`` with ``columns``) from ``metadata`` into ``out``.
+
+    With ``videos``, each row's video is found under that folder and written relative to it, or to
+    ``relative_to`` (a folder above it: several data sets under one ``data.video_root``, for cross-dataset tests).
+    """
+    if videos is None and (skip_missing or relative_to is not None):
+        raise UsageError("--skip-missing and --relative-to need --videos")
     imported = _read(name, metadata, columns)
     rows = check(imported.records)
     notes = list(imported.notes)
     if videos is not None:
         found = resolve([r.names for r in imported.records], videos)
         missing = [i for i, path in enumerate(found) if path is None]
-        if missing and not skip_missing:
+        if (missing and not skip_missing) or len(missing) == len(rows):
             raise UsageError(_missing_message(missing, rows, videos))
         kept = [i for i, path in enumerate(found) if path is not None]
-        if not kept:
-            raise UsageError(_missing_message(missing, rows, videos))
-        rows = rename([rows[i] for i in kept], [found[i] for i in kept],
+        prefix = _prefix(Path(videos), relative_to)
+        rows = rename([rows[i] for i in kept], [prefix + found[i] for i in kept],
                       [imported.records[i].place for i in kept])
         if missing:
             notes.append(f"left out {len(missing)} row(s) whose video is not under {videos}")
@@ -69,6 +75,17 @@ def _read(name: str, metadata: list[Path], columns: Columns | None) -> Imported:
     if name not in DATASETS:
         raise UsageError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}, generic")
     return DATASETS[name].read(metadata)
+
+
+def _prefix(videos: Path, relative_to: str | Path | None) -> str:
+    """What goes before a path relative to ``videos`` to make it relative to ``relative_to``."""
+    if relative_to is None:
+        return ""
+    try:
+        inside = videos.resolve().relative_to(Path(relative_to).resolve())
+    except ValueError:
+        raise UsageError(f"--relative-to {relative_to} is not a folder above --videos {videos}") from None
+    return "" if inside == Path(".") else f"{inside.as_posix()}/"
 
 
 def _missing_message(missing: list[int], rows: list, videos: str | Path) -> str:

@@ -44,11 +44,11 @@ class Imported:
 
 @dataclass(frozen=True)
 class Row:
-    """A checked output row."""
+    """A checked output row; ``group`` None: the video is its own group (written as its filename)."""
 
     filename: str
     mos: float
-    group: str
+    group: str | None
     split: str | None
     mos_std: float | None
 
@@ -69,7 +69,7 @@ def check(records: list[Record]) -> list[Row]:
         first_seen[name] = record.place
         mos = _number(record.mos, "MOS", record.place, problems, required=True)
         std = _number(record.mos_std, "MOS std", record.place, problems, required=False)
-        rows.append(Row(name, mos, record.group or name, record.split, std))
+        rows.append(Row(name, mos, record.group or None, record.split, std))
     if problems:
         raise MetadataError(problems)
     return rows
@@ -96,7 +96,7 @@ def write_csv(rows: list[Row], out: str | Path) -> None:
     writer.writerow(["filename", "mos", "group"] + ["split"] * with_split + ["mos_std"] * with_std)
     for r in rows:
         std = [] if not with_std else ["" if r.mos_std is None else repr(r.mos_std)]
-        writer.writerow([r.filename, repr(r.mos), r.group] + [r.split or ""] * with_split + std)
+        writer.writerow([r.filename, repr(r.mos), r.group or r.filename] + [r.split or ""] * with_split + std)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, buffer.getvalue())
 

@@ -28,7 +28,7 @@ def read_xlsx(path: Path, sheet: str | None = None) -> Table:
         workbook.close()
     numbered = [(n, cells) for n, cells in numbered if any(cells)]
     if len(numbered) < 2:
-        raise fail(str(path), f"sheet {worksheet.title!r} has no header row and data rows")
+        raise fail(str(path), f"sheet {worksheet.title!r} has no data rows below a header row")
     header = numbered[0][1]
     width = max(i + 1 for i, name in enumerate(header) if name)
     return Table(
