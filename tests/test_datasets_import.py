@@ -264,3 +264,18 @@ def test_list_and_module_entry_point():
                             text=True, check=True).stdout
     for name in ("konvid1k", "lsvq", "youtube-ugc", "live-vqc", "kvq", "live-qualcomm", "cvd2014", "generic"):
         assert f"\n{name} " in f"\n{listed}"
+
+
+def test_template_that_cannot_be_filled_names_the_line(tmp_path: Path):
+    path = tmp_path / "m.csv"
+    path.write_text("id,mos\nabc,1\n")
+    result = vqa_data("import", "generic", "--metadata", path, "--filename-column", "id", "--mos-column", "mos",
+                      "--template", "{id:d}.mp4", "--out", tmp_path / "out.csv")
+    assert_refused(tmp_path, result, f"{path}, line 2: --template '{{id:d}}.mp4' cannot be filled")
+
+
+def test_nothing_to_write_is_refused(tmp_path: Path):
+    path = tmp_path / "test_only.csv"
+    path.write_text("filename,score\ntest/0001.mp4,\n")
+    result = vqa_data("import", "kvq", "--metadata", path, "--out", tmp_path / "out.csv")
+    assert_refused(tmp_path, result, f"no rows to write from {path}; {path}: left out 1 row(s) without a score")

@@ -6,7 +6,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from .problems import fail
+from .problems import MetadataError, Place, fail
 from .records import Imported, Record
 from .tables import read_table
 
@@ -37,7 +37,7 @@ def read_generic(path: Path, columns: Columns) -> Imported:
     records = []
     for i, (name, score) in enumerate(zip(names, mos)):
         if columns.template is not None:
-            name = columns.template.format(name, **dict(zip(table.columns, table.rows[i])))
+            name = _fill(columns.template, name, dict(zip(table.columns, table.rows[i])), table.place(i))
         extra = {key: cells[i] for key, cells in optional.items() if cells is not None}
         records.append(Record((name,), score, table.place(i), **extra))
     return Imported(records)
@@ -50,4 +50,11 @@ def _template_fields(template: str | None, path: Path) -> list[str]:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as err:
         raise fail(str(path), f"--template {template!r} is not a valid template: {err}") from None
-    return [f for f in fields if f]
+    return [f for f in fields if f and not f.isdigit()]  # "{}" and "{0}" are the filename column
+
+
+def _fill(template: str, name: str, row: dict[str, str], place: Place) -> str:
+    try:
+        return template.format(name, **row)
+    except (ValueError, KeyError, IndexError, AttributeError) as err:  # e.g. "{vid:d}" on a text cell
+        raise MetadataError([f"{place}: --template {template!r} cannot be filled: {err!r}"]) from None

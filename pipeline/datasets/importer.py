@@ -57,6 +57,8 @@ def import_dataset(
                       [imported.records[i].place for i in kept])
         if missing:
             notes.append(f"left out {len(missing)} row(s) whose video is not under {videos}")
+    if not rows:
+        raise UsageError(f"no rows to write from {', '.join(map(str, metadata))}" + "".join(f"; {n}" for n in notes))
     write_csv(rows, out)
     return Report(len(rows), notes)
 
