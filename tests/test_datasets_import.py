@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import scipy.io
 from click.testing import CliRunner, Result
 
 from dataset_fixtures import FIXTURES, ROOT, live_vqc_mat, qualcomm_mat, write_xlsx, youtube_ugc_xlsx
@@ -279,3 +280,17 @@ def test_nothing_to_write_is_refused(tmp_path: Path):
     path.write_text("filename,score\ntest/0001.mp4,\n")
     result = vqa_data("import", "kvq", "--metadata", path, "--out", tmp_path / "out.csv")
     assert_refused(tmp_path, result, f"no rows to write from {path}; {path}: left out 1 row(s) without a score")
+
+
+def test_dataset_specific_problems_name_file_and_place(tmp_path: Path):
+    path = tmp_path / "cvd.csv"
+    path.write_text("Content;File_name;Original MOS;Realignment MOS\nCity;City_D01;1,5;2,5\n")
+    result = vqa_data("import", "cvd2014", "--metadata", path, "--out", tmp_path / "out.csv")
+    assert_refused(tmp_path, result, f"{path}, line 2: File_name 'City_D01' does not start with Test<N>_")
+
+    mat = qualcomm_mat(tmp_path / "q.mat")
+    content = scipy.io.loadmat(mat)
+    content["qualcommVideoData"][0, 0]["distortionType"][3, 0] = 7
+    scipy.io.savemat(mat, {k: v for k, v in content.items() if not k.startswith("__")})
+    result = vqa_data("import", "live-qualcomm", "--metadata", mat, "--out", tmp_path / "out.csv")
+    assert result.exit_code == 2 and f"{mat}, entry 4 of vidNames: distortionType '7' names none" in result.output

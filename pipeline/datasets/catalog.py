@@ -38,10 +38,8 @@ def konvid1k(paths: list[Path]) -> Imported:
     first_place, long_name, precise, rounded = {}, {}, {}, {}
     for table in map(read_table, paths):
         ids = _unique(table, "flickr_id")
-        if not table.has("mos") and not table.has("MOS"):
-            raise fail(table.path, f"no column 'mos' or 'MOS' (columns found: {', '.join(table.columns)})")
-        scores = precise if table.has("mos") else rounded
-        for i, (fid, mos) in enumerate(zip(ids, table.column("mos" if table.has("mos") else "MOS"))):
+        scores, mos_column = (precise, "mos") if table.has("mos") else (rounded, "MOS")
+        for i, (fid, mos) in enumerate(zip(ids, table.column(mos_column))):
             first_place.setdefault(fid, table.place(i))
             scores[fid] = mos
         if table.has("file_name"):
@@ -69,7 +67,7 @@ def lsvq(paths: list[Path]) -> Imported:
             table = read_table(path, names=["name", "x", "y", "mos"])
         names = _unique(table, "name")
         if table.has("is_test"):
-            splits = ["test" if flag.lower() == "true" else "train" for flag in table.column("is_test")]
+            splits = ["test" if flag.lower() in ("true", "1") else "train" for flag in table.column("is_test")]
         else:
             splits = [_split_from_file_name(path)] * len(names)
         records += [
@@ -152,7 +150,7 @@ def live_qualcomm(paths: list[Path]) -> Imported:
             raise fail(str(path), f"vidNames, distortionType and unBiasedMOS differ in length "
                                   f"({len(names)}, {len(kinds)}, {len(scores)})")
         for i, (name, kind, mos) in enumerate(zip(names, kinds, scores)):
-            place = _entry(path, i, "vidNames")
+            place = Place(str(path), f"entry {i + 1} of vidNames")
             folder = _lookup(folders, kind, place)
             stem = PurePosixPath(name).stem
             records.append(Record((f"{folder}/{name}", f"{folder}/{stem}.mp4"), mos, place, group=_scene(stem)))
@@ -243,10 +241,6 @@ def _variable(found: dict[str, list[str]], path: Path, name: str) -> list[str]:
     if name not in found:
         raise fail(str(path), f"no variable {name!r} (variables found: {', '.join(found)})")
     return found[name]
-
-
-def _entry(path: Path, i: int, variable: str) -> Place:
-    return Place(str(path), f"entry {i + 1} of {variable}")
 
 
 def _lookup(values: list[str], one_based: str, place: Place) -> str:
