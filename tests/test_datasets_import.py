@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 from click.testing import CliRunner, Result
 
-from dataset_fixtures import FIXTURES, ROOT, live_vqc_mat, qualcomm_mat, write_xlsx, youtube_ugc_xlsx
+from dataset_fixtures import FIXTURES, ROOT, live_vqc_mat, qualcomm_mat, youtube_ugc_xlsx
 from pipeline.datasets.cli import main
 from pipeline.labels import read_labels
 
