@@ -209,18 +209,21 @@ def assert_refused(tmp_path: Path, result: Result, *expected: str) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
 
-def test_unparsable_mos_names_file_and_line(tmp_path: Path):
-    path = tmp_path / "m.csv"
-    path.write_text("filename,score\ntrain/1.mp4,3.5\ntrain/2.mp4,good\n")
-    result = vqa_data("import", "kvq", "--metadata", path, "--out", tmp_path / "out.csv")
-    assert_refused(tmp_path, result, f"{path}, line 3: MOS 'good' is not a number")
-
-
-def test_duplicate_names_name_both_lines(tmp_path: Path):
-    path = tmp_path / "m.csv"
-    path.write_text("filename,score\ntrain/1.mp4,3.5\ntrain/2.mp4,3\ntrain/1.mp4,2\n")
-    result = vqa_data("import", "kvq", "--metadata", path, "--out", tmp_path / "out.csv")
-    assert_refused(tmp_path, result, f"{path}, line 4: duplicate filename 'train/1.mp4' (first at line 2)")
+@pytest.mark.parametrize("name, text, options, problem", [
+    ("kvq", "filename,score\ntrain/1.mp4,3.5\ntrain/2.mp4,good\n", (), "line 3: MOS 'good' is not a number"),
+    ("kvq", "filename,score\ntrain/1.mp4,3.5\ntrain/2.mp4,3\ntrain/1.mp4,2\n", (),
+     "line 4: duplicate filename 'train/1.mp4' (first at line 2)"),
+    ("generic", "name,mos\na,\n", ("--filename-column", "name", "--mos-column", "mos"), "line 2: missing MOS"),
+    ("generic", "id,mos\nabc,1\n", ("--filename-column", "id", "--mos-column", "mos", "--template", "{id:d}.mp4"),
+     "line 2: --template '{id:d}.mp4' cannot be filled"),
+    ("cvd2014", "Content;File_name;Original MOS;Realignment MOS\nCity;City_D01;1,5;2,5\n", (),
+     "line 2: File_name 'City_D01' does not start with Test<N>_"),
+])
+def test_bad_rows_name_file_and_line(tmp_path: Path, name: str, text: str, options: tuple, problem: str):
+    path = tmp_path / "train_metadata.csv"
+    path.write_text(text)
+    result = vqa_data("import", name, "--metadata", path, "--out", tmp_path / "out.csv", *options)
+    assert_refused(tmp_path, result, f"{path}, {problem}")
 
 
 def test_duplicates_across_files_name_both_files(tmp_path: Path):
@@ -238,14 +241,6 @@ def test_wrong_columns_name_the_file_and_what_it_has(tmp_path: Path):
     result = vqa_data("import", "generic", "--metadata", FIXTURES / "generic" / "bom.csv", "--filename-column", "name",
                       "--mos-column", "MOS", "--template", "{nope}.mp4", "--out", tmp_path / "out.csv")
     assert_refused(tmp_path, result, "bom.csv: no column 'nope'")
-
-
-def test_missing_mos_in_generic_is_a_problem(tmp_path: Path):
-    path = tmp_path / "m.csv"
-    path.write_text("name,mos\na,\n")
-    result = vqa_data("import", "generic", "--metadata", path, "--filename-column", "name", "--mos-column", "mos",
-                      "--out", tmp_path / "out.csv")
-    assert_refused(tmp_path, result, f"{path}, line 2: missing MOS")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -267,14 +262,6 @@ def test_list_and_module_entry_point():
         assert f"\n{name} " in f"\n{listed}"
 
 
-def test_template_that_cannot_be_filled_names_the_line(tmp_path: Path):
-    path = tmp_path / "m.csv"
-    path.write_text("id,mos\nabc,1\n")
-    result = vqa_data("import", "generic", "--metadata", path, "--filename-column", "id", "--mos-column", "mos",
-                      "--template", "{id:d}.mp4", "--out", tmp_path / "out.csv")
-    assert_refused(tmp_path, result, f"{path}, line 2: --template '{{id:d}}.mp4' cannot be filled")
-
-
 def test_nothing_to_write_is_refused(tmp_path: Path):
     path = tmp_path / "test_only.csv"
     path.write_text("filename,score\ntest/0001.mp4,\n")
@@ -282,12 +269,7 @@ def test_nothing_to_write_is_refused(tmp_path: Path):
     assert_refused(tmp_path, result, f"no rows to write from {path}; {path}: left out 1 row(s) without a score")
 
 
-def test_dataset_specific_problems_name_file_and_place(tmp_path: Path):
-    path = tmp_path / "cvd.csv"
-    path.write_text("Content;File_name;Original MOS;Realignment MOS\nCity;City_D01;1,5;2,5\n")
-    result = vqa_data("import", "cvd2014", "--metadata", path, "--out", tmp_path / "out.csv")
-    assert_refused(tmp_path, result, f"{path}, line 2: File_name 'City_D01' does not start with Test<N>_")
-
+def test_distortion_type_without_a_name_names_the_entry(tmp_path: Path):
     mat = qualcomm_mat(tmp_path / "q.mat")
     content = scipy.io.loadmat(mat)
     content["qualcommVideoData"][0, 0]["distortionType"][3, 0] = 7

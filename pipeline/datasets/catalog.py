@@ -29,6 +29,26 @@ class Dataset:
     read: Callable[[list[Path]], Imported]
 
 
+DATASETS: dict[str, Dataset] = {}  # filled by @dataset below, in the order `vqa-data list` shows them
+
+
+def dataset(name: str, title: str, scale: str, metadata: str, output: str) -> Callable:
+    """Register the decorated reader as data set ``name`` (the other fields are what `vqa-data list` says)."""
+
+    def register(read: Callable[[list[Path]], Imported]) -> Callable[[list[Path]], Imported]:
+        DATASETS[name] = Dataset(name, title, scale, metadata, output, read)
+        return read
+
+    return register
+
+
+@dataset(
+    "konvid1k",
+    title="KoNViD-1k (1200 Flickr videos, 960x540, 8 s)",
+    scale="MOS 1-5",
+    metadata="KoNViD_1k_attributes.csv and/or KoNViD_1k_mos.csv",
+    output="<flickr_id>.mp4 (or the original long names); one group per video",
+)
 def konvid1k(paths: list[Path]) -> Imported:
     """KoNViD-1k: ``KoNViD_1k_attributes.csv`` and/or ``KoNViD_1k_mos.csv``, joined on ``flickr_id``.
 
@@ -54,6 +74,13 @@ def konvid1k(paths: list[Path]) -> Imported:
     ])
 
 
+@dataset(
+    "lsvq",
+    title="LSVQ (39k Internet Archive/YFCC videos, 240p-1080p)",
+    scale="MOS 0-100",
+    metadata="labels_train_test.csv, labels_test_1080p.csv (or research copies of either part)",
+    output="<name>.mp4; split train / test / test-1080p; one group per video",
+)
 def lsvq(paths: list[Path]) -> Imported:
     """LSVQ: the official ``labels_train_test.csv`` (``is_test`` splits it) and ``labels_test_1080p.csv``.
 
@@ -77,6 +104,13 @@ def lsvq(paths: list[Path]) -> Imported:
     return Imported(records)
 
 
+@dataset(
+    "youtube-ugc",
+    title="YouTube-UGC (1380 videos, 360p-2160p, 20 s)",
+    scale="MOS 1-5",
+    metadata="original_videos_MOS_for_YouTube_UGC_dataset.xlsx (sheet MOS)",
+    output="<vid>.mkv (or .mp4); mos_std; one group per video",
+)
 def youtube_ugc(paths: list[Path]) -> Imported:
     """YouTube-UGC: the official ``original_videos_MOS_for_YouTube_UGC_dataset.xlsx``, sheet ``MOS``.
 
@@ -92,6 +126,13 @@ def youtube_ugc(paths: list[Path]) -> Imported:
     return Imported(records)
 
 
+@dataset(
+    "live-vqc",
+    title="LIVE-VQC (585 phone videos, mostly 1080p, 10 s)",
+    scale="MOS 0-100",
+    metadata="LiveVQC_data.mat",
+    output="A001.mp4 ... (or A001NEW.mp4); one group per video",
+)
 def live_vqc(paths: list[Path]) -> Imported:
     """LIVE-VQC: ``LiveVQC_data.mat`` (``video_list``, ``mos``). Some copies name ``A012.mp4`` ``A012NEW.mp4``."""
     records = []
@@ -102,6 +143,13 @@ def live_vqc(paths: list[Path]) -> Imported:
     return Imported(records)
 
 
+@dataset(
+    "kvq",
+    title="KVQ (Kuaishou short videos, NTIRE 2024 challenge, 720p portrait)",
+    scale="MOS 1-5",
+    metadata="train_data.csv, test_data.csv (filename,score)",
+    output="train/NNNN.mp4, test/NNNN.mp4; split train / test; unscored rows left out",
+)
 def kvq(paths: list[Path]) -> Imported:
     """KVQ (NTIRE 2024 challenge): ``filename,score`` CSVs, e.g. ``train_data.csv`` and ``test_data.csv``.
 
@@ -131,6 +179,13 @@ _QUALCOMM_PHONES = frozenset(
 )
 
 
+@dataset(
+    "live-qualcomm",
+    title="LIVE-Qualcomm (208 phone videos of 54 scenes, 1080p, 15 s)",
+    scale="MOS 0-100",
+    metadata="LIVE-Qualcomm_qualcommSubjectiveData.mat (or qualcommSubjectiveData.mat)",
+    output="<distortion>/<name>.yuv (or .mp4); group = scene",
+)
 def live_qualcomm(paths: list[Path]) -> Imported:
     """LIVE-Qualcomm: the official ``qualcommSubjectiveData.mat`` structs; ``unBiasedMOS`` is the usual MOS.
 
@@ -157,6 +212,13 @@ def live_qualcomm(paths: list[Path]) -> Imported:
     return Imported(records)
 
 
+@dataset(
+    "cvd2014",
+    title="CVD2014 (234 camera videos of 18 scenes, 480p and 720p, 10-25 s)",
+    scale="realigned MOS about -7 to 100",
+    metadata="CVD2014_Realignment_MOS.csv",
+    output="Test<N>/<Content>/<File_name>.avi; group = test and scene",
+)
 def cvd2014(paths: list[Path]) -> Imported:
     """CVD2014: ``CVD2014_Realignment_MOS.csv`` (``;``-separated, decimal commas, 168 empty rows at the end).
 
@@ -182,30 +244,6 @@ def cvd2014(paths: list[Path]) -> Imported:
     return Imported(records)
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("konvid1k", "KoNViD-1k (1200 Flickr videos, 960x540, 8 s)", "MOS 1-5",
-            "KoNViD_1k_attributes.csv and/or KoNViD_1k_mos.csv",
-            "<flickr_id>.mp4 (or the original long names); one group per video", konvid1k),
-    Dataset("lsvq", "LSVQ (39k Internet Archive/YFCC videos, 240p-1080p)", "MOS 0-100",
-            "labels_train_test.csv, labels_test_1080p.csv (or research copies of either part)",
-            "<name>.mp4; split train / test / test-1080p; one group per video", lsvq),
-    Dataset("youtube-ugc", "YouTube-UGC (1380 videos, 360p-2160p, 20 s)", "MOS 1-5",
-            "original_videos_MOS_for_YouTube_UGC_dataset.xlsx (sheet MOS)",
-            "<vid>.mkv (or .mp4); mos_std; one group per video", youtube_ugc),
-    Dataset("live-vqc", "LIVE-VQC (585 phone videos, mostly 1080p, 10 s)", "MOS 0-100",
-            "LiveVQC_data.mat",
-            "A001.mp4 ... (or A001NEW.mp4); one group per video", live_vqc),
-    Dataset("kvq", "KVQ (Kuaishou short videos, NTIRE 2024 challenge, 720p portrait)", "MOS 1-5",
-            "train_data.csv, test_data.csv (filename,score)",
-            "train/NNNN.mp4, test/NNNN.mp4; split train / test; unscored rows left out", kvq),
-    Dataset("live-qualcomm", "LIVE-Qualcomm (208 phone videos of 54 scenes, 1080p, 15 s)", "MOS 0-100",
-            "LIVE-Qualcomm_qualcommSubjectiveData.mat (or qualcommSubjectiveData.mat)",
-            "<distortion>/<name>.yuv (or .mp4); group = scene", live_qualcomm),
-    Dataset("cvd2014", "CVD2014 (234 camera videos of 18 scenes, 480p and 720p, 10-25 s)",
-            "realigned MOS about -7 to 100",
-            "CVD2014_Realignment_MOS.csv",
-            "Test<N>/<Content>/<File_name>.avi; group = test and scene", cvd2014),
-)}
 
 
 def _unique(table: Table, column: str) -> list[str]:
