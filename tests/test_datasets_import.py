@@ -55,8 +55,10 @@ def test_lsvq_official_split_research_copies_and_header_less_lists(tmp_path: Pat
     assert list(rows[0]) == ["filename", "mos", "group", "split"]
     assert [(r["filename"], r["split"]) for r in rows] == [
         ("yfcc-batch1/1.mp4", "train"), ("yfcc-batch1/2.mp4", "test"), ("ia-batch3/Foo_bar.mp4", "train"),
-        ("yfcc-batch2/9.mp4", "test-1080p"), ("ia-batch4/x.mp4", "train"), ("ia-batch4/y.mp4", "train")]
+        ("yfcc-batch2/9.mp4", "test-1080p"), ("ia-batch4/x.mp4", "train"), ("ia-batch4/y.mp4", "train"),
+        ("ia-batch7/Foo_bar.mp4", "train")]
     assert column(rows, "mos")[:2] == ["55.5", "60.25"]
+    assert column(rows, "group") == ["1", "2", "Foo_bar", "9", "x", "y", "Foo_bar"]  # one source, two batches
 
 
 def test_lsvq_file_whose_split_cannot_be_told(tmp_path: Path):
@@ -182,7 +184,8 @@ def test_missing_videos_are_listed_and_nothing_is_written(tmp_path: Path):
                       "--out", out)
     assert result.exit_code == 2
     assert f"2 of 3 video(s) not found under {videos}" in result.output
-    assert "  A012.mp4\n  B100.mp4\n" in result.output and "--skip-missing" in result.output
+    assert "  A012.mp4: no such file\n" in result.output and "--skip-missing" in result.output
+    assert "  B100.mp4: 2 files are named B100.mp4: x/B100.mp4, y/B100.mp4\n" in result.output
     assert not out.exists()
 
     result = vqa_data("import", "live-vqc", "--metadata", tmp_path / "l.mat", "--videos", videos, "--out", out,
@@ -190,6 +193,16 @@ def test_missing_videos_are_listed_and_nothing_is_written(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert f"left out 2 row(s) whose video is not under {videos}" in result.output
     assert [r["filename"] for r in csv.DictReader(open(out))] == ["A001.mp4"]
+
+
+def test_a_file_name_shared_by_two_rows_resolves_neither(tmp_path: Path):
+    videos = make_videos(tmp_path / "flat", "1.mp4", "2.mp4", "9.mp4", "x.mp4", "y.mp4", "Foo_bar.mp4")
+    lists = [FIXTURES / "lsvq" / n for n in ("labels_train_test.csv", "labels_test_1080p.csv", "train_labels.txt")]
+    result = vqa_data("import", "lsvq", "--metadata", *lists, "--videos", videos, "--out", tmp_path / "out.csv")
+    assert result.exit_code == 2
+    assert "2 of 7 video(s) not found" in result.output
+    assert "  ia-batch3/Foo_bar.mp4: Foo_bar.mp4 is the only file of that name for 2 rows" in result.output
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_missing_list_is_cut_after_ten(tmp_path: Path):

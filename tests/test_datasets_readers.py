@@ -56,7 +56,7 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_column():
 
 def test_header_less_file_takes_the_given_names():
     table = read_table(FIXTURES / "lsvq" / "train_labels.txt", names=["name", "x", "y", "mos"])
-    assert table.column("mos") == ["41.5", "42"] and table.places == ["line 1", "line 2"]
+    assert table.column("mos") == ["41.5", "42", "50"] and table.places == ["line 1", "line 2", "line 3"]
 
 
 def test_extra_field_names_file_and_line(tmp_path: Path):

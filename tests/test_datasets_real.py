@@ -38,6 +38,10 @@ def test_lsvq_three_parts(tmp_path: Path):
     assert table["mos"].between(0, 100).all()
     assert table["filename"].iloc[0] == "yfcc-batch1/725.mp4"  # the header-less list already has .mp4
     assert (table["filename"].str.count(r"\.mp4$") == 1).all()
+    sizes = Counter(Counter(table["group"]).values())
+    assert sizes == {1: 38849 - 2 * 343, 2: 343}  # names in two batches: two clips of one source
+    pair = table[table["group"] == "youtube-3nZ920j6NUE"]
+    assert sorted(pair["filename"]) == ["ia-batch1/youtube-3nZ920j6NUE.mp4", "ia-batch24/youtube-3nZ920j6NUE.mp4"]
 
 
 def test_youtube_ugc_reads_the_mos_sheet_not_the_added_ones(tmp_path: Path):

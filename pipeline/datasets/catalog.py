@@ -79,13 +79,15 @@ def konvid1k(paths: list[Path]) -> Imported:
     title="LSVQ (39k Internet Archive/YFCC videos, 240p-1080p)",
     scale="MOS 0-100",
     metadata="labels_train_test.csv, labels_test_1080p.csv (or research copies of either part)",
-    output="<name>.mp4; split train / test / test-1080p; one group per video",
+    output="<name>.mp4; split train / test / test-1080p; group = source name (the name without its batch)",
 )
 def lsvq(paths: list[Path]) -> Imported:
     """LSVQ: the official ``labels_train_test.csv`` (``is_test`` splits it) and ``labels_test_1080p.csv``.
 
     Also reads research copies: the same layout without ``is_test``, and header-less ``name.mp4, -1, -1, mos``
     lists. Their split comes from the file name (``1080p`` -> test-1080p, else ``test`` or ``train``).
+    The group is the name without its batch folder: 343 names (``youtube-<id>``, Internet Archive items) occur
+    in two batches, two clips of one source with different MOS, and random splits must keep them together.
     """
     records = []
     for path in paths:
@@ -97,10 +99,9 @@ def lsvq(paths: list[Path]) -> Imported:
             splits = ["test" if flag.lower() in ("true", "1") else "train" for flag in table.column("is_test")]
         else:
             splits = [_split_from_file_name(path)] * len(names)
-        records += [
-            Record((name if name.endswith(".mp4") else f"{name}.mp4",), mos, table.place(i), split=split)
-            for i, (name, mos, split) in enumerate(zip(names, table.column("mos"), splits))
-        ]
+        for i, (name, mos, split) in enumerate(zip(names, table.column("mos"), splits)):
+            name = name if name.endswith(".mp4") else f"{name}.mp4"
+            records.append(Record((name,), mos, table.place(i), group=PurePosixPath(name).stem, split=split))
     return Imported(records)
 
 

@@ -5,15 +5,15 @@ Nothing is written unless every step succeeded, so a failed import never leaves 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.errors import UsageError
 
 from .catalog import DATASETS
 from .generic import Columns, read_generic
-from .records import Imported, check, rename, write_csv
-from .resolve import resolve
+from .records import Imported, Row, check, write_csv
+from .resolve import Missing, resolve
 
 _LISTED_MISSING = 10
 
@@ -48,13 +48,11 @@ def import_dataset(
     notes = list(imported.notes)
     if videos is not None:
         found = resolve([r.names for r in imported.records], videos)
-        missing = [i for i, path in enumerate(found) if path is None]
+        missing = {i: path.why for i, path in enumerate(found) if isinstance(path, Missing)}
         if (missing and not skip_missing) or len(missing) == len(rows):
             raise UsageError(_missing_message(missing, rows, videos))
-        kept = [i for i, path in enumerate(found) if path is not None]
         prefix = _prefix(Path(videos), relative_to)
-        rows = rename([rows[i] for i in kept], [prefix + found[i] for i in kept],
-                      [imported.records[i].place for i in kept])
+        rows = [replace(row, filename=prefix + path) for row, path in zip(rows, found) if isinstance(path, str)]
         if missing:
             notes.append(f"left out {len(missing)} row(s) whose video is not under {videos}")
     if not rows:
@@ -90,8 +88,8 @@ def _prefix(videos: Path, relative_to: str | Path | None) -> str:
     return "" if inside == Path(".") else f"{inside.as_posix()}/"
 
 
-def _missing_message(missing: list[int], rows: list, videos: str | Path) -> str:
-    shown = "\n".join(f"  {rows[i].filename}" for i in missing[:_LISTED_MISSING])
+def _missing_message(missing: dict[int, str], rows: list[Row], videos: str | Path) -> str:
+    shown = "\n".join(f"  {rows[i].filename}: {why}" for i, why in list(missing.items())[:_LISTED_MISSING])
     more = f"\n  ... and {len(missing) - _LISTED_MISSING} more" if len(missing) > _LISTED_MISSING else ""
     return (f"{len(missing)} of {len(rows)} video(s) not found under {videos} (by path, by known renaming, or by "
             f"unique file name):\n{shown}{more}\npass --skip-missing to write the rows whose videos were found")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.files import write_atomic
@@ -73,18 +73,6 @@ def check(records: list[Record]) -> list[Row]:
     if problems:
         raise MetadataError(problems)
     return rows
-
-
-def rename(rows: list[Row], filenames: list[str], places: list[Place]) -> list[Row]:
-    """``rows`` with the resolved ``filenames``; a MetadataError if two rows resolved to the same file."""
-    problems, first_seen = [], {}
-    for filename, place in zip(filenames, places):
-        if filename in first_seen:
-            problems.append(f"{place}: resolves to {filename!r}, as does {first_seen[filename]}")
-        first_seen.setdefault(filename, place)
-    if problems:
-        raise MetadataError(problems)
-    return [replace(row, filename=f) for row, f in zip(rows, filenames)]
 
 
 def write_csv(rows: list[Row], out: str | Path) -> None:
