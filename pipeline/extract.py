@@ -108,14 +108,17 @@ class _Job:
     info: VideoInfo | None = None
     pending: list[DecodedChunk] = field(default_factory=list)
     parts: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    seconds: list[int] = field(default_factory=list)  # the second each chunk starts at, in order
 
     def add(self, chunk: DecodedChunk, backbones: Backbones, batch_size: int) -> None:
         self.pending.append(chunk)
+        self.seconds.append(chunk.second)
         if len(self.pending) >= batch_size:
             self._run(backbones)
 
-    def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray]]:
-        """The video's record and rows, checked as the store requires (StoreError: this video fails)."""
+    def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray], list[int]]:
+        """The video's record, rows and chunk start seconds, rows checked as the store requires (StoreError:
+        this video fails)."""
         if self.pending:
             self._run(backbones)
         if self.info is None or not self.parts:
@@ -124,7 +127,7 @@ class _Job:
         record = VideoRecord(key=self.key, fps=info.fps, frames=info.frames, width=info.width, height=info.height,
                              duration=info.duration, decoder=info.decoder, size=self.size, mtime=self.mtime)
         rows = checked_rows({kind: np.concatenate(rows) for kind, rows in parts.items()}, self.path)
-        return record, rows
+        return record, rows, self.seconds
 
     def _run(self, backbones: Backbones) -> None:
         for kind, rows in backbones.features(self.pending, self.levels).items():
@@ -267,12 +270,12 @@ def _assemble(events: Iterable[Event], jobs: list[_Job], backbones: Backbones, b
             elif kind == "chunk":
                 job.add(payload, backbones, batch_size)
             else:
-                record, rows = job.finish(backbones)
+                record, rows, seconds = job.finish(backbones)
         except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
             if kind != "done":
                 broken.add(task)
             yield task, job.key, describe(exc, job.path)
             continue
         if kind == "done":
-            writer.add(record, rows)
+            writer.add(record, rows, seconds)
             yield task, job.key, None

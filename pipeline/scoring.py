@@ -140,10 +140,7 @@ class Scorer:
             return _table(list(paths), errors, None, {})
         store = self._open_store()
         predictions = self.score_table(store.read(self.kinds, scored))
-        records, max_chunks = store.cached(), self.spec.store_settings.get("max_chunks", 0)
-        seconds = {key: chunk_seconds(int(count), max_chunks, records[key].duration)
-                   for key, count in zip(predictions.keys, np.diff(predictions.offsets))}
-        return _table(list(paths), errors, predictions, seconds)
+        return _table(list(paths), errors, predictions, store.chunk_seconds(scored))
 
     def extract_missing(self, videos: Mapping[str, str], *, progress: bool = False) -> dict[str, str]:
         """Extract the ``{key: path}`` videos the store does not hold (from that same file); return failures."""
@@ -280,18 +277,6 @@ def extraction_config(spec: ModelSpec, runtime: ExtractConfig, weights: str | No
         temporal=settings["temporal_weights"] is not None,
         nss=settings["nss"] is not None,
     )
-
-
-def chunk_seconds(count: int, max_chunks: int, duration: float) -> np.ndarray:
-    """The second each of a video's ``count`` chunks starts at (the sampling plan of the design).
-
-    Without ``max_chunks`` chunk ``i`` is second ``i``. With it, chunks are spread over the
-    ``max(1, floor(duration))`` seconds as the sampling plan spreads them.
-    """
-    if not max_chunks or count < max_chunks:
-        return np.arange(count)
-    seconds = max(1, math.floor(duration))
-    return np.array([(2 * k + 1) * seconds // (2 * max_chunks) for k in range(count)])
 
 
 def write_scores(table: pd.DataFrame, path: str | Path) -> None:

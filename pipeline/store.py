@@ -8,7 +8,8 @@ A store is a directory:
     features.
 ``shard-<id>.h5``
     Immutable HDF5 files, each holding several videos: one contiguous ``(rows, dim)`` array per feature
-    kind and an ``index/`` group (key, first row, row count, video properties, file size and mtime). A
+    kind and an ``index/`` group (key, first row, row count, video properties, file size and mtime; and
+    ``chunk_second``, one entry per row: the second of its video the chunk starts at). A
     shard is written as ``shard-<id>.h5.tmp`` and renamed only once complete and synced, so a killed
     writer loses at most the shard in progress and a reader never sees a partial one. Ids start with a
     nanosecond timestamp and carry host, pid and a random part: concurrent writers on any number of
@@ -61,6 +62,8 @@ _INDEX_NUMBERS = {  # index/<name> columns besides key and decoder, with their o
     "row_start": np.int64, "row_count": np.int64, "fps": np.float64, "frames": np.int64, "width": np.int64,
     "height": np.int64, "duration": np.float64, "size": np.int64, "mtime": np.float64,
 }
+#: Per-row index column: the second each chunk starts at (shards written before it existed lack it).
+CHUNK_SECOND = "chunk_second"
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Reads of one shard are planned in blocks: rows a few apart are read in one call with the gap thrown
@@ -255,6 +258,33 @@ class FeatureStore:
             features.setdefault(kind, np.empty((0, FEATURE_DIMS.get(kind, 0)), dtype=FEATURE_DTYPES[kind]))
         return FeatureTable(keys=keys, offsets=offsets, features=features)
 
+    def chunk_seconds(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """``key -> the second each of its chunks starts at`` (int64, one per row, as the sampling plan chose them).
+
+        Raises StoreError for a video in a shard written before the store recorded these seconds: no rule can
+        recover them for every video (variable frame rates, ``max_chunks``), so such a store must be extracted
+        anew to give per-second scores.
+        """
+        entries = self._entries()
+        missing = [k for k in keys if k not in entries]
+        if missing:
+            raise StoreError(f"{self.root}: {len(missing)} video(s) not in the store, e.g. {missing[:5]}")
+        by_shard: dict[str, list[str]] = {}
+        for key in keys:
+            by_shard.setdefault(entries[key].shard, []).append(key)
+        seconds: dict[str, np.ndarray] = {}
+        for shard, shard_keys in by_shard.items():
+            with self._open_shard(shard) as f:
+                if CHUNK_SECOND not in f["index"]:
+                    raise StoreError(
+                        f"{self.root / shard}: written before stores recorded each chunk's start second, so its "
+                        "videos have no per-second scores; extract them into a new store (--store NEW_DIR)")
+                column = f["index"][CHUNK_SECOND][()]
+            for key in shard_keys:
+                entry = entries[key]
+                seconds[key] = column[entry.row_start:entry.row_start + entry.row_count].astype(np.int64)
+        return seconds
+
     def writer(self, flush_videos: int = 32, flush_rows: int = 4096) -> ShardWriter:
         """A :class:`ShardWriter` that commits a shard every ``flush_videos`` videos or ``flush_rows`` rows."""
         if not self.writable:
@@ -352,6 +382,7 @@ class ShardWriter:
         self.committed: list[Path] = []
         self._records: list[VideoRecord] = []
         self._arrays: dict[str, list[np.ndarray]] = {}
+        self._seconds: list[np.ndarray] = []
         self._rows = 0
 
     def __enter__(self) -> ShardWriter:
@@ -360,9 +391,11 @@ class ShardWriter:
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.flush()
 
-    def add(self, record: VideoRecord, features: Mapping[str, np.ndarray]) -> None:
-        """Buffer one video's features (``kind -> (rows, dim)``); commits a shard when the buffer is full."""
+    def add(self, record: VideoRecord, features: Mapping[str, np.ndarray], seconds: Sequence[int]) -> None:
+        """Buffer one video's features (``kind -> (rows, dim)``) and the second each row's chunk starts at
+        (increasing, >= 0); commits a shard when the buffer is full."""
         arrays = self._validated(record, features)
+        starts = _checked_seconds(seconds, len(next(iter(arrays.values()))), f"{self.store.root}: video {record.key!r}")
         kinds = tuple(k for k in FEATURE_KINDS if k in arrays)
         if self._records and (kinds != tuple(self._arrays) or record.key in {r.key for r in self._records}):
             self.flush()  # a shard holds one set of kinds and one copy of each key
@@ -370,6 +403,7 @@ class ShardWriter:
             self._arrays = {k: [] for k in kinds}
         for kind in kinds:
             self._arrays[kind].append(arrays[kind])
+        self._seconds.append(starts)
         self._records.append(_replace_kinds(record, kinds))
         self._rows += len(next(iter(arrays.values())))
         if len(self._records) >= self.flush_videos or self._rows >= self.flush_rows:
@@ -383,9 +417,9 @@ class ShardWriter:
         """Commit the buffered videos as a shard now; returns its path (None when nothing was buffered)."""
         if not self._records:
             return None
-        records, arrays = self._records, self._arrays
-        self._records, self._arrays, self._rows = [], {}, 0
-        path = _write_shard(self.store, records, arrays)
+        records, arrays, seconds = self._records, self._arrays, self._seconds
+        self._records, self._arrays, self._seconds, self._rows = [], {}, [], 0
+        path = _write_shard(self.store, records, arrays, np.concatenate(seconds))
         self.committed.append(path)
         self.store.record_failures(succeeded=[r.key for r in records])
         return path
@@ -521,7 +555,18 @@ def _replace_kinds(record: VideoRecord, kinds: tuple[str, ...]) -> VideoRecord:
 
 
 
-def _write_shard(store: FeatureStore, records: list[VideoRecord], arrays: dict[str, list[np.ndarray]]) -> Path:
+def _checked_seconds(seconds: Sequence[int], rows: int, where: str) -> np.ndarray:
+    """``seconds`` as int32 after checking there is one per row, each >= 0 and later than the one before."""
+    starts = np.asarray(seconds)
+    if starts.shape != (rows,) or not np.issubdtype(starts.dtype, np.integer) or (starts < 0).any() \
+            or (np.diff(starts) <= 0).any():
+        raise StoreError(f"{where}: chunk start seconds must be {rows} increasing integers >= 0, one per row; "
+                         f"got {starts.tolist()[:8]}")
+    return starts.astype(np.int32)
+
+
+def _write_shard(store: FeatureStore, records: list[VideoRecord], arrays: dict[str, list[np.ndarray]],
+                 seconds: np.ndarray) -> Path:
     """Write one shard under a ``.tmp`` name, sync it, and rename it into place: all or nothing."""
     path = store.root / f"shard-{_new_shard_id()}.h5"
     tmp = path.with_name(path.name + ".tmp")
@@ -543,6 +588,7 @@ def _write_shard(store: FeatureStore, records: list[VideoRecord], arrays: dict[s
             for col, dtype in _INDEX_NUMBERS.items():
                 data = values[col] if col in values else [getattr(r, col) for r in records]
                 ix.create_dataset(col, data=np.asarray(data, dtype=dtype))
+            ix.create_dataset(CHUNK_SECOND, data=seconds)  # per row, unlike the per-video columns above
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

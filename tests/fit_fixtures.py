@@ -30,7 +30,7 @@ def make_store(root: Path, videos: int = 40, max_chunks: int = 3, seed: int = 0,
             record = VideoRecord(key=f"v{i:03d}.mp4", fps=30.0, frames=30 * chunks, width=64, height=48,
                                  duration=float(chunks), decoder="pyav", size=1, mtime=0.0)
             writer.add(record, {k: q * d + 1.0 * rng.standard_normal((chunks, len(d)), dtype=np.float32)
-                                for k, d in directions.items()})
+                                for k, d in directions.items()}, range(chunks))
     return pd.DataFrame({
         "filename": [f"v{i:03d}.mp4" for i in range(videos)],
         "mos": np.round(1 + 4 / (1 + np.exp(-quality)), 4),

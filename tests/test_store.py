@@ -50,7 +50,7 @@ def fill(store: FeatureStore, n: int, flush_videos: int = 3) -> dict[str, dict]:
         for i in range(n):
             key = f"videos/clip {i}.mp4"
             written[key] = features(1 + i % 4, seed=i)
-            writer.add(record(key, rows=1 + i % 4), written[key])
+            writer.add(record(key, rows=1 + i % 4), written[key], range(1 + i % 4))
     return written
 
 
@@ -134,7 +134,7 @@ def test_read_only_open(tmp_path: Path, store: FeatureStore) -> None:
 
 def test_missing_keys_and_kinds_are_errors(store: FeatureStore) -> None:
     with store.writer() as writer:
-        writer.add(record("a"), features(3, 0, kinds=("temporal_slow",)))
+        writer.add(record("a"), features(3, 0, kinds=("temporal_slow",)), range(3))
     with pytest.raises(StoreError, match="not in the store"):
         store.read(["temporal_slow"], ["a", "b"])
     with pytest.raises(StoreError, match="'a' has no 'spatial_fine'"):
@@ -153,17 +153,17 @@ def test_missing_keys_and_kinds_are_errors(store: FeatureStore) -> None:
 ])
 def test_invalid_rows_are_refused(store: FeatureStore, bad: dict, message: str) -> None:
     with store.writer() as writer, pytest.raises(StoreError, match=message):
-        writer.add(record("a"), bad)
+        writer.add(record("a"), bad, [0, 1])
     assert store.shards() == []
 
 
 def test_newest_copy_of_a_key_wins(store: FeatureStore) -> None:
     with store.writer() as writer:
-        writer.add(record("a", size=1), features(2, 0))
-        writer.add(record("b"), features(2, 1))
+        writer.add(record("a", size=1), features(2, 0), range(2))
+        writer.add(record("b"), features(2, 1), range(2))
     newer = features(4, 2)
     with store.writer() as writer:
-        writer.add(record("a", rows=4, size=2), newer)
+        writer.add(record("a", rows=4, size=2), newer, range(4))
     table = store.read(["spatial_coarse"], ["a", "b"])
     np.testing.assert_array_equal(table.features["spatial_coarse"][table.rows("a")], expected(newer, "spatial_coarse"))
     assert store.cached()["a"].size == 2
@@ -171,8 +171,8 @@ def test_newest_copy_of_a_key_wins(store: FeatureStore) -> None:
 
 def test_a_key_added_twice_in_one_writer_goes_to_a_new_shard(store: FeatureStore) -> None:
     with store.writer(flush_videos=10) as writer:
-        writer.add(record("a"), features(3, 0))
-        writer.add(record("a"), features(3, 1))
+        writer.add(record("a"), features(3, 0), range(3))
+        writer.add(record("a"), features(3, 1), range(3))
     assert len(store.shards()) == 2
     np.testing.assert_array_equal(store.read(["nss"], ["a"]).features["nss"], expected(features(3, 1), "nss"))
 
@@ -208,15 +208,36 @@ def test_failures_keep_the_latest_reason_until_success(store: FeatureStore) -> N
         writer.fail("a", "second reason")
     assert store.failures() == {"a": "second reason", "b": 'broken, "quoted"'}
     with store.writer() as writer:
-        writer.add(record("a"), features(2, 0))
+        writer.add(record("a"), features(2, 0), range(2))
     assert store.failures() == {"b": 'broken, "quoted"'}
 
 
 def test_leaving_the_writer_on_an_error_keeps_the_videos_added(store: FeatureStore) -> None:
     with pytest.raises(KeyboardInterrupt), store.writer(flush_videos=100) as writer:
-        writer.add(record("a"), features(2, 0))
+        writer.add(record("a"), features(2, 0), range(2))
         raise KeyboardInterrupt
     assert list(store.cached()) == ["a"]
+
+
+def test_chunk_start_seconds_round_trip_and_are_checked(store: FeatureStore) -> None:
+    with store.writer() as writer:
+        writer.add(record("a", rows=2), features(2, 0), [0, 2])
+        writer.add(record("b", rows=3), features(3, 1), [1, 4, 7])
+        for seconds in ([0], [1, 1], [-1, 0], [0.0, 1.0]):
+            with pytest.raises(StoreError, match="chunk start seconds"):
+                writer.add(record("c", rows=2), features(2, 2), seconds)
+    seconds = FeatureStore.open(store.root).chunk_seconds(["b", "a"])
+    assert {k: v.tolist() for k, v in seconds.items()} == {"b": [1, 4, 7], "a": [0, 2]}
+
+
+def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: FeatureStore) -> None:
+    written = fill(store, 2, flush_videos=2)
+    with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds were recorded
+        del f["index/chunk_second"]
+    reopened = FeatureStore.open(store.root)
+    assert reopened.read(["nss"]).offsets[-1] == sum(len(w["nss"]) for w in written.values())
+    with pytest.raises(StoreError, match="extract them into a new store"):
+        reopened.chunk_seconds(list(written))
 
 
 def test_stale_files_are_reported(store: FeatureStore, tmp_path: Path) -> None:
@@ -224,7 +245,7 @@ def test_stale_files_are_reported(store: FeatureStore, tmp_path: Path) -> None:
     video.write_bytes(b"x" * 10)
     size, mtime = store_module.file_signature(video)
     with store.writer() as writer:
-        writer.add(record("v", size=size, mtime=mtime), features(1, 0))
+        writer.add(record("v", size=size, mtime=mtime), features(1, 0), range(1))
     assert store.stale({"v": video}) == []
     video.write_bytes(b"y" * 11)
     assert store.stale({"v": video}) == ["v"]
@@ -240,7 +261,7 @@ WRITER = textwrap.dedent("""
         for i in range(n):
             key = f"{name}-{i}"
             writer.add(VideoRecord(key, 25.0, 50, 64, 48, 2.0, "pyav", 1, 0.0),
-                       {"temporal_fast": np.full((2, 256), i, dtype=np.float32)})
+                       {"temporal_fast": np.full((2, 256), i, dtype=np.float32)}, [0, 1])
             writer.fail(f"{name}-failed-{i}", "boom")
 """)
 
