@@ -1,7 +1,8 @@
 """Command-line entry points: thin click commands over ``pipeline``, sharing option parsing and exit codes.
 
-Exit codes (DESIGN.md): 0 success, 1 any other error, 2 bad usage or config, 3 finished but some videos
-failed (they are listed). The top-level scripts and the ``vqa-*`` console scripts call these same functions.
+Exit codes (docs/design.md; each cause's code is decided in :mod:`pipeline.errors`): 0 success, 1 any other
+error, 2 bad usage, config or settings, 3 finished but some videos failed (they are listed). The top-level
+scripts and the ``vqa-*`` console scripts call these same functions.
 """
 
 from __future__ import annotations
@@ -14,21 +15,15 @@ from pathlib import Path
 import click
 
 from pipeline.config import Config, load_config
-from pipeline.errors import UsageError, VQAError
+from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
 from pipeline.labels import read_labels
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 _LISTED_FAILURES = 20  # failed videos named on the terminal; the store's failures.csv has them all
 
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a config key by its dotted path, e.g. --set extract.batch_size=4 (repeatable).",
 )
-
-
-def exit_code(exc: BaseException) -> int:
-    """The exit code of an error: 2 for bad usage or config, 1 for anything else."""
-    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
 
 
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:

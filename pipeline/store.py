@@ -33,7 +33,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -44,8 +44,9 @@ import h5py
 import numpy as np
 
 from pipeline import __version__
-from pipeline.errors import StoreError
+from pipeline.errors import SettingsMismatchError, StoreError
 from pipeline.files import write_atomic
+from pipeline.trees import canonical, differences
 
 FEATURE_KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast", "nss")
 #: Width of each fixed-size kind; ``nss`` has whatever width its extractor gives (checked per store).
@@ -62,6 +63,8 @@ _INDEX_NUMBERS = {  # index/<name> columns besides key and decoder, with their o
     "row_start": np.int64, "row_count": np.int64, "fps": np.float64, "frames": np.int64, "width": np.int64,
     "height": np.int64, "duration": np.float64, "size": np.int64, "mtime": np.float64,
 }
+#: Reasons :func:`extraction_need` gives.
+MISSING, CHANGED, LACKING = "missing", "changed", "lacking kinds"
 #: Per-row index column: the second each chunk starts at (shards written before it existed lack it).
 CHUNK_SECOND = "chunk_second"
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
@@ -129,9 +132,23 @@ def file_signature(path: str | Path) -> tuple[int, float]:
     return st.st_size, st.st_mtime
 
 
+def extraction_need(record: VideoRecord | None, path: str | Path, kinds: Iterable[str] = ()) -> str | None:
+    """Why the video at ``path`` must be extracted, given the store's ``record`` of it; None when it need not be.
+
+    :data:`MISSING`: the store holds no copy (never extracted, or every extraction failed); :data:`CHANGED`: the
+    file's size or mtime differ from the copy's (replaced since); :data:`LACKING`: the copy lacks some of
+    ``kinds``. Extraction, the Dask client and scoring all decide with this function.
+    """
+    if record is None:
+        return MISSING
+    if not record.same_file(path):
+        return CHANGED
+    return LACKING if not set(kinds) <= set(record.kinds) else None
+
+
 def settings_hash(settings: Mapping) -> str:
     """SHA-256 of the canonical JSON of ``settings`` (sorted keys, no whitespace)."""
-    return hashlib.sha256(_canonical(settings).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical(settings).encode("utf-8")).hexdigest()
 
 
 @functools.cache
@@ -169,7 +186,7 @@ class FeatureStore:
             if manifest is None:
                 raise StoreError(f"{root}: no feature store here ({MANIFEST} missing); run extract_features.py first")
             return cls(root, manifest, writable=False)
-        settings = json.loads(_canonical(settings))
+        settings = json.loads(canonical(settings))
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -185,10 +202,10 @@ class FeatureStore:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
                 _write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        differing = _differences(manifest["settings"], settings)
+        differing = differences(manifest["settings"], settings)
         if differing:
             listed = "\n".join(f"  - {d}" for d in differing)
-            raise StoreError(
+            raise SettingsMismatchError(
                 f"{root}: the store was made with other extraction settings; use another --store or the "
                 f"store's settings. Differing keys (store vs. this run):\n{listed}"
             )
@@ -205,7 +222,7 @@ class FeatureStore:
     def stale(self, paths: Mapping[str, str | Path]) -> list[str]:
         """Keys of ``paths`` that are cached but whose file changed (size or mtime) since extraction."""
         cached = self.cached()
-        return [key for key, path in paths.items() if key in cached and not cached[key].same_file(path)]
+        return [key for key, path in paths.items() if extraction_need(cached.get(key), path) == CHANGED]
 
     def failures(self) -> dict[str, str]:
         """``key -> error`` of the videos whose latest extraction failed."""
@@ -464,26 +481,6 @@ def checked_rows(features: Mapping[str, np.ndarray], where: str) -> dict[str, np
 
 # -- module helpers ---------------------------------------------------------------------------------
 
-def _canonical(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _flatten(obj: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(obj, dict) and obj:
-        out: dict[str, object] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: obj}
-
-
-def _differences(stored: Mapping, wanted: Mapping) -> list[str]:
-    a, b = _flatten(dict(stored)), _flatten(dict(wanted))
-    absent = "<absent>"
-    return [f"{k}: {_canonical(a.get(k, absent))} vs. {_canonical(b.get(k, absent))}"
-            for k in sorted(a.keys() | b.keys()) if a.get(k, absent) != b.get(k, absent)]
-
-
 def _read_manifest(root: Path) -> dict | None:
     path = root / MANIFEST
     try:
@@ -577,7 +574,7 @@ def _write_shard(store: FeatureStore, records: list[VideoRecord], arrays: dict[s
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_VERSION
             f.attrs["settings_hash"] = store.manifest["settings_hash"]
-            f.attrs["versions"] = _canonical(library_versions())  # per shard: writers may run on other machines
+            f.attrs["versions"] = canonical(library_versions())  # per shard: writers may run on other machines
             f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             for kind, parts in arrays.items():
                 f.create_dataset(kind, data=np.concatenate(parts))  # contiguous layout: fastest to read back

@@ -104,10 +104,11 @@ def test_a_level_added_later_keeps_the_others(videos: Path, tmp_path: Path) -> N
 
 
 def test_other_settings_are_refused(videos: Path, tmp_path: Path) -> None:
+    """A store made with other settings is a settings mismatch: exit 2, as when scoring (pipeline.errors)."""
     store = tmp_path / "store"
     assert run(videos, store, "--csv", str(videos / "good.csv"), "--levels", "coarse")[0] == 0
     code, out = run(videos, store, "--csv", str(videos / "good.csv"), "--set", "extract.levels.coarse.short_side=96")
-    assert code == 1 and "levels.coarse.short_side: 64 vs. 96" in out, out
+    assert code == 2 and "levels.coarse.short_side: 64 vs. 96" in out, out
 
 
 @pytest.mark.parametrize("args, message", [

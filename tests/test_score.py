@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from fractions import Fraction
@@ -17,10 +18,10 @@ from click.testing import CliRunner
 
 from pipeline.cli import extract, score
 from pipeline.demo import demo_overrides
-from pipeline.fit.model import load_model
+from pipeline.fit.model import load_model, save_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, write_per_second
-from pipeline.store import FeatureStore
+from pipeline.store import FeatureStore, settings_hash
 from videos import frame_content, make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,6 +162,26 @@ def test_refuses_a_store_made_with_other_settings(run: Path, tmp_path: Path) -> 
     assert code == 2, out
     assert "other extraction settings" in out and "levels.fine.short_side: 80 vs. 96" in out
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: Path) -> None:
+    """Precision is the one setting a model's features and a scorer's may differ in: the CPU scorer of a model
+    trained on GPU (bf16) features extracts float32 ones, into a store of that precision, never the bf16 one."""
+    model, spec = load_model(run / "run" / "best_model.pth")
+    assert spec.store_settings["precision"] == "float32"
+    gpu_settings = {**spec.store_settings, "precision": "bf16"}
+    gpu = dataclasses.replace(spec, store_settings=gpu_settings, store_settings_hash=settings_hash(gpu_settings))
+    save_model(tmp_path / "gpu.pth", model, gpu)
+    scorer = Scorer.load(tmp_path / "gpu.pth", device="cpu", store=tmp_path / "cpu-store")
+    table = scorer.score_paths({"clip0.mp4": run / "clip0.mp4"})
+    reference = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
+    assert table.loc[0, "status"] == "ok", table.loc[0, "error"]
+    assert table.loc[0, "score"] == pytest.approx(reference.score_paths([run / "clip0.mp4"]).loc[0, "score"], rel=1e-5)
+    assert FeatureStore.open(tmp_path / "cpu-store").settings["precision"] == "float32"
+    FeatureStore.open(tmp_path / "bf16-store", gpu_settings)
+    code, out = invoke(score, "--model", tmp_path / "gpu.pth", "--csv", run / "labels.csv", "--store",
+                       tmp_path / "bf16-store", "--device", "cpu", "--out", tmp_path / "s.csv", "--no-progress")
+    assert code == 2 and 'precision: "float32" vs. "bf16"' in out, out
 
 
 def test_usage_errors_exit_2(run: Path, tmp_path: Path) -> None:

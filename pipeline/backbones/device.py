@@ -73,11 +73,17 @@ def channels_last_for(model: nn.Module) -> torch.memory_format:
     return torch.channels_last_3d if has_3d else torch.channels_last
 
 
+def feature_precision(device: torch.device) -> str:
+    """What the backbones compute at on ``device`` (:func:`inference` follows it): ``bf16`` autocast on CUDA,
+    ``float32`` on a CPU, where bf16 convolutions are slow. Part of a store's feature settings."""
+    return "bf16" if device.type == "cuda" else "float32"
+
+
 @contextlib.contextmanager
 def inference(device: torch.device) -> Iterator[None]:
-    """Inference mode, with bfloat16 autocast on CUDA (float32 on CPU, where bf16 convolutions are slow)."""
+    """Inference mode, at the :func:`feature_precision` of ``device`` (bfloat16 autocast on CUDA)."""
     with torch.inference_mode():
-        if device.type == "cuda":
+        if feature_precision(device) == "bf16":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 yield
         else:

@@ -19,6 +19,7 @@ from joblib import Parallel, delayed
 from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
 from pipeline.errors import ConfigError, UsageError
+from pipeline.features import FeatureSettings
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
 from pipeline.fit.sweep import flatten
 from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
@@ -26,12 +27,11 @@ from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
 
 
-# Feature kind -> (store setting that is empty when it was not extracted, the extract key, the fit override
-# that does without it).
+# Feature kind -> (the extract key that turns it off, the fit override that does without it).
 _EXCLUDED_BY = {
-    "nss": ("nss", "extract.nss", "features.nss=false"),
-    "temporal_slow": ("temporal_weights", "extract.temporal", "features.temporal=[]"),
-    "temporal_fast": ("temporal_weights", "extract.temporal", "features.temporal=[]"),
+    "nss": ("extract.nss", "features.nss=false"),
+    "temporal_slow": ("extract.temporal", "features.temporal=[]"),
+    "temporal_fast": ("extract.temporal", "features.temporal=[]"),
 }
 
 
@@ -97,9 +97,13 @@ def _in_worker(job: FitJob, threads: int) -> dict[str, dict[str, dict]]:
 
 def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
     """Name the way out when a phase reads a kind that the store's settings exclude (no extraction can add it)."""
+    if not FeatureSettings.describes(store.settings):
+        return  # features made elsewhere: the read says what is missing
+    settings = FeatureSettings.from_dict(store.settings, str(store.root))
+    held = settings.kinds(settings.levels)
     for kind in kinds:
-        setting, extract_key, fit_without = _EXCLUDED_BY.get(kind, (None, "", ""))
-        if setting in store.settings and not store.settings[setting]:
+        if kind in _EXCLUDED_BY and kind not in held:
+            extract_key, fit_without = _EXCLUDED_BY[kind]
             raise UsageError(f"{store.root}: extracted with {extract_key}: false, so it has no {kind!r} features; "
                              f"fit without them (--set {fit_without}) or extract into a new store with {extract_key}: true")
 
