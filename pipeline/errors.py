@@ -22,6 +22,11 @@ class ConfigError(UsageError):
     """A config file or ``--set`` override is invalid."""
 
 
+class ArrayError(UsageError, ValueError, TypeError):
+    """An array or tensor handed to a function has the wrong shape or dtype: the caller's mistake, the same
+    error in scoring, the backbones, the video views and NSS (still a ValueError/TypeError for numeric code)."""
+
+
 class CSVError(UsageError):
     """A label CSV is invalid; the message lists every problem found, one per line."""
 

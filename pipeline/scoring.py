@@ -33,7 +33,7 @@ from torch import nn
 from pipeline.backbones import resolve_device
 from pipeline.backbones.device import feature_precision
 from pipeline.config import ExtractConfig, load_config, valid_keys
-from pipeline.errors import SettingsMismatchError, StoreError, UsageError
+from pipeline.errors import ArrayError, SettingsMismatchError, StoreError, UsageError
 from pipeline.extract import Backbones, check_config, extract_videos
 from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
 from pipeline.files import write_atomic
@@ -185,10 +185,10 @@ class Scorer:
         offsets = np.asarray([0, rows] if offsets is None else offsets, dtype=np.int64)
         counts = np.diff(offsets)
         if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != rows or (counts < 1).any():
-            raise UsageError(f"offsets must rise strictly from 0 to the row count {rows}, got {offsets.tolist()[:8]}")
+            raise ArrayError(f"offsets must rise strictly from 0 to the row count {rows}, got {offsets.tolist()[:8]}")
         keys = [str(i) for i in range(len(counts))] if keys is None else list(keys)
         if len(keys) != len(counts):
-            raise UsageError(f"{len(keys)} keys for {len(counts)} videos")
+            raise ArrayError(f"{len(keys)} keys for {len(counts)} videos")
         chunk_raw = self._chunk_outputs(features, rows) * self.spec.mos_std + self.spec.mos_mean
         video_raw = np.add.reduceat(chunk_raw, offsets[:-1]) / counts
         to_mos = self.spec.calibration
@@ -224,11 +224,11 @@ class Scorer:
         widths = self.spec.widths
         missing = [kind for kind in self.kinds if kind not in features]
         if missing:
-            raise UsageError(f"features lack {missing}; this model reads {widths} (kind: width)")
+            raise ArrayError(f"features lack {missing}; this model reads {widths} (kind: width)")
         shapes = {kind: np.shape(features[kind]) for kind in self.kinds}
         if any(len(s) != 2 or s[1] != widths[kind] for kind, s in shapes.items()) or \
                 len({s[0] for s in shapes.values()}) != 1 or not next(iter(shapes.values()))[0]:
-            raise UsageError(f"features must be (rows, width) arrays with one row count and widths {widths}; "
+            raise ArrayError(f"features must be (rows, width) arrays with one row count and widths {widths}; "
                              f"got shapes {shapes}")
         return next(iter(shapes.values()))[0]
 
