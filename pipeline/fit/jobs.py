@@ -18,8 +18,9 @@ from joblib import Parallel, delayed
 
 from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import UsageError
 from pipeline.features import FeatureSettings
+from pipeline.fit.checks import check_phases
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
 from pipeline.fit.sweep import flatten
 from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
@@ -48,7 +49,7 @@ class FitJob:
 
 def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     """Run both phases of ``job``, write its run directory, and return its metrics (``[phase][split]``)."""
-    _check_phases(job.coarse, job.fine)
+    check_phases(job.coarse, job.fine)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(job.out_dir / "log.txt", job.echo)
     write_configs(job.out_dir, job.coarse, job.fine)
@@ -106,14 +107,3 @@ def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
             extract_key, fit_without = _EXCLUDED_BY[kind]
             raise UsageError(f"{store.root}: extracted with {extract_key}: false, so it has no {kind!r} features; "
                              f"fit without them (--set {fit_without}) or extract into a new store with {extract_key}: true")
-
-
-def _check_phases(coarse: Config, fine: Config | None) -> None:
-    """Both phases must see the same videos and splits: the fine phase continues the coarse one."""
-    if fine is not None and (coarse.data != fine.data or coarse.device != fine.device):
-        fine_data = to_dict(fine.data)
-        differing = [k for k, v in to_dict(coarse.data).items() if fine_data[k] != v]
-        raise ConfigError(
-            f"{fine.name}: the fine phase must keep the coarse phase's data.* and device "
-            f"(differs: {', '.join(f'data.{k}' for k in differing) or 'device'})"
-        )

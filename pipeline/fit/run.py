@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline.config import Config, fine_config_path, load_config, to_dict
 from pipeline.errors import UsageError
+from pipeline.fit.checks import check_phases
 from pipeline.fit.jobs import FitJob, run_jobs
 from pipeline.fit.outputs import METRIC_COLUMNS, format_table, write_configs, write_json
 from pipeline.fit.sweep import as_overrides, flatten, read_sweep
@@ -50,10 +51,13 @@ def fit(
 def resolve_configs(
     config: str | Path, fine: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> tuple[Config, Config | None]:
-    """The coarse config with ``overrides``, and the fine one laid over it (None when there is no fine phase)."""
+    """The coarse config with ``overrides``, and the fine one laid over it (None when there is no fine phase),
+    both checked in full (:func:`pipeline.fit.checks.check_phases`) before any store is read."""
     coarse = load_config(config, overrides)
     fine_path = Path(fine) if fine is not None else fine_config_path(config, coarse)
-    return coarse, (load_config(fine_path, overrides, base=coarse) if fine_path is not None else None)
+    fine_cfg = load_config(fine_path, overrides, base=coarse) if fine_path is not None else None
+    check_phases(coarse, fine_cfg)
+    return coarse, fine_cfg
 
 
 def default_run_dir(cfg: Config) -> Path:
