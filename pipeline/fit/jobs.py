@@ -22,10 +22,11 @@ from pipeline.errors import UsageError
 from pipeline.features import FeatureSettings
 from pipeline.fit.checks import check_phases
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
-from pipeline.fit.sweep import flatten
-from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
+from pipeline.fit.outputs import RunLog, write_configs, write_results
 from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
+from pipeline.tables import metrics_table
+from pipeline.trees import flatten
 
 
 # Feature kind -> (the extract key that turns it off, the fit override that does without it).
@@ -75,7 +76,8 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
         for phase, cfg in phases:
             results.append(train_phase(phase, cfg, features, splits, results[-1].model if results else None, log))
     metrics = write_results(job.out_dir, results, splits)
-    log("\n" + metrics_table(metrics))
+    log("\n" + metrics_table(["phase", "split"], (([phase, split], values) for phase, by_split in metrics.items()
+                                                  for split, values in by_split.items())))
     return metrics
 
 
