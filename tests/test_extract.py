@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import extract
 from pipeline.config import load_config
-from pipeline import store as store_module
+from pipeline.store import shards as shard_files
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool
 from pipeline.errors import StoreError
 from pipeline.extract import Backbones, extract_videos
@@ -193,6 +193,6 @@ def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
         raise StoreError("disk full")
 
     monkeypatch.setattr(Backbones, "features", features)
-    monkeypatch.setattr(store_module, "_write_shard", disk_full)
+    monkeypatch.setattr(shard_files, "write_shard", disk_full)
     with pytest.raises(StoreError, match="disk full"):
         extract_videos([("c", videos / "clip2.mp4")], tmp_path / "store", cfg, levels=["coarse"], progress=False)

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import store as store_module
+from pipeline.store import reader as store_reader
+from pipeline.store import shards as shard_files
 from pipeline.errors import StoreError
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, settings_hash
+from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, file_signature, settings_hash
 
 SETTINGS = {"feature_version": 1, "levels": {"coarse": {"short_side": 448}}, "max_chunks": 0}
 REPO = Path(__file__).resolve().parents[1]
@@ -81,8 +82,8 @@ def test_read_all_and_records(store: FeatureStore) -> None:
 
 def test_reader_blocks_split_and_scatter(store: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
     written = fill(store, 9, flush_videos=9)
-    monkeypatch.setattr(store_module, "_MAX_BLOCK_ROWS", 4)
-    monkeypatch.setattr(store_module, "_MAX_GAP_ROWS", 1)
+    monkeypatch.setattr(store_reader, "MAX_BLOCK_ROWS", 4)
+    monkeypatch.setattr(store_reader, "MAX_GAP_ROWS", 1)
     keys = list(np.random.default_rng(0).permutation(list(written))[:7])
     table = store.read(["temporal_fast"], keys)
     for key in keys:
@@ -104,12 +105,12 @@ def test_read_segments_matches_naive_copy(segments: list, block_rows: int, gap_r
     with h5py.File("mem.h5", "w", driver="core", backing_store=False) as f:
         ds = f.create_dataset("x", data=source)
         out = np.full((dst, 3), -1, dtype=np.float32)
-        old = store_module._MAX_BLOCK_ROWS, store_module._MAX_GAP_ROWS
-        store_module._MAX_BLOCK_ROWS, store_module._MAX_GAP_ROWS = block_rows, gap_rows
+        old = store_reader.MAX_BLOCK_ROWS, store_reader.MAX_GAP_ROWS
+        store_reader.MAX_BLOCK_ROWS, store_reader.MAX_GAP_ROWS = block_rows, gap_rows
         try:
-            store_module._read_segments(ds, segs, out)
+            store_reader.read_segments(ds, segs, out)
         finally:
-            store_module._MAX_BLOCK_ROWS, store_module._MAX_GAP_ROWS = old
+            store_reader.MAX_BLOCK_ROWS, store_reader.MAX_GAP_ROWS = old
     naive = np.concatenate([source[s:s + r] for s, r, _ in segs]) if segs else out
     np.testing.assert_array_equal(out, naive)
 
@@ -180,8 +181,8 @@ def test_a_key_added_twice_in_one_writer_goes_to_a_new_shard(store: FeatureStore
 def test_partial_shards_are_never_read(store: FeatureStore) -> None:
     fill(store, 2, flush_videos=2)
     (shard,) = store.shards()
-    live = store.root / f"shard-99999999999999999999-{store_module._HOST}-{os.getpid()}-abcd.h5.tmp"
-    dead = store.root / f"shard-99999999999999999999-{store_module._HOST}-999999999-abcd.h5.tmp"
+    live = store.root / f"shard-99999999999999999999-{shard_files.HOST}-{os.getpid()}-abcd.h5.tmp"
+    dead = store.root / f"shard-99999999999999999999-{shard_files.HOST}-999999999-abcd.h5.tmp"
     for tmp in (live, dead):
         shutil.copy(shard, tmp)
     with h5py.File(live, "r+") as f:  # a copy that would shadow the real shard if it were read
@@ -243,7 +244,7 @@ def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: Feat
 def test_stale_files_are_reported(store: FeatureStore, tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x" * 10)
-    size, mtime = store_module.file_signature(video)
+    size, mtime = file_signature(video)
     with store.writer() as writer:
         writer.add(record("v", size=size, mtime=mtime), features(1, 0), range(1))
     assert store.stale({"v": video}) == []
