@@ -103,8 +103,9 @@ def worker_config(threads: int) -> dict:
     """Dask settings for extraction workers with ``threads`` torch threads each (README: for other clusters too).
 
     Non-daemon workers may start processes of their own (the ``--workers`` decode pool). Dask's default
-    ``MALLOC_TRIM_THRESHOLD_`` pins glibc's mmap threshold, so every large tensor is a fresh mmap: extraction
-    ran 1.5x slower with it. The statistical profiler samples each task every 10 ms, for nothing here.
+    ``MALLOC_TRIM_THRESHOLD_`` pins glibc's mmap threshold, so every large tensor is a fresh mmap, which slows
+    extraction (BENCHMARKS.md, "Distributed extraction"). The statistical profiler would sample every task
+    for nothing here.
     """
     return {
         "distributed.worker.daemon": False,

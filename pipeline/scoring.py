@@ -46,7 +46,7 @@ from pipeline.trees import differences
 #: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
 SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error")
 # Chunk rows converted to float32 and scored at once: enough for an efficient matrix product, a bounded
-# scratch buffer (39 MB at 9472 inputs). Measured on 2 cores: 256-1024 rows best, 64 and 4096 slower.
+# scratch buffer; smaller and larger blocks were slower (BENCHMARKS.md, "Prediction throughput").
 _BLOCK_ROWS = 1024
 
 

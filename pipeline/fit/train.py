@@ -21,8 +21,8 @@ from pipeline.fit.losses import mse_loss, rank_loss
 from pipeline.fit.model import ChunkRegressor, ModelSpec
 from pipeline.metrics import evaluate, fit_logistic
 
-# Chunk rows per forward pass when predicting: float32 inputs of ~19 MB, below glibc's 32 MB mmap threshold,
-# so the buffers are reused; larger batches get fresh, page-faulted memory every time (2.5x slower on CPU).
+# Chunk rows per forward pass when predicting: float32 inputs below glibc's mmap threshold, so the buffers
+# are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
 _PREDICT_ROWS = 512
 
 
