@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from pipeline.backbones.device import feature_precision
 from pipeline.config import load_config
 from pipeline.errors import SettingsMismatchError
 from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
@@ -41,6 +43,11 @@ def test_differences_name_the_keys_and_precision_may_differ_when_scoring() -> No
     cpu, gpu = settings_of(), settings_of("extract.levels.coarse.short_side=96", precision="bf16")
     assert cpu.differences(gpu) == ["levels.coarse.short_side: 448 vs. 96", 'precision: "float32" vs. "bf16"']
     assert cpu.differences(gpu, allowed=SCORING_MAY_DIFFER) == ["levels.coarse.short_side: 448 vs. 96"]
+
+
+def test_precision_follows_the_device_as_inference_does() -> None:
+    assert feature_precision(torch.device("cpu")) == "float32"
+    assert feature_precision(torch.device("cuda", 0)) == "bf16"  # a device object needs no GPU to exist
 
 
 def test_settings_recorded_before_precision_read_back_unchanged() -> None:
