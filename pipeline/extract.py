@@ -57,12 +57,9 @@ class Backbones:
         self.short_sides = {name: level.short_side for name, level in cfg.levels.items()}
         self.spatial = SpatialExtractor(cfg.weights, self.device) if cfg.levels else None
         self.temporal = TemporalExtractor(cfg.weights, self.device) if cfg.temporal else None
-
-    @property
-    def settings(self) -> FeatureSettings:
-        """Everything that shapes the feature values: the store refuses to mix runs where any of it differs."""
-        return FeatureSettings.from_config(
-            self.cfg, spatial_weights=self.spatial.weights_id if self.spatial else None,
+        # Everything that shapes the feature values: a store refuses to mix runs where any of it differs.
+        self.settings = FeatureSettings.from_config(
+            cfg, spatial_weights=self.spatial.weights_id if self.spatial else None,
             temporal_weights=self.temporal.weights_id if self.temporal else None,
             precision=feature_precision(self.device))
 

@@ -84,6 +84,7 @@ class FeatureSettings:
         return tuple(kinds + (["nss"] if self.nss_dim is not None else []))
 
     def with_precision(self, precision: str) -> FeatureSettings:
+        """These settings, computed at ``precision`` (what a scorer's own backbones give)."""
         return dataclasses.replace(self, precision=precision)
 
     def differences(self, other: FeatureSettings, allowed: tuple[str, ...] = ()) -> list[str]:

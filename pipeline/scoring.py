@@ -101,9 +101,9 @@ class Scorer:
         check_config(runtime)
         model.to(resolve_device(runtime.device))
         settings = spec.store_settings
-        made_here = FeatureSettings.describes(settings)
-        return cls(model, spec, path, FeatureSettings.from_dict(settings).to_config(runtime, weights) if made_here
-                   else None, store)
+        extract = FeatureSettings.from_dict(settings).to_config(runtime, weights) \
+            if FeatureSettings.describes(settings) else None
+        return cls(model, spec, path, extract, store)
 
     @functools.cached_property
     def store_settings(self) -> dict:
