@@ -54,7 +54,7 @@ def generate(root: Path, videos: int, chunks: int) -> Path:
             at = (i * 7) % _POOL_ROWS
             record = VideoRecord(key=key, fps=30.0, frames=30 * chunks, width=1920, height=1080,
                                  duration=float(chunks), decoder="decord", size=0, mtime=0.0)
-            writer.add(record, {k: pool[k][at:at + chunks] for k in KINDS})
+            writer.add(record, {k: pool[k][at:at + chunks] for k in KINDS}, range(chunks))
     return csv
 
 

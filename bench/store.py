@@ -32,7 +32,7 @@ def generate(root: Path, videos: int, chunks: int) -> FeatureStore:
             at = (i * 7) % 4096
             record = VideoRecord(key=f"videos/v{i:06d}.mp4", fps=30.0, frames=chunks * 30, width=1920,
                                  height=1080, duration=float(chunks), decoder="decord", size=0, mtime=0.0)
-            writer.add(record, {k: pool[k][at:at + chunks] for k in KINDS})
+            writer.add(record, {k: pool[k][at:at + chunks] for k in KINDS}, range(chunks))
     return store
 
 

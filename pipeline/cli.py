@@ -1,7 +1,8 @@
 """Command-line entry points: thin click commands over ``pipeline``, sharing option parsing and exit codes.
 
-Exit codes (DESIGN.md): 0 success, 1 any other error, 2 bad usage or config, 3 finished but some videos
-failed (they are listed). The top-level scripts and the ``vqa-*`` console scripts call these same functions.
+Exit codes (docs/design.md; each cause's code is decided in :mod:`pipeline.errors`): 0 success, 1 any other
+error, 2 bad usage, config or settings, 3 finished but some videos failed (they are listed). The top-level
+scripts and the ``vqa-*`` console scripts call these same functions.
 """
 
 from __future__ import annotations
@@ -14,21 +15,16 @@ from pathlib import Path
 import click
 
 from pipeline.config import Config, load_config
-from pipeline.errors import UsageError, VQAError
+from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
 from pipeline.labels import read_labels
+from pipeline.tables import metrics_table
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 _LISTED_FAILURES = 20  # failed videos named on the terminal; the store's failures.csv has them all
 
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a config key by its dotted path, e.g. --set extract.batch_size=4 (repeatable).",
 )
-
-
-def exit_code(exc: BaseException) -> int:
-    """The exit code of an error: 2 for bad usage or config, 1 for anything else."""
-    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
 
 
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
@@ -175,7 +171,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed (status=error rows).
     """
-    from pipeline.fit.outputs import format_table, write_json  # heavy imports (torch) only once arguments are valid
+    from pipeline.fit.outputs import write_json  # heavy imports (torch) only once arguments are valid
     from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second, write_scores
 
     extra = [f"extract.workers={workers}"] if workers is not None else []
@@ -189,9 +185,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
     failed = table[table["status"] == "error"]
     click.echo(f"scored {len(table) - len(failed)} of {len(table)} video(s) -> {out_path}")
     if metrics is not None:
-        columns = ["srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n"]
-        cells = [[f"{metrics[c]:.4f}" if isinstance(metrics[c], float) else str(metrics[c]) for c in columns]]
-        click.echo(format_table(columns, cells))
+        click.echo(metrics_table([], [([], metrics)]))
         click.echo("(plcc, rmse: after a logistic fitted on these videos; *_raw: of the scores as written)")
         if metrics_path:
             write_json(Path(metrics_path), {"model": model_path, "csv": csv_path, **metrics})

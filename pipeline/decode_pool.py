@@ -50,11 +50,13 @@ class DecodeOptions:
 
 @dataclass
 class DecodedChunk:
-    """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S), NSS row or None."""
+    """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S), NSS row or None,
+    and the second of the video it starts at (the store records it: per-second scores name that second)."""
 
     key_frame: torch.Tensor
     clip: torch.Tensor
     nss: np.ndarray | None
+    second: int
 
 
 def decode_video(path: str, options: DecodeOptions) -> Iterator[VideoInfo | DecodedChunk]:
@@ -64,7 +66,7 @@ def decode_video(path: str, options: DecodeOptions) -> Iterator[VideoInfo | Deco
         yield stream.info
         for chunk in stream:
             nss = nss_features(chunk.key_frame, chunk.clip) if options.nss else None
-            yield DecodedChunk(chunk.key_frame, chunk.clip, nss)
+            yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
 
 
 def describe(exc: BaseException, path: str) -> str:
@@ -164,8 +166,8 @@ class DecodePool:
             return
         task, kind, payload = message
         if kind == "chunk":
-            key_frame, clip, nss = payload
-            payload = DecodedChunk(torch.from_numpy(key_frame), torch.from_numpy(clip), nss)
+            key_frame, clip, nss, second = payload
+            payload = DecodedChunk(torch.from_numpy(key_frame), torch.from_numpy(clip), nss, second)
         if kind in ("done", "failed"):
             worker.task = None
         yield task, kind, payload
@@ -217,7 +219,7 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> 
             try:
                 for item in decode(path, options):
                     if isinstance(item, DecodedChunk):
-                        conn.send((task, "chunk", (item.key_frame.numpy(), item.clip.numpy(), item.nss)))
+                        conn.send((task, "chunk", (item.key_frame.numpy(), item.clip.numpy(), item.nss, item.second)))
                     else:
                         conn.send((task, "info", item))
             except (EOFError, BrokenPipeError):

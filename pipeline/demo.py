@@ -79,11 +79,11 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
     from pipeline.config import load_config
     from pipeline.extract import extract_videos
     from pipeline.fit.data import read_splits
-    from pipeline.fit.outputs import format_table
     from pipeline.fit.run import fit
     from pipeline.labels import read_labels
     from pipeline.metrics import evaluate
     from pipeline.scoring import Scorer, write_per_second, write_scores
+    from pipeline.tables import metrics_table
 
     started = time.perf_counter()
     added, weights = demo_overrides(config_path, weights)
@@ -114,11 +114,10 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
     took["score"] = time.perf_counter() - started - sum(took.values())
 
     held_out = set(read_splits(cfg, log=lambda line: None)["val"].keys)
-    rows = [[f"fit, {phase} phase", "validation (held-out source)", *_cells(values["val"])]
-            for phase, values in fitted.items()]
+    rows = [([f"fit, {phase} phase", "validation (held-out source)"], values["val"]) for phase, values in fitted.items()]
     scored = table[table["filename"].isin(held_out) & (table["status"] == "ok")]
-    rows.append(["score.py, best model", "held-out source", *_cells(evaluate(scored["mos"], scored["score"]))])
-    click.echo("\n" + format_table(["step", "videos", *_METRICS], rows))
+    rows.append((["score.py, best model", "held-out source"], evaluate(scored["mos"], scored["score"])))
+    click.echo("\n" + metrics_table(["step", "videos"], rows, columns=_METRICS))
     click.echo(f"\nplcc/rmse after a 4-parameter logistic fit (VQEG practice); MOS here is VMAF, a proxy "
                f"(data/sample/README.md).\nAll {len(table)} clips are scored in scores.csv; no metrics are claimed "
                f"for the {len(table) - len(scored)} the model was trained on.\nweights: {weights}. Outputs in {out}/: best_model.pth, metrics.json, "
@@ -129,10 +128,6 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
 
 
 _METRICS = ["srocc", "krocc", "plcc", "rmse", "n"]
-
-
-def _cells(metrics: dict) -> list[str]:
-    return [f"{metrics[c]:.4f}" if isinstance(metrics[c], float) else str(metrics[c]) for c in _METRICS]
 
 
 def _step(command: str) -> None:

@@ -36,7 +36,8 @@ from pipeline.backbones.device import usable_cpus
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.errors import UsageError
 from pipeline.extract import Backbones, ExtractSummary, extract_videos
-from pipeline.store import FeatureStore
+from pipeline.features import FeatureSettings
+from pipeline.store import FeatureStore, extraction_need
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -102,8 +103,9 @@ def worker_config(threads: int) -> dict:
     """Dask settings for extraction workers with ``threads`` torch threads each (README: for other clusters too).
 
     Non-daemon workers may start processes of their own (the ``--workers`` decode pool). Dask's default
-    ``MALLOC_TRIM_THRESHOLD_`` pins glibc's mmap threshold, so every large tensor is a fresh mmap: extraction
-    ran 1.5x slower with it. The statistical profiler samples each task every 10 ms, for nothing here.
+    ``MALLOC_TRIM_THRESHOLD_`` pins glibc's mmap threshold, so every large tensor is a fresh mmap, which slows
+    extraction (BENCHMARKS.md, "Distributed extraction"). The statistical profiler would sample every task
+    for nothing here.
     """
     return {
         "distributed.worker.daemon": False,
@@ -144,7 +146,7 @@ def extract_on_cluster(
     # An empty run on one worker checks everything run-wide once (levels, weights, the store's settings)
     # and creates the store; it also builds that worker's models, which its next tasks reuse.
     settings, kinds = client.submit(_prepare, store, cfg, levels, threads, pure=False).result()
-    feature_store = FeatureStore.open(store, settings)
+    feature_store = FeatureStore.open(store, settings.to_dict())
     summary = ExtractSummary()
     todo = _missing(videos, feature_store, set(kinds), summary)
     size = videos_per_task or min(cfg.shard_videos, math.ceil(len(todo) / (_TASKS_PER_SLOT * cluster.slots())))
@@ -228,7 +230,7 @@ def worker_rank(name: object) -> int:
 # -- in the workers ------------------------------------------------------------------------------------------
 
 def _prepare(store: str, cfg: ExtractConfig, levels: tuple[str, ...],
-             threads: int | None) -> tuple[dict, tuple[str, ...]]:
+             threads: int | None) -> tuple[FeatureSettings, tuple[str, ...]]:
     """Run an empty extraction (checks levels, weights, store settings; creates the store); return its settings and kinds."""
     backbones = _backbones(cfg, threads)
     extract_videos([], store, backbones.cfg, levels=levels, backbones=backbones, progress=False)
@@ -279,8 +281,7 @@ def _missing(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, kind
         if key in seen:
             continue
         seen.add(key)
-        record = cached.get(key)
-        if record is not None and record.same_file(path) and kinds <= set(record.kinds):
+        if extraction_need(cached.get(key), path, kinds) is None:
             summary.skipped.append(key)
         else:
             todo[key] = os.path.abspath(path)

@@ -1,7 +1,8 @@
-"""Typed errors. Every message names the file (or key) at fault and what is wrong with it.
+"""Typed errors, named by cause, and the exit code of each cause. Every message names the file (or key) at
+fault and what is wrong with it.
 
-The command-line layer maps these to the exit codes of the design: ``UsageError`` and its
-subclasses to 2, everything else to 1. Per-video failures during batch work are recorded, not raised.
+The exit codes (docs/design.md "Exit codes") are decided here, in :data:`EXIT_CODES`, and nowhere else; the
+command-line layer asks :func:`exit_code`. Per-video failures during batch work are recorded, not raised.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ class UsageError(VQAError):
 
 class ConfigError(UsageError):
     """A config file or ``--set`` override is invalid."""
+
+
+class ArrayError(UsageError, ValueError, TypeError):
+    """An array or tensor handed to a function has the wrong shape or dtype: the caller's mistake, the same
+    error in scoring, the backbones, the video views and NSS (still a ValueError/TypeError for numeric code)."""
 
 
 class CSVError(UsageError):
@@ -65,4 +71,24 @@ class WeightsError(VQAError):
 
 
 class StoreError(VQAError):
-    """A feature store is inconsistent, locked, or was made with other settings."""
+    """A feature store is inconsistent, unreadable or unwritable."""
+
+
+class SettingsMismatchError(StoreError):
+    """Features were asked for with other settings than those a store or model holds: extraction into a store
+    made with other settings, scoring with a store or backbones that give other features than the model's.
+    The message lists the differing keys; the way out is another store (or the matching settings)."""
+
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+#: Exit code of each cause, most specific first; the first class an error is an instance of decides.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (UsageError, EXIT_USAGE),
+    (SettingsMismatchError, EXIT_USAGE),  # the user picked the store or settings: a usage problem
+    (VQAError, EXIT_ERROR),
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of an error, from :data:`EXIT_CODES` (1 for anything not listed)."""
+    return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), EXIT_ERROR)

@@ -21,16 +21,14 @@ import torch
 from tqdm import tqdm
 
 from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
+from pipeline.backbones.device import feature_precision
 from pipeline.config import ExtractConfig
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
 from pipeline.errors import ConfigError, CorruptVideoError, UsageError
-from pipeline.nss import NSS_DIM, NSS_VERSION
-from pipeline.store import FeatureStore, ShardWriter, VideoRecord, checked_rows, file_signature
+from pipeline.features import FeatureSettings
+from pipeline.store import CHANGED, LACKING, FeatureStore, ShardWriter, VideoRecord, checked_rows, \
+    extraction_need, file_signature
 from pipeline.video import VideoInfo, resize_short_side
-
-#: Version of the feature definitions (DESIGN.md "Feature definitions"); part of every store's settings,
-#: so features made under an older definition are never mixed with new ones. Bump on any change.
-FEATURE_VERSION = 1
 
 
 @dataclass
@@ -59,26 +57,15 @@ class Backbones:
         self.short_sides = {name: level.short_side for name, level in cfg.levels.items()}
         self.spatial = SpatialExtractor(cfg.weights, self.device) if cfg.levels else None
         self.temporal = TemporalExtractor(cfg.weights, self.device) if cfg.temporal else None
-
-    @property
-    def settings(self) -> dict:
-        """Everything that shapes the feature values: the store refuses to mix runs where any of it differs."""
-        cfg = self.cfg
-        return {
-            "feature_version": FEATURE_VERSION,
-            "levels": {name: {"short_side": side} for name, side in sorted(self.short_sides.items())},
-            "clip": {"frames": cfg.clip.frames, "size": cfg.clip.size},
-            "max_chunks": cfg.max_chunks,
-            "spatial_weights": self.spatial.weights_id if self.spatial else None,
-            "temporal_weights": self.temporal.weights_id if self.temporal else None,
-            "nss": {"dim": NSS_DIM, "version": NSS_VERSION} if cfg.nss else None,
-        }
+        # Everything that shapes the feature values: a store refuses to mix runs where any of it differs.
+        self.settings = FeatureSettings.from_config(
+            cfg, spatial_weights=self.spatial.weights_id if self.spatial else None,
+            temporal_weights=self.temporal.weights_id if self.temporal else None,
+            precision=feature_precision(self.device))
 
     def kinds(self, levels: Iterable[str]) -> tuple[str, ...]:
         """The store kinds a video extracted at ``levels`` holds."""
-        kinds = [f"spatial_{level}" for level in levels]
-        kinds += ["temporal_slow", "temporal_fast"] if self.temporal else []
-        return tuple(kinds + (["nss"] if self.cfg.nss else []))
+        return self.settings.kinds(levels)
 
     def features(self, chunks: Sequence[DecodedChunk], levels: Iterable[str]) -> dict[str, np.ndarray]:
         """Rows of every kind for a batch of chunks of one video (their key frames share one size)."""
@@ -108,14 +95,17 @@ class _Job:
     info: VideoInfo | None = None
     pending: list[DecodedChunk] = field(default_factory=list)
     parts: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    seconds: list[int] = field(default_factory=list)  # the second each chunk starts at, in order
 
     def add(self, chunk: DecodedChunk, backbones: Backbones, batch_size: int) -> None:
         self.pending.append(chunk)
+        self.seconds.append(chunk.second)
         if len(self.pending) >= batch_size:
             self._run(backbones)
 
-    def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray]]:
-        """The video's record and rows, checked as the store requires (StoreError: this video fails)."""
+    def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray], list[int]]:
+        """The video's record, rows and chunk start seconds, rows checked as the store requires (StoreError:
+        this video fails)."""
         if self.pending:
             self._run(backbones)
         if self.info is None or not self.parts:
@@ -124,7 +114,7 @@ class _Job:
         record = VideoRecord(key=self.key, fps=info.fps, frames=info.frames, width=info.width, height=info.height,
                              duration=info.duration, decoder=info.decoder, size=self.size, mtime=self.mtime)
         rows = checked_rows({kind: np.concatenate(rows) for kind, rows in parts.items()}, self.path)
-        return record, rows
+        return record, rows, self.seconds
 
     def _run(self, backbones: Backbones) -> None:
         for kind, rows in backbones.features(self.pending, self.levels).items():
@@ -161,7 +151,7 @@ def extract_videos(
         if not backbones.kinds(levels):
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
-        _run(videos, FeatureStore.open(store, backbones.settings), cfg, levels, backbones, pool, progress, summary)
+        _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, progress, summary)
     finally:
         if pool:
             pool.close()
@@ -230,16 +220,16 @@ def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbon
             summary.failed[key] = f"{path}: video file not found or unreadable ({exc.strerror})"
             continue
         record = cached.get(key)
+        need = extraction_need(record, path, wanted)
+        if need is None:
+            summary.skipped.append(key)
+            continue
         job_levels = levels
-        if record is not None:
-            if record.same_file(path):
-                if wanted <= set(record.kinds):
-                    summary.skipped.append(key)
-                    continue
-                held = [k.removeprefix("spatial_") for k in record.kinds if k.startswith("spatial_")]
-                job_levels = tuple(dict.fromkeys([*levels, *(h for h in held if h in backbones.short_sides)]))
-            else:
-                summary.stale.append(key)
+        if need == CHANGED:
+            summary.stale.append(key)
+        elif need == LACKING:  # extract again with the levels it holds as well, so none is lost
+            held = [k.removeprefix("spatial_") for k in record.kinds if k.startswith("spatial_")]
+            job_levels = tuple(dict.fromkeys([*levels, *(h for h in held if h in backbones.short_sides)]))
         jobs.append(_Job(key, str(path), job_levels, size, mtime))
     return jobs
 
@@ -267,12 +257,12 @@ def _assemble(events: Iterable[Event], jobs: list[_Job], backbones: Backbones, b
             elif kind == "chunk":
                 job.add(payload, backbones, batch_size)
             else:
-                record, rows = job.finish(backbones)
+                record, rows, seconds = job.finish(backbones)
         except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
             if kind != "done":
                 broken.add(task)
             yield task, job.key, describe(exc, job.path)
             continue
         if kind == "done":
-            writer.add(record, rows)
+            writer.add(record, rows, seconds)
             yield task, job.key, None

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from scipy import ndimage, special
 
+from pipeline.errors import ArrayError
+
 __all__ = [
     "NSS_DIM", "NSS_NAMES", "NSS_VERSION", "fit_aggd", "fit_ggd", "log_variances", "mscn", "nss_features",
     "nss_features_batch", "nss_statistics", "spatial_nss", "temporal_nss",
@@ -234,14 +236,14 @@ def spatial_nss(key_frame: torch.Tensor) -> np.ndarray:
     """The key-frame part of the descriptor: float64 (36,), the ``spatial_*`` entries of ``NSS_NAMES``."""
     if key_frame.dtype != torch.uint8 or key_frame.ndim != 3 or key_frame.shape[0] != 3:
         got = f"{key_frame.dtype} {tuple(key_frame.shape)}"
-        raise ValueError(f"key_frame must be a uint8 (3, H, W) tensor, got {got}")
+        raise ArrayError(f"key_frame must be a uint8 (3, H, W) tensor, got {got}")
     return log_variances(nss_statistics(_luma(key_frame)[None])[0])
 
 
 def temporal_nss(clip: torch.Tensor) -> np.ndarray:
     """The clip part of the descriptor: float64 (39,), the ``temporal_*`` and ``motion_*`` entries of NSS_NAMES."""
     if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[1] != 3 or clip.shape[0] < 2:
-        raise ValueError(f"clip must be a uint8 (T >= 2, 3, S, S) tensor, got {clip.dtype} {tuple(clip.shape)}")
+        raise ArrayError(f"clip must be a uint8 (T >= 2, 3, S, S) tensor, got {clip.dtype} {tuple(clip.shape)}")
     y = _luma(clip)
     diffs = y[1:] - y[:-1]
     # Averaged over the clip before the log, so a few repeated (all-zero) differences do not dominate.
@@ -261,6 +263,6 @@ def nss_features(key_frame: torch.Tensor, clip: torch.Tensor) -> np.ndarray:
 def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch.Tensor]) -> np.ndarray:
     """``nss_features`` of several chunks; float32 (len(key_frames), NSS_DIM). Key frames may differ in size."""
     if len(key_frames) != len(clips):
-        raise ValueError(f"got {len(key_frames)} key frames but {len(clips)} clips")
+        raise ArrayError(f"got {len(key_frames)} key frames but {len(clips)} clips")
     rows = [nss_features(k, c) for k, c in zip(key_frames, clips)]
     return np.stack(rows) if rows else np.zeros((0, NSS_DIM), dtype=np.float32)

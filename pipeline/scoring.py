@@ -5,8 +5,10 @@
 
 A model file names the extraction settings of the features it was trained on (``ModelSpec.store_settings``).
 Videos are extracted with exactly those settings (levels, clip, max_chunks, weights, NSS), and a store made
-with any other settings is refused, so a model never scores features it was not trained on. Only the
-spatial level the model reads is extracted.
+with any other settings is refused, so a model never scores features it was not trained on. The one
+allowed difference is the precision the backbones compute at (:data:`~pipeline.features.SCORING_MAY_DIFFER`):
+a model trained on bf16 GPU features scores on a CPU-only machine, from float32 features in a store of that
+precision (docs/design.md, "Feature store"). Only the spatial level the model reads is extracted.
 
 Scores: the model predicts standardised MOS per chunk; a video's ``score_raw`` is the mean over its chunks,
 mapped back to the training data's MOS scale; its ``score`` is that value through the logistic calibration
@@ -29,19 +31,22 @@ import torch
 from torch import nn
 
 from pipeline.backbones import resolve_device
-from pipeline.config import ClipConfig, ExtractConfig, LevelConfig, load_config, valid_keys
-from pipeline.errors import StoreError, UsageError
-from pipeline.extract import FEATURE_VERSION, Backbones, check_config, extract_videos
+from pipeline.backbones.device import feature_precision
+from pipeline.config import ExtractConfig, load_config, valid_keys
+from pipeline.errors import ArrayError, SettingsMismatchError, StoreError, UsageError
+from pipeline.extract import Backbones, check_config, extract_videos
+from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
 from pipeline.files import write_atomic
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
-from pipeline.store import FeatureStore, FeatureTable
+from pipeline.store import MANIFEST, FeatureStore, FeatureTable, extraction_need, settings_hash
+from pipeline.trees import differences
 
 #: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
 SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error")
 # Chunk rows converted to float32 and scored at once: enough for an efficient matrix product, a bounded
-# scratch buffer (39 MB at 9472 inputs). Measured on 2 cores: 256-1024 rows best, 64 and 4096 slower.
+# scratch buffer; smaller and larger blocks were slower (BENCHMARKS.md, "Prediction throughput").
 _BLOCK_ROWS = 1024
 
 
@@ -60,16 +65,18 @@ class Predictions:
 class Scorer:
     """A trained model, the backbones that make its inputs (built on first need), and a feature store."""
 
-    def __init__(self, model: ChunkRegressor, spec: ModelSpec, path: Path, runtime: ExtractConfig,
-                 weights: str | None = None, store: str | Path | None = None):
+    def __init__(self, model: ChunkRegressor, spec: ModelSpec, path: Path, extract: ExtractConfig | None,
+                 store: str | Path | None = None):
         self.model = model
         self.spec = spec
         self.path = path
-        self.runtime = runtime  # how to decode and where to run; the feature settings come from the model
-        self.weights = weights
+        # How the videos the store lacks are extracted: the model's feature settings (FeatureSettings.to_config)
+        # with this machine's decoder, device, workers and weights. None: the model's features were not made by
+        # extract_features.py, so only a store that holds them already can be scored from.
+        self.extract = extract
         self.device = next(model.parameters()).device
         self._layers = folded_layers(model)
-        self.store = Path(store) if store is not None else default_store(spec)
+        self.store = Path(store) if store is not None else default_store(self.store_settings, spec.config.data.store)
         self._backbones: Backbones | None = None
 
     @classmethod
@@ -89,16 +96,24 @@ class Scorer:
             raise UsageError(f"--set {not_extract[0]!r}: scoring accepts extract.* keys only (the model fixes the "
                              "rest); valid: " + ", ".join(k for k in valid_keys() if k.startswith("extract.")))
         model, spec = load_model(path)
-        cfg = load_config(None, overrides, base=spec.config).extract
-        cfg.device = device or cfg.device
-        check_config(cfg)
-        model.to(resolve_device(cfg.device))
-        return cls(model, spec, path, cfg, weights, store)
+        runtime = load_config(None, overrides, base=spec.config).extract
+        runtime.device = device or runtime.device
+        check_config(runtime)
+        model.to(resolve_device(runtime.device))
+        settings = spec.store_settings
+        extract = FeatureSettings.from_dict(settings).to_config(runtime, weights) \
+            if FeatureSettings.describes(settings) else None
+        return cls(model, spec, path, extract, store)
 
     @functools.cached_property
-    def extract(self) -> ExtractConfig:
-        """How videos are extracted for this model (UsageError if its features did not come from extraction)."""
-        return extraction_config(self.spec, self.runtime, self.weights)
+    def store_settings(self) -> dict:
+        """The settings of the store this scorer reads and extends: the model's, at the precision this machine's
+        backbones compute at (the one difference allowed, SCORING_MAY_DIFFER); the model's as they are when its
+        features were not made by extraction."""
+        if self.extract is None:
+            return self.spec.store_settings
+        precision = feature_precision(resolve_device(self.extract.device))
+        return FeatureSettings.from_dict(self.spec.store_settings).with_precision(precision).to_dict()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -140,22 +155,19 @@ class Scorer:
             return _table(list(paths), errors, None, {})
         store = self._open_store()
         predictions = self.score_table(store.read(self.kinds, scored))
-        records, max_chunks = store.cached(), self.spec.store_settings.get("max_chunks", 0)
-        seconds = {key: chunk_seconds(int(count), max_chunks, records[key].duration)
-                   for key, count in zip(predictions.keys, np.diff(predictions.offsets))}
-        return _table(list(paths), errors, predictions, seconds)
+        return _table(list(paths), errors, predictions, store.chunk_seconds(scored))
 
     def extract_missing(self, videos: Mapping[str, str], *, progress: bool = False) -> dict[str, str]:
         """Extract the ``{key: path}`` videos the store does not hold (from that same file); return failures."""
-        store = self._open_store() if (self.store / "manifest.json").exists() else None
+        store = self._open_store() if (self.store / MANIFEST).exists() else None
         cached = store.cached() if store is not None else {}
-        held = {key for key, record in cached.items() if set(self.kinds) <= set(record.kinds)}
-        needed = [(key, path) for key, path in videos.items() if key not in held or not cached[key].same_file(path)]
+        needed = [(key, path) for key, path in videos.items() if extraction_need(cached.get(key), path, self.kinds)]
         if not needed:
             return {}
         level = self.spec.features.level
-        summary = extract_videos(needed, self.store, self.extract, levels=[] if level == "none" else [level],
-                                 backbones=self.backbones(), progress=progress)
+        backbones = self.backbones()
+        summary = extract_videos(needed, self.store, backbones.cfg, levels=[] if level == "none" else [level],
+                                 backbones=backbones, progress=progress)
         return summary.failed
 
     def score_table(self, table: FeatureTable) -> Predictions:
@@ -173,10 +185,10 @@ class Scorer:
         offsets = np.asarray([0, rows] if offsets is None else offsets, dtype=np.int64)
         counts = np.diff(offsets)
         if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != rows or (counts < 1).any():
-            raise UsageError(f"offsets must rise strictly from 0 to the row count {rows}, got {offsets.tolist()[:8]}")
+            raise ArrayError(f"offsets must rise strictly from 0 to the row count {rows}, got {offsets.tolist()[:8]}")
         keys = [str(i) for i in range(len(counts))] if keys is None else list(keys)
         if len(keys) != len(counts):
-            raise UsageError(f"{len(keys)} keys for {len(counts)} videos")
+            raise ArrayError(f"{len(keys)} keys for {len(counts)} videos")
         chunk_raw = self._chunk_outputs(features, rows) * self.spec.mos_std + self.spec.mos_mean
         video_raw = np.add.reduceat(chunk_raw, offsets[:-1]) / counts
         to_mos = self.spec.calibration
@@ -185,13 +197,14 @@ class Scorer:
     def backbones(self) -> Backbones:
         """The backbones that make this model's inputs, built once; refused if they would make other features."""
         if self._backbones is None:
+            trained = FeatureSettings.from_dict(self.spec.store_settings, str(self.path))
             backbones = Backbones(self.extract)
-            differing = _differences(self.spec.store_settings, backbones.settings)
+            differing = trained.differences(backbones.settings, allowed=SCORING_MAY_DIFFER)
             if differing:
-                raise UsageError(
+                raise SettingsMismatchError(
                     f"{self.path}: this model was trained on features extracted with other settings than these "
-                    f"backbones give (weights {self.extract.weights!r}); differing (model vs. now): "
-                    + "; ".join(differing))
+                    f"backbones give (weights {self.extract.weights!r}); score from a store that holds the videos "
+                    "already, or refit on features extracted now. Differing (model vs. now): " + "; ".join(differing))
             self._backbones = backbones
         return self._backbones
 
@@ -199,11 +212,11 @@ class Scorer:
 
     def _open_store(self) -> FeatureStore:
         store = FeatureStore.open(self.store)
-        if store.manifest["settings_hash"] != self.spec.store_settings_hash:
-            raise UsageError(
+        if store.manifest["settings_hash"] != settings_hash(self.store_settings):
+            raise SettingsMismatchError(
                 f"{self.store}: this store was made with other extraction settings than the features {self.path} "
-                "was trained on; pass another --store (a new directory is fine). Differing (model vs. store): "
-                + "; ".join(_differences(self.spec.store_settings, store.settings)))
+                "was trained on (at the precision this machine extracts at); pass another --store (a new directory "
+                "is fine). Differing (model here vs. store): " + "; ".join(differences(self.store_settings, store.settings)))
         return store
 
     def _check_features(self, features: Mapping[str, np.ndarray]) -> int:
@@ -211,11 +224,11 @@ class Scorer:
         widths = self.spec.widths
         missing = [kind for kind in self.kinds if kind not in features]
         if missing:
-            raise UsageError(f"features lack {missing}; this model reads {widths} (kind: width)")
+            raise ArrayError(f"features lack {missing}; this model reads {widths} (kind: width)")
         shapes = {kind: np.shape(features[kind]) for kind in self.kinds}
         if any(len(s) != 2 or s[1] != widths[kind] for kind, s in shapes.items()) or \
                 len({s[0] for s in shapes.values()}) != 1 or not next(iter(shapes.values()))[0]:
-            raise UsageError(f"features must be (rows, width) arrays with one row count and widths {widths}; "
+            raise ArrayError(f"features must be (rows, width) arrays with one row count and widths {widths}; "
                              f"got shapes {shapes}")
         return next(iter(shapes.values()))[0]
 
@@ -246,52 +259,16 @@ def folded_layers(model: ChunkRegressor) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
-def default_store(spec: ModelSpec) -> Path:
-    """The store a model scores with by default: the one it was trained from when that is here, with the same
-    settings; otherwise ``features/scores-<first 12 digits of the settings hash>``."""
-    trained = Path(spec.config.data.store)
+def default_store(settings: Mapping, trained: str | Path) -> Path:
+    """The store a scorer whose store has ``settings`` uses by default: ``trained`` (the one its model was trained
+    from) when that is here with the same settings; otherwise ``features/scores-<first 12 digits of their hash>``."""
+    wanted = settings_hash(settings)
     try:
-        if FeatureStore.open(trained).manifest["settings_hash"] == spec.store_settings_hash:
-            return trained
+        if FeatureStore.open(trained).manifest["settings_hash"] == wanted:
+            return Path(trained)
     except StoreError:
         pass
-    return Path("features") / f"scores-{spec.store_settings_hash[:12]}"
-
-
-def extraction_config(spec: ModelSpec, runtime: ExtractConfig, weights: str | None = None) -> ExtractConfig:
-    """The extraction config that reproduces the model's feature settings; decoding options from ``runtime``."""
-    settings = spec.store_settings
-    needed = ("feature_version", "levels", "clip", "max_chunks", "spatial_weights", "temporal_weights", "nss")
-    if any(key not in settings for key in needed):
-        raise UsageError(f"the features this model was trained on were not made by extract_features.py (settings "
-                         f"{settings}); score it from a store that holds the videos' features already")
-    if settings["feature_version"] != FEATURE_VERSION:
-        raise UsageError(f"this model's features follow feature definitions version {settings['feature_version']}; "
-                         f"this code extracts version {FEATURE_VERSION}: refit the model on freshly extracted features")
-    ids = [settings["spatial_weights"], settings["temporal_weights"]]
-    random = any(str(i).startswith("random") for i in ids if i is not None)
-    return ExtractConfig(
-        decoder=runtime.decoder, device=runtime.device, batch_size=runtime.batch_size,
-        decode_timeout_s=runtime.decode_timeout_s, workers=runtime.workers, shard_videos=runtime.shard_videos,
-        weights=weights or ("random" if random else "imagenet"),
-        levels={name: LevelConfig(level["short_side"]) for name, level in settings["levels"].items()},
-        clip=ClipConfig(**settings["clip"]),
-        max_chunks=settings["max_chunks"],
-        temporal=settings["temporal_weights"] is not None,
-        nss=settings["nss"] is not None,
-    )
-
-
-def chunk_seconds(count: int, max_chunks: int, duration: float) -> np.ndarray:
-    """The second each of a video's ``count`` chunks starts at (the sampling plan of the design).
-
-    Without ``max_chunks`` chunk ``i`` is second ``i``. With it, chunks are spread over the
-    ``max(1, floor(duration))`` seconds as the sampling plan spreads them.
-    """
-    if not max_chunks or count < max_chunks:
-        return np.arange(count)
-    seconds = max(1, math.floor(duration))
-    return np.array([(2 * k + 1) * seconds // (2 * max_chunks) for k in range(count)])
+    return Path("features") / f"scores-{wanted[:12]}"
 
 
 def write_scores(table: pd.DataFrame, path: str | Path) -> None:
@@ -322,15 +299,3 @@ def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions 
         else:
             rows.append((key, math.nan, math.nan, "error", errors[key], None, None))
     return pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "seconds", "chunk_scores"])
-
-
-def _differences(expected: Mapping, actual: Mapping) -> list[str]:
-    a, b = _flatten(json.loads(json.dumps(expected))), _flatten(json.loads(json.dumps(actual)))
-    keys = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
-    return [f"{key}: {a.get(key)!r} vs. {b.get(key)!r}" for key in keys]
-
-
-def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(tree, dict):
-        return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): tree}

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline.features import FeatureSettings
 from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord
 
 KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
@@ -22,7 +23,10 @@ def make_store(root: Path, videos: int = 40, max_chunks: int = 3, seed: int = 0,
     rng = np.random.default_rng(seed)
     dims = {**{k: FEATURE_DIMS[k] for k in KINDS}, **({"nss": nss_dim} if nss_dim else {})}
     directions = {k: _sparse_direction(rng, d) for k, d in dims.items()}
-    store = FeatureStore.open(root, {"synthetic": True, "nss": nss_dim})
+    settings = FeatureSettings(levels={"coarse": 448, "fine": 720}, clip_frames=32, clip_size=224, max_chunks=0,
+                               spatial_weights="synthetic", temporal_weights="synthetic", nss_dim=nss_dim or None,
+                               nss_version=1 if nss_dim else None, precision="float32")
+    store = FeatureStore.open(root, settings.to_dict())
     quality = rng.standard_normal(videos)
     with store.writer(flush_videos=16) as writer:
         for i, q in enumerate(quality):
@@ -30,7 +34,7 @@ def make_store(root: Path, videos: int = 40, max_chunks: int = 3, seed: int = 0,
             record = VideoRecord(key=f"v{i:03d}.mp4", fps=30.0, frames=30 * chunks, width=64, height=48,
                                  duration=float(chunks), decoder="pyav", size=1, mtime=0.0)
             writer.add(record, {k: q * d + 1.0 * rng.standard_normal((chunks, len(d)), dtype=np.float32)
-                                for k, d in directions.items()})
+                                for k, d in directions.items()}, range(chunks))
     return pd.DataFrame({
         "filename": [f"v{i:03d}.mp4" for i in range(videos)],
         "mos": np.round(1 + 4 / (1 + np.exp(-quality)), 4),

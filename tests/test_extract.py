@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import extract
 from pipeline.config import load_config
-from pipeline import store as store_module
+from pipeline.store import shards as shard_files
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool
 from pipeline.errors import StoreError
 from pipeline.extract import Backbones, extract_videos
@@ -104,10 +104,11 @@ def test_a_level_added_later_keeps_the_others(videos: Path, tmp_path: Path) -> N
 
 
 def test_other_settings_are_refused(videos: Path, tmp_path: Path) -> None:
+    """A store made with other settings is a settings mismatch: exit 2, as when scoring (pipeline.errors)."""
     store = tmp_path / "store"
     assert run(videos, store, "--csv", str(videos / "good.csv"), "--levels", "coarse")[0] == 0
     code, out = run(videos, store, "--csv", str(videos / "good.csv"), "--set", "extract.levels.coarse.short_side=96")
-    assert code == 1 and "levels.coarse.short_side: 64 vs. 96" in out, out
+    assert code == 2 and "levels.coarse.short_side: 64 vs. 96" in out, out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -192,6 +193,6 @@ def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
         raise StoreError("disk full")
 
     monkeypatch.setattr(Backbones, "features", features)
-    monkeypatch.setattr(store_module, "_write_shard", disk_full)
+    monkeypatch.setattr(shard_files, "write_shard", disk_full)
     with pytest.raises(StoreError, match="disk full"):
         extract_videos([("c", videos / "clip2.mp4")], tmp_path / "store", cfg, levels=["coarse"], progress=False)

@@ -53,6 +53,26 @@ def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):
     assert message in result.output
 
 
+@pytest.mark.parametrize("fine, args, message", [
+    ({"model": {"hidden": [32]}}, [], "must keep its shape and inputs (all but the spatial level); differs (coarse "
+                                      "vs. fine): model.hidden [16] vs. [32]"),
+    ({"features": {"level": "fine", "nss": True}}, [], "features.nss False vs. True"),
+    ({}, ["--set", "data.val_fraction=0"], "data.val_fraction must be between 0 and 1"),
+    ({}, ["--sweep", "SWEEP"], "tiny: model.dropout must be in [0, 1), got 1.0"),
+])
+def test_both_phases_and_every_sweep_entry_are_checked_before_any_store_is_read(tiny, tmp_path, fine, args, message):
+    tmp, config = tiny
+    fine_path = tmp_path / "fine.yml"
+    fine_path.write_text(yaml.safe_dump({"name": "tiny_fine", "fine_config": None, "features": {"level": "fine"},
+                                         **fine}))
+    (tmp_path / "sweep.yml").write_text("runs:\n  - {optimizer.lr: 1.0e-3}\n  - {model.dropout: 1.0}\n")
+    args = [str(tmp_path / "sweep.yml") if a == "SWEEP" else a for a in args]
+    result = invoke("-o", config, "--fine", fine_path, "--store", tmp_path / "no-store", "--out", tmp_path / "run",
+                    *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):
     tmp, config = tiny
     sweep = tmp_path / "sweep.yml"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from fractions import Fraction
 import re
 from pathlib import Path
 
+import av
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,11 +18,11 @@ from click.testing import CliRunner
 
 from pipeline.cli import extract, score
 from pipeline.demo import demo_overrides
-from pipeline.fit.model import load_model
+from pipeline.fit.model import load_model, save_model
 from pipeline.fit.run import fit
-from pipeline.scoring import Scorer, chunk_seconds
-from pipeline.store import FeatureStore
-from videos import make_video
+from pipeline.scoring import Scorer, write_per_second
+from pipeline.store import FeatureStore, settings_hash
+from videos import frame_content, make_video
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny everything, as --set overrides of the extraction (the config keeps the design's defaults).
@@ -41,7 +44,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with tiny videos, their labels, a store extracted with random weights, and a fitted run."""
-    root = tmp_path_factory.mktemp("score")
+    return fitted_run(tmp_path_factory.mktemp("score"))
+
+
+def fitted_run(root: Path, *extract_sets: str) -> Path:
+    """``root`` with tiny videos, their labels, a store extracted with ``TINY`` and ``extract_sets``, and a run."""
     for i in range(VIDEOS):
         make_video(root / f"clip{i}.mp4", frames=24 if i == 3 else 16, fps=8, seed=i)  # 2 chunks; clip3: 3
     rows = [f"clip{i}.mp4,{1 + i * 0.5},src{i // 2}\n" for i in range(VIDEOS)]
@@ -53,7 +60,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"data: {{train_csv: {root / 'labels.csv'}, video_root: {root}, store: {root / 'store'}, "
         "val_fraction: 0.34}\n")
     code, out = invoke(extract, "-o", root / "coarse.yml", "--weights", "random", "--no-progress",
-                       *(a for item in TINY for a in ("--set", item)))
+                       *(a for item in [*TINY, *extract_sets] for a in ("--set", item)))
     assert code == 0, out
     fit(root / "coarse.yml", out=root / "run")
     (root / "bad.mp4").write_bytes(b"not a video at all" * 50)
@@ -95,6 +102,35 @@ def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Pa
     assert re.search(r"srocc\s+krocc\s+plcc\s+rmse", out)
 
 
+def make_sparse_clip(path: Path) -> Path:
+    """Frames at 0, 1 and 2 s, the last one shown for 3 s: a 5 s video whose seconds 3 and 4 start no chunk."""
+    time_base = Fraction(1, 90000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = time_base
+        packets = []
+        for k in range(3):
+            frame = av.VideoFrame.from_ndarray(frame_content(k, 64, 48), format="rgb24")
+            frame.pts, frame.time_base = round(k / time_base), time_base
+            packets += stream.encode(frame)
+        packets += stream.encode()
+        max(packets, key=lambda p: p.pts).duration = round(3 / time_base)
+        for packet in packets:
+            container.mux(packet)
+    return path
+
+
+def test_per_second_scores_name_the_seconds_the_chunks_start_at(tmp_path: Path) -> None:
+    """With max_chunks 2, the sparse clip's chunks start at 0 s and 2 s (sampling plan), whatever its duration."""
+    root = fitted_run(tmp_path, "extract.max_chunks=2")
+    scorer = Scorer.load(root / "run" / "best_model.pth", device="cpu", store=root / "store")
+    table = scorer.score_paths({"sparse.mp4": make_sparse_clip(root / "sparse.mp4")})
+    write_per_second(table, tmp_path / "seconds.jsonl")
+    line = json.loads((tmp_path / "seconds.jsonl").read_text())
+    assert line["seconds"] == [0, 2] and len(line["scores"]) == 2
+
+
 def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
     """The fast block-wise scorer agrees with the model's own forward pass on padded batches."""
     scorer = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
@@ -128,6 +164,26 @@ def test_refuses_a_store_made_with_other_settings(run: Path, tmp_path: Path) -> 
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: Path) -> None:
+    """Precision is the one setting a model's features and a scorer's may differ in: the CPU scorer of a model
+    trained on GPU (bf16) features extracts float32 ones, into a store of that precision, never the bf16 one."""
+    model, spec = load_model(run / "run" / "best_model.pth")
+    assert spec.store_settings["precision"] == "float32"
+    gpu_settings = {**spec.store_settings, "precision": "bf16"}
+    gpu = dataclasses.replace(spec, store_settings=gpu_settings, store_settings_hash=settings_hash(gpu_settings))
+    save_model(tmp_path / "gpu.pth", model, gpu)
+    scorer = Scorer.load(tmp_path / "gpu.pth", device="cpu", store=tmp_path / "cpu-store")
+    table = scorer.score_paths({"clip0.mp4": run / "clip0.mp4"})
+    reference = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
+    assert table.loc[0, "status"] == "ok", table.loc[0, "error"]
+    assert table.loc[0, "score"] == pytest.approx(reference.score_paths([run / "clip0.mp4"]).loc[0, "score"], rel=1e-5)
+    assert FeatureStore.open(tmp_path / "cpu-store").settings["precision"] == "float32"
+    FeatureStore.open(tmp_path / "bf16-store", gpu_settings)
+    code, out = invoke(score, "--model", tmp_path / "gpu.pth", "--csv", run / "labels.csv", "--store",
+                       tmp_path / "bf16-store", "--device", "cpu", "--out", tmp_path / "s.csv", "--no-progress")
+    assert code == 2 and 'precision: "float32" vs. "bf16"' in out, out
+
+
 def test_usage_errors_exit_2(run: Path, tmp_path: Path) -> None:
     model = run / "run" / "best_model.pth"
     code, out = invoke(score, "--model", model, "--csv", run / "labels.csv", "--out", tmp_path / "s.csv",
@@ -153,12 +209,6 @@ def test_score_features_validates_arrays(run: Path) -> None:
         scorer.score_features({})
     with pytest.raises(Exception, match="offsets"):
         scorer.score_features(arrays, offsets=[0, 5, 5])
-
-
-def test_chunk_seconds_follow_the_sampling_plan() -> None:
-    assert chunk_seconds(3, 0, 3.2).tolist() == [0, 1, 2]
-    assert chunk_seconds(2, 2, 10.0).tolist() == [2, 7]  # centres of two equal halves of 10 s
-    assert chunk_seconds(2, 4, 2.0).tolist() == [0, 1]  # fewer chunks than max_chunks: every second
 
 
 def test_readme_python_api_example_runs(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

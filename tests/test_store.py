@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import store as store_module
+from pipeline.store import reader as store_reader
+from pipeline.store import shards as shard_files
 from pipeline.errors import StoreError
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, settings_hash
+from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, file_signature, settings_hash
 
 SETTINGS = {"feature_version": 1, "levels": {"coarse": {"short_side": 448}}, "max_chunks": 0}
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def fill(store: FeatureStore, n: int, flush_videos: int = 3) -> dict[str, dict]:
         for i in range(n):
             key = f"videos/clip {i}.mp4"
             written[key] = features(1 + i % 4, seed=i)
-            writer.add(record(key, rows=1 + i % 4), written[key])
+            writer.add(record(key, rows=1 + i % 4), written[key], range(1 + i % 4))
     return written
 
 
@@ -81,8 +82,8 @@ def test_read_all_and_records(store: FeatureStore) -> None:
 
 def test_reader_blocks_split_and_scatter(store: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
     written = fill(store, 9, flush_videos=9)
-    monkeypatch.setattr(store_module, "_MAX_BLOCK_ROWS", 4)
-    monkeypatch.setattr(store_module, "_MAX_GAP_ROWS", 1)
+    monkeypatch.setattr(store_reader, "MAX_BLOCK_ROWS", 4)
+    monkeypatch.setattr(store_reader, "MAX_GAP_ROWS", 1)
     keys = list(np.random.default_rng(0).permutation(list(written))[:7])
     table = store.read(["temporal_fast"], keys)
     for key in keys:
@@ -104,12 +105,12 @@ def test_read_segments_matches_naive_copy(segments: list, block_rows: int, gap_r
     with h5py.File("mem.h5", "w", driver="core", backing_store=False) as f:
         ds = f.create_dataset("x", data=source)
         out = np.full((dst, 3), -1, dtype=np.float32)
-        old = store_module._MAX_BLOCK_ROWS, store_module._MAX_GAP_ROWS
-        store_module._MAX_BLOCK_ROWS, store_module._MAX_GAP_ROWS = block_rows, gap_rows
+        old = store_reader.MAX_BLOCK_ROWS, store_reader.MAX_GAP_ROWS
+        store_reader.MAX_BLOCK_ROWS, store_reader.MAX_GAP_ROWS = block_rows, gap_rows
         try:
-            store_module._read_segments(ds, segs, out)
+            store_reader.read_segments(ds, segs, out)
         finally:
-            store_module._MAX_BLOCK_ROWS, store_module._MAX_GAP_ROWS = old
+            store_reader.MAX_BLOCK_ROWS, store_reader.MAX_GAP_ROWS = old
     naive = np.concatenate([source[s:s + r] for s, r, _ in segs]) if segs else out
     np.testing.assert_array_equal(out, naive)
 
@@ -134,7 +135,7 @@ def test_read_only_open(tmp_path: Path, store: FeatureStore) -> None:
 
 def test_missing_keys_and_kinds_are_errors(store: FeatureStore) -> None:
     with store.writer() as writer:
-        writer.add(record("a"), features(3, 0, kinds=("temporal_slow",)))
+        writer.add(record("a"), features(3, 0, kinds=("temporal_slow",)), range(3))
     with pytest.raises(StoreError, match="not in the store"):
         store.read(["temporal_slow"], ["a", "b"])
     with pytest.raises(StoreError, match="'a' has no 'spatial_fine'"):
@@ -153,17 +154,17 @@ def test_missing_keys_and_kinds_are_errors(store: FeatureStore) -> None:
 ])
 def test_invalid_rows_are_refused(store: FeatureStore, bad: dict, message: str) -> None:
     with store.writer() as writer, pytest.raises(StoreError, match=message):
-        writer.add(record("a"), bad)
+        writer.add(record("a"), bad, [0, 1])
     assert store.shards() == []
 
 
 def test_newest_copy_of_a_key_wins(store: FeatureStore) -> None:
     with store.writer() as writer:
-        writer.add(record("a", size=1), features(2, 0))
-        writer.add(record("b"), features(2, 1))
+        writer.add(record("a", size=1), features(2, 0), range(2))
+        writer.add(record("b"), features(2, 1), range(2))
     newer = features(4, 2)
     with store.writer() as writer:
-        writer.add(record("a", rows=4, size=2), newer)
+        writer.add(record("a", rows=4, size=2), newer, range(4))
     table = store.read(["spatial_coarse"], ["a", "b"])
     np.testing.assert_array_equal(table.features["spatial_coarse"][table.rows("a")], expected(newer, "spatial_coarse"))
     assert store.cached()["a"].size == 2
@@ -171,8 +172,8 @@ def test_newest_copy_of_a_key_wins(store: FeatureStore) -> None:
 
 def test_a_key_added_twice_in_one_writer_goes_to_a_new_shard(store: FeatureStore) -> None:
     with store.writer(flush_videos=10) as writer:
-        writer.add(record("a"), features(3, 0))
-        writer.add(record("a"), features(3, 1))
+        writer.add(record("a"), features(3, 0), range(3))
+        writer.add(record("a"), features(3, 1), range(3))
     assert len(store.shards()) == 2
     np.testing.assert_array_equal(store.read(["nss"], ["a"]).features["nss"], expected(features(3, 1), "nss"))
 
@@ -180,8 +181,8 @@ def test_a_key_added_twice_in_one_writer_goes_to_a_new_shard(store: FeatureStore
 def test_partial_shards_are_never_read(store: FeatureStore) -> None:
     fill(store, 2, flush_videos=2)
     (shard,) = store.shards()
-    live = store.root / f"shard-99999999999999999999-{store_module._HOST}-{os.getpid()}-abcd.h5.tmp"
-    dead = store.root / f"shard-99999999999999999999-{store_module._HOST}-999999999-abcd.h5.tmp"
+    live = store.root / f"shard-99999999999999999999-{shard_files.HOST}-{os.getpid()}-abcd.h5.tmp"
+    dead = store.root / f"shard-99999999999999999999-{shard_files.HOST}-999999999-abcd.h5.tmp"
     for tmp in (live, dead):
         shutil.copy(shard, tmp)
     with h5py.File(live, "r+") as f:  # a copy that would shadow the real shard if it were read
@@ -208,23 +209,44 @@ def test_failures_keep_the_latest_reason_until_success(store: FeatureStore) -> N
         writer.fail("a", "second reason")
     assert store.failures() == {"a": "second reason", "b": 'broken, "quoted"'}
     with store.writer() as writer:
-        writer.add(record("a"), features(2, 0))
+        writer.add(record("a"), features(2, 0), range(2))
     assert store.failures() == {"b": 'broken, "quoted"'}
 
 
 def test_leaving_the_writer_on_an_error_keeps_the_videos_added(store: FeatureStore) -> None:
     with pytest.raises(KeyboardInterrupt), store.writer(flush_videos=100) as writer:
-        writer.add(record("a"), features(2, 0))
+        writer.add(record("a"), features(2, 0), range(2))
         raise KeyboardInterrupt
     assert list(store.cached()) == ["a"]
+
+
+def test_chunk_start_seconds_round_trip_and_are_checked(store: FeatureStore) -> None:
+    with store.writer() as writer:
+        writer.add(record("a", rows=2), features(2, 0), [0, 2])
+        writer.add(record("b", rows=3), features(3, 1), [1, 4, 7])
+        for seconds in ([0], [1, 1], [-1, 0], [0.0, 1.0]):
+            with pytest.raises(StoreError, match="chunk start seconds"):
+                writer.add(record("c", rows=2), features(2, 2), seconds)
+    seconds = FeatureStore.open(store.root).chunk_seconds(["b", "a"])
+    assert {k: v.tolist() for k, v in seconds.items()} == {"b": [1, 4, 7], "a": [0, 2]}
+
+
+def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: FeatureStore) -> None:
+    written = fill(store, 2, flush_videos=2)
+    with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds were recorded
+        del f["index/chunk_second"]
+    reopened = FeatureStore.open(store.root)
+    assert reopened.read(["nss"]).offsets[-1] == sum(len(w["nss"]) for w in written.values())
+    with pytest.raises(StoreError, match="extract them into a new store"):
+        reopened.chunk_seconds(list(written))
 
 
 def test_stale_files_are_reported(store: FeatureStore, tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x" * 10)
-    size, mtime = store_module.file_signature(video)
+    size, mtime = file_signature(video)
     with store.writer() as writer:
-        writer.add(record("v", size=size, mtime=mtime), features(1, 0))
+        writer.add(record("v", size=size, mtime=mtime), features(1, 0), range(1))
     assert store.stale({"v": video}) == []
     video.write_bytes(b"y" * 11)
     assert store.stale({"v": video}) == ["v"]
@@ -240,7 +262,7 @@ WRITER = textwrap.dedent("""
         for i in range(n):
             key = f"{name}-{i}"
             writer.add(VideoRecord(key, 25.0, 50, 64, 48, 2.0, "pyav", 1, 0.0),
-                       {"temporal_fast": np.full((2, 256), i, dtype=np.float32)})
+                       {"temporal_fast": np.full((2, 256), i, dtype=np.float32)}, [0, 1])
             writer.fail(f"{name}-failed-{i}", "boom")
 """)
 

@@ -121,7 +121,7 @@ def test_invalid_input_is_refused(pts, duration, kwargs, message):
     clip_frames=st.integers(min_value=1, max_value=40),
 )
 def test_plan_follows_the_definition(steps, tail, max_chunks, clip_frames):
-    """Against a literal reading of DESIGN.md, for arbitrary (VFR) timestamps in milliseconds."""
+    """Against a literal reading of docs/design.md, for arbitrary (VFR) timestamps in milliseconds."""
     ms = [0]
     for step in steps:
         ms.append(ms[-1] + step)

@@ -73,11 +73,17 @@ def channels_last_for(model: nn.Module) -> torch.memory_format:
     return torch.channels_last_3d if has_3d else torch.channels_last
 
 
+def feature_precision(device: torch.device) -> str:
+    """What the backbones compute at on ``device`` (:func:`inference` follows it): ``bf16`` autocast on CUDA,
+    ``float32`` on a CPU, where bf16 convolutions are slow. Part of a store's feature settings."""
+    return "bf16" if device.type == "cuda" else "float32"
+
+
 @contextlib.contextmanager
 def inference(device: torch.device) -> Iterator[None]:
-    """Inference mode, with bfloat16 autocast on CUDA (float32 on CPU, where bf16 convolutions are slow)."""
+    """Inference mode, at the :func:`feature_precision` of ``device`` (bfloat16 autocast on CUDA)."""
     with torch.inference_mode():
-        if device.type == "cuda":
+        if feature_precision(device) == "bf16":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 yield
         else:
@@ -87,9 +93,9 @@ def inference(device: torch.device) -> Iterator[None]:
 def forward_batch(model: nn.Module, x: torch.Tensor) -> Any:
     """``model(x)``, but one item per call on the CPU, with the outputs concatenated in order.
 
-    On a CPU, batching buys no arithmetic and costs page faults: every call's activations (59 MB for one
-    720p frame's layer1) are fresh allocations that glibc returns to the system afterwards, and a batch of 4
-    made ResNet-50 and SlowFast 1.3-1.5x slower per item than single calls (BENCHMARKS.md). One item per call
+    On a CPU, batching buys no arithmetic and costs page faults: every call's activations are fresh
+    allocations that glibc returns to the system afterwards, so batches made ResNet-50 and SlowFast slower
+    per item than single calls (BENCHMARKS.md, "Extraction end to end"). One item per call
     also makes a video's features independent of the videos batched with it. CUDA gets the whole batch.
     """
     if x.device.type != "cpu" or len(x) <= 1:

@@ -12,6 +12,7 @@ from pipeline.backbones import weights as pretrained
 from pipeline.backbones.device import (
     forward_batch, freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32,
 )
+from pipeline.errors import ArrayError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,12 +77,12 @@ def check_frames(frames: torch.Tensor) -> None:
     """Reject what the extractor cannot honestly read: not (N, 3, H, W) floats, or a layer4 of one position."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise ValueError(f"frames must be a (N, 3, H, W) tensor, got {shape}")
+        raise ArrayError(f"frames must be a (N, 3, H, W) tensor, got {shape}")
     if not frames.is_floating_point():
-        raise TypeError(f"frames must be floats in [0, 1], got {frames.dtype} (scale uint8 frames by 1/255 first)")
+        raise ArrayError(f"frames must be floats in [0, 1], got {frames.dtype} (scale uint8 frames by 1/255 first)")
     height, width = frames.shape[2:]
     if math.ceil(height / STRIDE) * math.ceil(width / STRIDE) < 2:
-        raise ValueError(
+        raise ArrayError(
             f"frames of {height}x{width} are too small: layer4 would hold a single position, whose standard "
             f"deviation is undefined; one side must be longer than {STRIDE} pixels"
         )

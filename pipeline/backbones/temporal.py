@@ -11,6 +11,7 @@ from pipeline.backbones.device import (
     forward_batch, freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32,
 )
 from pipeline.backbones.slowfast import ALPHA, SlowFast
+from pipeline.errors import ArrayError
 
 
 class TemporalExtractor:
@@ -43,12 +44,12 @@ def check_clips(clips: torch.Tensor) -> None:
     """Reject what SlowFast cannot read: not (N, T, 3, H, W) floats, or T not a positive multiple of alpha."""
     if not isinstance(clips, torch.Tensor) or clips.ndim != 5 or clips.shape[2] != 3:
         shape = tuple(clips.shape) if isinstance(clips, torch.Tensor) else type(clips).__name__
-        raise ValueError(f"clips must be a (N, T, 3, H, W) tensor, got {shape}")
+        raise ArrayError(f"clips must be a (N, T, 3, H, W) tensor, got {shape}")
     if not clips.is_floating_point():
-        raise TypeError(f"clips must be floats in [0, 1], got {clips.dtype} (scale uint8 frames by 1/255 first)")
+        raise ArrayError(f"clips must be floats in [0, 1], got {clips.dtype} (scale uint8 frames by 1/255 first)")
     frames = clips.shape[1]
     if frames < ALPHA or frames % ALPHA:
-        raise ValueError(
+        raise ArrayError(
             f"clips of {frames} frames: the fast pathway's frame count must be a positive multiple of "
             f"alpha={ALPHA}, so the lateral connections meet the slow pathway's {frames // ALPHA} frames"
         )

@@ -18,20 +18,22 @@ from joblib import Parallel, delayed
 
 from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import UsageError
+from pipeline.features import FeatureSettings
+from pipeline.fit.checks import check_phases
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
-from pipeline.fit.sweep import flatten
-from pipeline.fit.outputs import RunLog, metrics_table, write_configs, write_results
+from pipeline.fit.outputs import RunLog, write_configs, write_results
 from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
+from pipeline.tables import metrics_table
+from pipeline.trees import flatten
 
 
-# Feature kind -> (store setting that is empty when it was not extracted, the extract key, the fit override
-# that does without it).
+# Feature kind -> (the extract key that turns it off, the fit override that does without it).
 _EXCLUDED_BY = {
-    "nss": ("nss", "extract.nss", "features.nss=false"),
-    "temporal_slow": ("temporal_weights", "extract.temporal", "features.temporal=[]"),
-    "temporal_fast": ("temporal_weights", "extract.temporal", "features.temporal=[]"),
+    "nss": ("extract.nss", "features.nss=false"),
+    "temporal_slow": ("extract.temporal", "features.temporal=[]"),
+    "temporal_fast": ("extract.temporal", "features.temporal=[]"),
 }
 
 
@@ -48,7 +50,7 @@ class FitJob:
 
 def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     """Run both phases of ``job``, write its run directory, and return its metrics (``[phase][split]``)."""
-    _check_phases(job.coarse, job.fine)
+    check_phases(job.coarse, job.fine)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(job.out_dir / "log.txt", job.echo)
     write_configs(job.out_dir, job.coarse, job.fine)
@@ -74,7 +76,8 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
         for phase, cfg in phases:
             results.append(train_phase(phase, cfg, features, splits, results[-1].model if results else None, log))
     metrics = write_results(job.out_dir, results, splits)
-    log("\n" + metrics_table(metrics))
+    log("\n" + metrics_table(["phase", "split"], (([phase, split], values) for phase, by_split in metrics.items()
+                                                  for split, values in by_split.items())))
     return metrics
 
 
@@ -97,19 +100,12 @@ def _in_worker(job: FitJob, threads: int) -> dict[str, dict[str, dict]]:
 
 def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
     """Name the way out when a phase reads a kind that the store's settings exclude (no extraction can add it)."""
+    if not FeatureSettings.describes(store.settings):
+        return  # features made elsewhere: the read says what is missing
+    settings = FeatureSettings.from_dict(store.settings, str(store.root))
+    held = settings.kinds(settings.levels)
     for kind in kinds:
-        setting, extract_key, fit_without = _EXCLUDED_BY.get(kind, (None, "", ""))
-        if setting in store.settings and not store.settings[setting]:
+        if kind in _EXCLUDED_BY and kind not in held:
+            extract_key, fit_without = _EXCLUDED_BY[kind]
             raise UsageError(f"{store.root}: extracted with {extract_key}: false, so it has no {kind!r} features; "
                              f"fit without them (--set {fit_without}) or extract into a new store with {extract_key}: true")
-
-
-def _check_phases(coarse: Config, fine: Config | None) -> None:
-    """Both phases must see the same videos and splits: the fine phase continues the coarse one."""
-    if fine is not None and (coarse.data != fine.data or coarse.device != fine.device):
-        fine_data = to_dict(fine.data)
-        differing = [k for k, v in to_dict(coarse.data).items() if fine_data[k] != v]
-        raise ConfigError(
-            f"{fine.name}: the fine phase must keep the coarse phase's data.* and device "
-            f"(differs: {', '.join(f'data.{k}' for k in differing) or 'device'})"
-        )

@@ -19,8 +19,8 @@ from pipeline.files import write_atomic
 from pipeline.fit.data import Split
 from pipeline.fit.model import save_model
 from pipeline.fit.train import PhaseResult
+from pipeline.tables import METRIC_COLUMNS
 
-METRIC_COLUMNS = ("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n")
 
 
 class RunLog:
@@ -65,21 +65,6 @@ def write_json(path: Path, data: object) -> None:
     write_atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
-def metrics_table(metrics: dict[str, dict[str, dict]]) -> str:
-    """``metrics[phase][split]`` as an aligned text table, one row per phase and split."""
-    rows = [
-        [phase, split, *(_cell(values.get(c)) for c in METRIC_COLUMNS)]
-        for phase, by_split in metrics.items()
-        for split, values in by_split.items()
-    ]
-    return format_table(["phase", "split", *METRIC_COLUMNS], rows)
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows])
-
-
 def plot_scatter(path: Path, result: PhaseResult, splits: dict[str, Split]) -> None:
     """Predicted (MOS scale) vs. MOS for validation (and test), with the logistic fitted on validation."""
     import matplotlib
@@ -106,12 +91,6 @@ def plot_scatter(path: Path, result: PhaseResult, splits: dict[str, Split]) -> N
 
 def _contract(values: dict) -> dict:
     return {c: values[c] for c in METRIC_COLUMNS}
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
 
 
 def _finite(data: object) -> object:

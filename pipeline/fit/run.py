@@ -6,14 +6,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, fine_config_path, load_config, to_dict
 from pipeline.errors import UsageError
+from pipeline.fit.checks import check_phases
 from pipeline.fit.jobs import FitJob, run_jobs
-from pipeline.fit.outputs import METRIC_COLUMNS, format_table, write_configs, write_json
-from pipeline.fit.sweep import as_overrides, flatten, read_sweep
+from pipeline.fit.outputs import write_configs, write_json
+from pipeline.fit.sweep import as_overrides, read_sweep
+from pipeline.tables import METRIC_COLUMNS, cell, format_table
+from pipeline.trees import flatten
 
 Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value
 
@@ -50,10 +52,13 @@ def fit(
 def resolve_configs(
     config: str | Path, fine: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> tuple[Config, Config | None]:
-    """The coarse config with ``overrides``, and the fine one laid over it (None when there is no fine phase)."""
+    """The coarse config with ``overrides``, and the fine one laid over it (None when there is no fine phase),
+    both checked in full (:func:`pipeline.fit.checks.check_phases`) before any store is read."""
     coarse = load_config(config, overrides)
     fine_path = Path(fine) if fine is not None else fine_config_path(config, coarse)
-    return coarse, (load_config(fine_path, overrides, base=coarse) if fine_path is not None else None)
+    fine_cfg = load_config(fine_path, overrides, base=coarse) if fine_path is not None else None
+    check_phases(coarse, fine_cfg)
+    return coarse, fine_cfg
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -84,7 +89,7 @@ def _summarise_folds(out: Path, results: list[Metrics]) -> Metrics:
         for phase, by_split in results[0].items()
     }
     write_json(out / "folds.json", summary)
-    cells = [[phase, split, *(f"{_cell(v['mean'])} ± {_cell(v['std'])}" for v in values.values())]
+    cells = [[phase, split, *(f"{cell(v['mean'])} ± {cell(v['std'])}" for v in values.values())]
              for phase, by_split in summary.items() for split, values in by_split.items()]
     print(f"\n{len(results)}-fold grouped cross-validation (mean ± std over folds), {out}:")
     print(format_table(["phase", "split", *METRIC_COLUMNS], cells))
@@ -116,7 +121,7 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     best = int(table.index[0])
     write_configs(out, *configs[best], names=("best_config.yml", "best_config_fine.yml"))
     print(f"\nsweep results, best first by validation SROCC{' (fold means; test = the held-out folds)' if folds else ''}:")
-    print(format_table(list(table.columns), [[_cell(v) for v in row] for row in table.itertuples(index=False)]))
+    print(format_table(list(table.columns), table.itertuples(index=False)))
     print(f"best: {table.iloc[0]['run']}; its config: {out / 'best_config.yml'}")
     return summaries[best]
 
@@ -142,9 +147,3 @@ def _resolved(values: dict[str, Any], key: str) -> Any:
     if key in values:
         return values[key]
     return {k[len(key) + 1:]: v for k, v in values.items() if k.startswith(key + ".")}
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
-        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 else f"{value:.3g}"
-    return str(int(value)) if isinstance(value, (float, np.floating)) and np.isfinite(value) else str(value)

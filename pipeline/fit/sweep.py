@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.trees import flatten
 
 SWEEP_KEYS = ("grid", "runs")
 
@@ -36,7 +37,7 @@ def read_sweep(path: str | Path) -> list[dict[str, Any]]:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(tree, dict) or not tree or set(tree) - set(SWEEP_KEYS):
         raise ConfigError(f"{path}: expected a mapping with 'grid' and/or 'runs', got {tree!r}")
-    grid = flatten(tree.get("grid") or {}, f"{path}: grid")
+    grid = _flat_overrides(tree.get("grid") or {}, f"{path}: grid")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: grid {key} must be a non-empty list of values, got {values!r}")
@@ -44,7 +45,7 @@ def read_sweep(path: str | Path) -> list[dict[str, Any]]:
     runs = tree.get("runs") or [{}]
     if not isinstance(runs, list):
         raise ConfigError(f"{path}: runs must be a list of override mappings, got {runs!r}")
-    entries = [{**flatten(run, f"{path}: runs[{i}]"), **point} for i, run in enumerate(runs) for point in points]
+    entries = [{**_flat_overrides(run, f"{path}: runs[{i}]"), **point} for i, run in enumerate(runs) for point in points]
     if entries == [{}]:
         raise ConfigError(f"{path}: the sweep lists no overrides")
     return entries
@@ -55,14 +56,8 @@ def as_overrides(entry: dict[str, Any]) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in entry.items()]
 
 
-def flatten(tree: Any, where: str = "config", prefix: str = "") -> dict[str, Any]:
-    """``tree`` as ``{dotted.key: value}`` (nested non-empty mappings are descended into)."""
+def _flat_overrides(tree: Any, where: str) -> dict[str, Any]:
+    """A mapping of overrides (nested or dotted) as ``{dotted.key: value}``; ConfigError naming ``where`` otherwise."""
     if not isinstance(tree, dict):
         raise ConfigError(f"{where}: expected a mapping of config keys, got {tree!r}")
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, where, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return flatten(tree)

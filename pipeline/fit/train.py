@@ -15,13 +15,14 @@ import torch
 
 from pipeline.config import Config, LossConfig
 from pipeline.errors import ConfigError
+from pipeline.fit.checks import check_phase
 from pipeline.fit.data import ChunkFeatures, FeatureSpec, Log, Split
 from pipeline.fit.losses import mse_loss, rank_loss
 from pipeline.fit.model import ChunkRegressor, ModelSpec
 from pipeline.metrics import evaluate, fit_logistic
 
-# Chunk rows per forward pass when predicting: float32 inputs of ~19 MB, below glibc's 32 MB mmap threshold,
-# so the buffers are reused; larger batches get fresh, page-faulted memory every time (2.5x slower on CPU).
+# Chunk rows per forward pass when predicting: float32 inputs below glibc's mmap threshold, so the buffers
+# are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
 _PREDICT_ROWS = 512
 
 
@@ -52,7 +53,7 @@ def train_phase(
     always recomputed from this phase's training features. Epoch 0 is the starting model itself, so a
     phase never returns something worse on validation than what it started from.
     """
-    _check(cfg)
+    check_phase(cfg)
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg)
     features.load(spec.kinds)
@@ -195,22 +196,6 @@ def _warmup_cosine(warmup_steps: int, total_steps: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-def _check(cfg: Config) -> None:
-    problems = [
-        f"{key} must be {rule}, got {value}"
-        for key, value, rule, ok in (
-            ("num_epochs", cfg.num_epochs, ">= 1", cfg.num_epochs >= 1),
-            ("batch_size", cfg.batch_size, ">= 2 (the rank loss compares pairs)", cfg.batch_size >= 2),
-            ("scheduler.warmup_epochs", cfg.scheduler.warmup_epochs, ">= 0", cfg.scheduler.warmup_epochs >= 0),
-            ("model.dropout", cfg.model.dropout, "in [0, 1)", 0 <= cfg.model.dropout < 1),
-            ("optimizer.lr", cfg.optimizer.lr, "> 0", cfg.optimizer.lr > 0),
-        )
-        if not ok
-    ]
-    if problems:
-        raise ConfigError(f"{cfg.name}: " + "; ".join(problems))
 
 
 def _score(metrics: dict) -> float:

@@ -66,7 +66,7 @@ class ChunkStream:
         def produce() -> Iterator[Chunk]:
             # One intra-op thread for this worker (the setting is per thread): its tensor ops are
             # small, and parallel regions that wait for cores busy decoding or running the
-            # consumer's CNN made assembly several times slower on a 2-core machine.
+            # consumer's CNN made assembly much slower.
             torch.set_num_threads(1)
             frames = decoder.frames(wanted)
             try:

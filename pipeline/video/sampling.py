@@ -1,7 +1,7 @@
 """The sampling plan of the design: which frames make up each one-second chunk.
 
 A pure function of frame timestamps, so it is tested without any video and both decoding
-backends pick exactly the same frames. Rules (DESIGN.md, "Feature definitions"):
+backends pick exactly the same frames. Rules (docs/design.md, "Feature definitions"):
 
 - chunk ``i`` starts at the first frame whose timestamp is ``>= i`` seconds, for
   ``i = 0 .. max(1, floor(duration)) - 1``; timestamps count from the first frame;

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ArrayError
+
 
 def display_frame(rgb: np.ndarray, rotation: int, device: torch.device) -> torch.Tensor:
     """Return a decoded (H, W, 3) RGB uint8 frame as a (3, H', W') uint8 tensor on ``device``, rotated for display.
@@ -39,7 +41,7 @@ def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     ``frames`` is uint8 (0-255) or float (already 0-1) (N, 3, H, W) on any device.
     """
     if frames.dim() != 4 or frames.shape[1] != 3:
-        raise ValueError(f"frames must be (N, 3, H, W), got shape {tuple(frames.shape)}")
+        raise ArrayError(f"frames must be (N, 3, H, W), got shape {tuple(frames.shape)}")
     if short_side < 1:
         raise ValueError(f"short_side must be >= 1, got {short_side}")
     x = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()

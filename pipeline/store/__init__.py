@@ -1,0 +1,35 @@
+"""The feature store: extracted features on disk, written once, read fast, never half-written.
+
+A store is a directory (docs/design.md, "Feature store"):
+
+``manifest.json``
+    The extraction settings, their hash and the library versions. Opening a store with other settings
+    raises :class:`~pipeline.errors.SettingsMismatchError` naming the keys that differ, so a changed setting
+    is never served stale features. (:mod:`.manifest`)
+``shard-<id>.h5``
+    Immutable HDF5 files, each holding several videos: one contiguous ``(rows, dim)`` array per feature
+    kind and an ``index/`` group (key, first row, row count, video properties, file size and mtime; and
+    ``chunk_second``, one entry per row: the second of its video the chunk starts at). Written all or
+    nothing (:mod:`.shards`, :mod:`.writer`), read in few large blocks (:mod:`.reader`).
+``failures.csv``
+    ``key,error`` of videos that could not be extracted (latest reason; removed once a video succeeds),
+    rewritten atomically under a file lock. (:mod:`.failures`)
+
+What a video's record holds, and when a video must be extracted again, is in :mod:`.records`.
+"""
+
+from pipeline.store.failures import FAILURES
+from pipeline.store.feature_store import FeatureStore
+from pipeline.store.manifest import FORMAT_VERSION, LOCK, MANIFEST, library_versions, settings_hash
+from pipeline.store.records import (
+    CHANGED, FEATURE_DIMS, FEATURE_DTYPES, FEATURE_KINDS, LACKING, MISSING, FeatureTable, VideoRecord, checked_rows,
+    extraction_need, file_signature,
+)
+from pipeline.store.shards import CHUNK_SECOND
+from pipeline.store.writer import ShardWriter
+
+__all__ = [
+    "CHANGED", "CHUNK_SECOND", "FAILURES", "FEATURE_DIMS", "FEATURE_DTYPES", "FEATURE_KINDS", "FORMAT_VERSION", "LACKING",
+    "LOCK", "MANIFEST", "MISSING", "FeatureStore", "FeatureTable", "ShardWriter", "VideoRecord", "checked_rows",
+    "extraction_need", "file_signature", "library_versions", "settings_hash",
+]

@@ -1,0 +1,119 @@
+"""A store's ``manifest.json`` (settings, their hash, versions) and the file habits every store file shares:
+an advisory lock on the directory and all-or-nothing writes."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.errors import SettingsMismatchError, StoreError
+from pipeline.files import write_atomic
+from pipeline.trees import canonical, differences
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+def settings_hash(settings: Mapping) -> str:
+    """SHA-256 of the canonical JSON of ``settings`` (sorted keys, no whitespace)."""
+    return hashlib.sha256(canonical(settings).encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Versions of what shapes the features, recorded in the manifest and each shard for provenance."""
+    versions = {"python": sys.version.split()[0], "pipeline": __version__}
+    for dist in ("numpy", "h5py", "torch", "torchvision", "decord", "av"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of the store at ``root``; None when there is none (StoreError when it is unreadable)."""
+    path = root / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the manifest: {exc}") from exc
+    try:
+        manifest = json.loads(text)
+        if manifest["format"] != FORMAT_VERSION:
+            raise StoreError(f"{path}: store format {manifest['format']}, this version reads {FORMAT_VERSION}")
+        manifest["settings"], manifest["settings_hash"]  # noqa: B018 - both must be present
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path}: not a valid store manifest ({exc})") from exc
+    return manifest
+
+
+def create_or_check(root: Path, settings: Mapping) -> dict:
+    """The manifest at ``root``, written with ``settings`` when there is none yet; SettingsMismatchError naming
+    the differing keys when the store was made with other settings."""
+    settings = json.loads(canonical(settings))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot create the feature store: {exc}") from exc
+    with locked(root):
+        manifest = read_manifest(root)
+        if manifest is None:
+            manifest = {
+                "format": FORMAT_VERSION,
+                "settings": settings,
+                "settings_hash": settings_hash(settings),
+                "versions": dict(library_versions()),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    differing = differences(manifest["settings"], settings)
+    if differing:
+        listed = "\n".join(f"  - {d}" for d in differing)
+        raise SettingsMismatchError(
+            f"{root}: the store was made with other extraction settings; use another --store or the "
+            f"store's settings. Differing keys (store vs. this run):\n{listed}"
+        )
+    return manifest
+
+
+@contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Exclusive advisory lock on the store directory (manifest creation, failures.csv updates)."""
+    with open(root / LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` all at once; StoreError (and the old file kept) when it cannot be written."""
+    try:
+        write_atomic(path, text)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot write: {exc}") from exc
