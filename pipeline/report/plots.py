@@ -51,8 +51,9 @@ def histogram(scores: np.ndarray, label: str = "score") -> str:
 def scatter(predicted: np.ndarray, mos: np.ndarray, logistic: Logistic4, title: str) -> str:
     """Predicted score against MOS, one dot per video, with the logistic fitted from the one to the other."""
     fig, ax = _figure(4.6, 4.0)
-    ax.scatter(predicted, mos, s=9 if len(mos) < 2000 else 2, alpha=0.6 if len(mos) < 2000 else 0.3,
-               color=_BLUE, lw=0, label=f"videos (n={len(mos)})")
+    few = len(mos) < 2000  # thousands of dots: smaller and fainter, so dense regions still read as dense
+    ax.scatter(predicted, mos, s=16 if few else 3, alpha=0.7 if few else 0.3, color=_BLUE, lw=0,
+               label=f"videos (n={len(mos)})")
     x = np.linspace(float(np.min(predicted)), float(np.max(predicted)), 200)
     ax.plot(x, logistic(x), color="black", lw=1.4, label="fitted logistic")
     ax.set_xlabel("predicted score")
@@ -75,8 +76,11 @@ def training_curves(history: pd.DataFrame, best_epoch: int | None, phase: str) -
     if "val_plcc" in history:
         val.plot(history["epoch"], history["val_plcc"], color=_ORANGE, lw=1, ls="--", label="val PLCC")
     val.set_title(f"{phase}: validation", fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (loss, val):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch is not None:
             ax.axvline(best_epoch, color=_RED, lw=1, ls=":", label=f"best epoch {best_epoch}")
         ax.legend(fontsize=8, frameon=False)
