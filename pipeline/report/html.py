@@ -46,7 +46,8 @@ td.error { max-width: 420px; overflow-wrap: break-word; font-size: 12px; }
 svg.spark { display: block; width: 160px; height: 28px; }
 svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.2; vector-effect: non-scaling-stroke; }
 svg.spark circle { fill: var(--bad); }
-.worst { margin: 10px 0 18px; }
+.worsts { display: flex; flex-wrap: wrap; gap: 6px 36px; }
+.worst { margin: 6px 0 12px; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 10px; }
 figure { margin: 0; }
 figure img { display: block; height: 96px; width: auto; border-radius: 3px; border: 1px solid var(--line); }

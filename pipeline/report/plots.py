@@ -41,7 +41,7 @@ def _png(fig) -> str:
 
 def histogram(scores: np.ndarray, label: str = "score") -> str:
     """Histogram of the video scores."""
-    fig, ax = _figure(5.2, 2.8)
+    fig, ax = _figure(4.6, 2.8)
     ax.hist(scores, bins=min(40, max(5, int(np.sqrt(len(scores))))), color=_BLUE, edgecolor="white", lw=0.5)
     ax.set_xlabel(label)
     ax.set_ylabel("videos")
@@ -50,7 +50,7 @@ def histogram(scores: np.ndarray, label: str = "score") -> str:
 
 def scatter(predicted: np.ndarray, mos: np.ndarray, logistic: Logistic4, title: str) -> str:
     """Predicted score against MOS, one dot per video, with the logistic fitted from the one to the other."""
-    fig, ax = _figure(4.6, 4.0)
+    fig, ax = _figure(4.2, 3.8)
     few = len(mos) < 2000  # thousands of dots: smaller and fainter, so dense regions still read as dense
     ax.scatter(predicted, mos, s=16 if few else 3, alpha=0.7 if few else 0.3, color=_BLUE, lw=0,
                label=f"videos (n={len(mos)})")

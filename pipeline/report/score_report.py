@@ -137,7 +137,8 @@ def _worst(ok: pd.DataFrame, videos: Mapping[str, str], worst: int) -> str:
         blocks.append(f'<div class="worst">{head}<div class="thumbs">{figures}</div></div>')
     return (f"<h2>The {len(chosen)} lowest-scoring videos: key frames of their worst seconds</h2>"
             f'<p class="note">Each image is the first frame of a second the model scored low (up to '
-            f"{SECONDS_PER_VIDEO} per video), captioned with that second and its score.</p>" + "".join(blocks))
+            f"{SECONDS_PER_VIDEO} per video), captioned with that second and its score.</p>"
+            f'<div class="worsts">{"".join(blocks)}</div>')
 
 
 def _videos(table: pd.DataFrame, has_mos: bool) -> str:
