@@ -3,6 +3,7 @@
 A synthetic scoring table (tests/report_data.py: chunk scores, MOS, some failures) stands in for
 ``Scorer.score_csv``; the worst videos' thumbnails are decoded from the bundled sample's files, so the time
 includes real decoding. Each configuration is written once with thumbnails and once without (``--worst 0``).
+When Chromium is installed, the time it takes to load the page headless (``--dump-dom``) is shown too.
 
     python bench/report.py [--videos 10000] [--chunks 10,120] [--worst 20] [--failed 0.02]
 """
@@ -10,6 +11,8 @@ includes real decoding. Each configuration is written once with thumbnails and o
 from __future__ import annotations
 
 import itertools
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +48,19 @@ def main(videos: int, chunks: str, worst: int, failed: float) -> None:
             started = time.perf_counter()
             write_score_report(path, table, metrics, videos=files, worst=n, title="bench")
             seconds = time.perf_counter() - started
-            print(f"  --report-worst {n:3d}: {path.stat().st_size / 1e6:6.2f} MB in {seconds:5.1f} s")
+            print(f"  --report-worst {n:3d}: {path.stat().st_size / 1e6:6.2f} MB in {seconds:5.1f} s"
+                  + _browser_load(path, Path(tmp) / "profile"))
+
+
+def _browser_load(page: Path, profile: Path) -> str:
+    """How long headless Chromium takes to load and lay out ``page`` (empty when it is not installed)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return ""
+    started = time.perf_counter()
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--user-data-dir={profile}", "--dump-dom", page.as_uri()], capture_output=True, check=True)
+    return f"; Chromium loads it in {time.perf_counter() - started:4.1f} s"
 
 
 if __name__ == "__main__":
