@@ -159,6 +159,11 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
               help="Backbone weights for videos not in the store yet (default: those the model's features used).")
 @click.option("--per-second", "per_second", metavar="FILE", help="Also write one JSON line of chunk scores per video.")
 @click.option("--metrics", "metrics_path", metavar="FILE", help="Write the metrics (when the CSV has MOS) as JSON.")
+@click.option("--report", "report_path", metavar="FILE.html",
+              help="Also write a self-contained HTML report: summary, failures by reason, per-second strips of every "
+                   "video, key frames of the worst seconds of the worst videos, scatter and metrics when MOS is given.")
+@click.option("--report-worst", type=click.IntRange(min=0), default=20, show_default=True, metavar="N",
+              help="Videos (the lowest-scoring) whose worst seconds the report shows as thumbnails.")
 @set_option
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
               help="Decode in N separate processes beside the models (default: extract.workers).")
@@ -166,7 +171,8 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @reports_errors
 def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str,
           device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
-          overrides: tuple[str, ...], workers: int | None, progress: bool) -> int:
+          report_path: str | None, report_worst: int, overrides: tuple[str, ...], workers: int | None,
+          progress: bool) -> int:
     """Score a CSV's videos with a fitted model, extracting the features its store lacks.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed (status=error rows).
@@ -182,6 +188,13 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
     write_scores(table, out_path)
     if per_second:
         write_per_second(table, per_second)
+    if report_path:
+        from pipeline.report.score_report import write_score_report
+
+        labels = read_labels(csv_path, video_root, require_mos=False, missing="keep")
+        write_score_report(report_path, table, metrics, videos=dict(zip(labels["filename"], labels["path"])),
+                           worst=report_worst, title=f"{csv_path} scored with {model_path}")
+        click.echo(f"report -> {report_path}")
     failed = table[table["status"] == "error"]
     click.echo(f"scored {len(table) - len(failed)} of {len(table)} video(s) -> {out_path}")
     if metrics is not None:

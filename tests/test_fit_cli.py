@@ -35,6 +35,9 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
     resolved = yaml.safe_load((tmp_path / "cv" / "fold-1" / "config_coarse.yml").read_text())
     assert resolved["seed"] == 5 and resolved["data"]["store"] == str(tmp / "store")
     assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine"}
+    report = (tmp_path / "cv" / "report.html").read_text()
+    assert "<h2>Folds</h2>" in report and 'href="fold-2/report.html"' in report
+    assert (tmp_path / "cv" / "fold-2" / "report.html").read_text().count('src="data:image/png') == 3  # 2 phases, scatter
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -129,6 +129,23 @@ def test_per_second_scores_name_the_seconds_the_chunks_start_at(tmp_path: Path) 
     write_per_second(table, tmp_path / "seconds.jsonl")
     line = json.loads((tmp_path / "seconds.jsonl").read_text())
     assert line["seconds"] == [0, 2] and len(line["scores"]) == 2
+def test_report_lists_every_video_with_key_frames_of_the_worst(run: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "to_score.csv"
+    csv.write_text("filename,mos\nclip0.mp4,1\nmissing.mp4,2\nclip3.mp4,2.5\nclip4.mp4,3\n")
+    code, out = score_cli(run, csv, "--video-root", run, "--out", tmp_path / "scores.csv",
+                          "--report", tmp_path / "report.html", "--report-worst", 1)
+    assert code == 3 and "report -> " in out, out
+    page = (tmp_path / "report.html").read_text()
+    body = page.split("<h2>All videos</h2>")[1]
+    assert body.count("<tr><td") + body.count('<tr class="failed">') == 4
+    assert '<tr class="failed">' in body and "missing.mp4: video file not found" in body
+    worst = pd.read_csv(tmp_path / "scores.csv").nsmallest(1, "score")["filename"].item()
+    assert f"<h3>{worst} &middot; score" in page
+    assert page.count('src="data:image/jpeg') == (3 if worst == "clip3.mp4" else 2)  # one per chunk (at most 4)
+    assert page.count('src="data:image/png') == 2  # histogram, scatter
+    # fit.py wrote the run's report beside its model: both phases' curves, the scatter, the configs.
+    run_page = (run / "run" / "report.html").read_text()
+    assert run_page.count('src="data:image/png') == 3 and "config_fine.yml" in run_page
 
 
 def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:

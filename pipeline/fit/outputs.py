@@ -1,4 +1,5 @@
-"""What a run directory receives: model files, metrics.json, history.csv, resolved configs, a scatter plot.
+"""What a run directory receives: model files, metrics.json, history.csv, resolved configs, a scatter plot, and
+report.html, which shows them together (``pipeline.report.run_report``).
 
 Formats are boring on purpose: JSON with a fixed schema (NaN written as null), CSV with a header, YAML
 configs that reproduce the run (``fit.py -o RUN_DIR/config_coarse.yml``).
@@ -19,6 +20,7 @@ from pipeline.files import write_atomic
 from pipeline.fit.data import Split
 from pipeline.fit.model import save_model
 from pipeline.fit.train import PhaseResult
+from pipeline.report.run_report import write_run_report
 from pipeline.tables import METRIC_COLUMNS
 
 
@@ -48,7 +50,7 @@ def write_configs(
 
 
 def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, Split]) -> dict:
-    """Write the model files, metrics, history and scatter plot of a run; return the metrics written."""
+    """Write the model files, metrics, history, scatter plot and report of a run; return the metrics written."""
     final = results[-1]
     save_model(out_dir / "best_model.pth", final.model, final.spec)
     for result in results[:-1]:
@@ -57,6 +59,7 @@ def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, S
     write_json(out_dir / "metrics.json", metrics)
     pd.DataFrame([row for result in results for row in result.history]).to_csv(out_dir / "history.csv", index=False)
     plot_scatter(out_dir / "scatter.png", final, splits)
+    write_run_report(out_dir, {result.phase: result.best_epoch for result in results})
     return metrics
 
 

@@ -14,6 +14,7 @@ from pipeline.fit.checks import check_phases
 from pipeline.fit.jobs import FitJob, run_jobs
 from pipeline.fit.outputs import write_configs, write_json
 from pipeline.fit.sweep import as_overrides, read_sweep
+from pipeline.report.run_report import write_run_report
 from pipeline.tables import METRIC_COLUMNS, cell, format_table
 from pipeline.trees import flatten
 
@@ -72,7 +73,8 @@ def _plan(coarse: Config, fine: Config | None, out: Path, folds: int) -> list[Fi
 
 
 def _summarise_folds(out: Path, results: list[Metrics]) -> Metrics:
-    """Write ``folds.csv`` (one row per fold, phase, split) and ``folds.json`` (mean, std); print; return means."""
+    """Write ``folds.csv`` (one row per fold, phase, split), ``folds.json`` (mean, std) and the report; print;
+    return the means."""
     rows = [
         {"fold": k + 1, "phase": phase, "split": split, **{c: values[c] for c in METRIC_COLUMNS}}
         for k, metrics in enumerate(results)
@@ -89,6 +91,7 @@ def _summarise_folds(out: Path, results: list[Metrics]) -> Metrics:
         for phase, by_split in results[0].items()
     }
     write_json(out / "folds.json", summary)
+    write_run_report(out)
     cells = [[phase, split, *(f"{cell(v['mean'])} ± {cell(v['std'])}" for v in values.values())]
              for phase, by_split in summary.items() for split, values in by_split.items()]
     print(f"\n{len(results)}-fold grouped cross-validation (mean ± std over folds), {out}:")
@@ -120,6 +123,7 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     table.to_csv(out / "sweep.csv", index=False)
     best = int(table.index[0])
     write_configs(out, *configs[best], names=("best_config.yml", "best_config_fine.yml"))
+    write_run_report(out)
     print(f"\nsweep results, best first by validation SROCC{' (fold means; test = the held-out folds)' if folds else ''}:")
     print(format_table(list(table.columns), table.itertuples(index=False)))
     print(f"best: {table.iloc[0]['run']}; its config: {out / 'best_config.yml'}")

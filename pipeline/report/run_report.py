@@ -1,0 +1,144 @@
+"""The run report (``RUN_DIR/report.html``): how a fit went, from the files its run directory already holds.
+
+Each section appears when its file is there: the metrics (``metrics.json``), loss and validation curves per
+phase (``history.csv``), the scatter (``scatter.png``), the tables of ``--folds`` (``folds.csv``/``folds.json``),
+``--repeats`` (``repeats.csv``/``repeats.json``) and ``--sweep`` (``sweep.csv``), links to the reports of the
+fits below (``fold-*``, ``run-*``...), the resolved configs and the log. Building from files means a report can
+be made again for any run directory, and a new output file needs only a new section here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.files import write_atomic
+from pipeline.report import plots
+from pipeline.report.html import data_uri, esc, image, page, plain_table
+
+REPORT_NAME = "report.html"
+_CONFIGS = ("config_coarse.yml", "config_fine.yml", "best_config.yml", "best_config_fine.yml")
+# Table files of the runs that fit many times: (file, summary file, title).
+_MANY_FITS = (("folds.csv", "folds.json", "Folds"), ("repeats.csv", "repeats.json", "Repeats"),
+              ("sweep.csv", None, "Sweep, best first by validation SROCC"))
+
+
+def write_run_report(run_dir: str | Path, best_epochs: Mapping[str, int] | None = None) -> Path:
+    """Write ``run_dir/report.html`` from the run's files; return its path.
+
+    ``best_epochs`` (phase -> epoch) marks the epoch each phase kept on its curves; without it none is marked.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_NAME
+    write_atomic(path, run_report(run_dir, best_epochs or {}))
+    return path
+
+
+def run_report(run_dir: Path, best_epochs: Mapping[str, int]) -> str:
+    """The report of :func:`write_run_report` as one HTML string."""
+    sections = [
+        f"<h1>Fit run: {esc(run_dir.name)}</h1><p class=\"meta\">{esc(run_dir.resolve())}</p>",
+        _metrics(run_dir / "metrics.json"),
+        _curves(run_dir / "history.csv", best_epochs),
+        _scatter(run_dir / "scatter.png"),
+        *(_many_fits(run_dir, *files) for files in _MANY_FITS),
+        _sub_runs(run_dir),
+        _texts(run_dir, _CONFIGS, "Resolved configs", opened=True),
+        _texts(run_dir, ("log.txt",), "Log", opened=False),
+    ]
+    return page(f"Fit run {run_dir.name}", "\n".join(s for s in sections if s), sortable=True)
+
+
+def _metrics(path: Path) -> str:
+    if not path.exists():
+        return ""
+    metrics = json.loads(path.read_text())
+    columns = list(dict.fromkeys(c for by_split in metrics.values() for values in by_split.values() for c in values))
+    rows = [[phase, split, *(_value(values.get(c)) for c in columns)]
+            for phase, by_split in metrics.items() for split, values in by_split.items()]
+    return ("<h2>Metrics</h2>" + plain_table(["phase", "split", *columns], rows)
+            + '<p class="note">plcc, rmse: after the logistic fitted on validation; *_raw: before it.</p>')
+
+
+def _curves(path: Path, best_epochs: Mapping[str, int]) -> str:
+    if not path.exists():
+        return ""
+    history = pd.read_csv(path)
+    figures = plots.curves_by_phase(history, best_epochs)
+    marked = ", ".join(f"{phase} {epoch}" for phase, epoch in best_epochs.items())
+    note = f"Best epoch (highest validation SROCC, the model kept): {marked}. " if marked else ""
+    return ("<h2>Training</h2>" + "".join(image(uri, f"{phase} phase per epoch") for phase, uri in figures.items())
+            + f'<p class="note">{note}Epoch 0 is the model a phase starts from.</p>')
+
+
+def _scatter(path: Path) -> str:
+    if not path.exists():
+        return ""
+    return f"<h2>Predicted vs. MOS</h2>{image(data_uri(path.read_bytes(), 'image/png'), 'predicted against MOS')}"
+
+
+def _many_fits(run_dir: Path, table_name: str, summary_name: str | None, title: str) -> str:
+    if not (run_dir / table_name).exists():
+        return ""
+    table = pd.read_csv(run_dir / table_name)
+    parts = [f"<h2>{esc(title)}</h2>"]
+    summary = run_dir / summary_name if summary_name else None
+    if summary is not None and summary.exists():
+        parts.append(_summary(json.loads(summary.read_text())))
+    split = table.to_dict("split")
+    parts.append(plain_table(split["columns"], [[_value(v) for v in row] for row in split["data"]]))
+    return "".join(parts)
+
+
+def _summary(summary: dict) -> str:
+    """A ``folds.json``/``repeats.json`` summary as a table: one row per path to a set of metrics, a column per
+    metric, each cell its statistics (``mean ± std``, with the median first where there is one)."""
+    rows: list[tuple[list[str], dict]] = []
+
+    def walk(node: dict, path: list[str]) -> None:
+        if all(isinstance(v, dict) and all(not isinstance(x, dict) for x in v.values()) for v in node.values()):
+            rows.append((path, node))
+        else:
+            for key, child in node.items():
+                walk(child, [*path, key])
+
+    walk(summary, [])
+    metrics = list(dict.fromkeys(m for _, node in rows for m in node))
+    depth = max(len(path) for path, _ in rows)
+    labels = ["phase", "split"][-depth:] if depth <= 2 else [f"level {i + 1}" for i in range(depth)]
+    body = [[*path, *(_stats(node.get(m, {})) for m in metrics)] for path, node in rows]
+    return plain_table([*labels, *metrics], body)
+
+
+def _stats(values: dict) -> str:
+    def fmt(key: str) -> str:
+        value = values.get(key)
+        return "nan" if value is None else f"{value:.4g}"
+
+    text = f"{fmt('mean')} ± {fmt('std')}" if "mean" in values else ""
+    return f"{fmt('median')} ({text})" if "median" in values else text
+
+
+def _sub_runs(run_dir: Path) -> str:
+    reports = sorted(run_dir.glob(f"*/{REPORT_NAME}"))
+    if not reports:
+        return ""
+    links = " &middot; ".join(f'<a href="{esc(p.parent.name)}/{REPORT_NAME}">{esc(p.parent.name)}</a>' for p in reports)
+    return f"<h2>Reports of the fits in this run</h2><p>{links}</p>"
+
+
+def _texts(run_dir: Path, names: tuple[str, ...], title: str, *, opened: bool) -> str:
+    found = [run_dir / name for name in names if (run_dir / name).exists()]
+    if not found:
+        return ""
+    attr = " open" if opened else ""
+    return f"<h2>{esc(title)}</h2>" + "".join(
+        f"<details{attr}><summary>{esc(p.name)}</summary><pre>{esc(p.read_text())}</pre></details>" for p in found)
+
+
+def _value(value: object) -> object:
+    """A value from JSON or CSV for a table cell: missing numbers (null, NaN) as blank."""
+    return float("nan") if value is None else value

@@ -1,0 +1,218 @@
+"""The HTML reports: content parsed from the page, key-frame thumbnails, and the page as headless Chromium draws it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from report_data import synthetic_scores
+from videos import frame_content, make_video
+
+from pipeline.metrics import evaluate
+from pipeline.report.run_report import write_run_report
+from pipeline.report.score_report import SECONDS_PER_VIDEO, failure_reason, write_score_report
+from pipeline.report.sparklines import sparkline
+from pipeline.report.thumbnails import key_frames
+
+VIDEOS, FAILED, WORST = 40, 4, 3
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Page(HTMLParser):
+    """The parts of a report the tests read: table rows with their classes and cells, images, script and links."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.rows: list[tuple[str, list[str]]] = []  # rows of the sortable table: (class, cell texts)
+        self.images: list[str] = []
+        self.urls: list[str] = []
+        self._sortable = self._body = False
+        self._cell: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._sortable = a.get("class") == "sortable"
+        elif tag == "tbody":
+            self._body = self._sortable
+        elif tag == "tr" and self._body:
+            self.rows.append((a.get("class") or "", []))
+        elif tag == "td" and self._body:
+            self._cell = []
+        elif tag == "img":
+            self.images.append(a["src"] or "")
+        self.urls += [v or "" for k, v in attrs if k in ("src", "href")]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.rows[-1][1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tbody":
+            self._body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, dict, Path]:
+    """A synthetic scoring table whose videos are tiny files (3 s, 8 fps), its metrics, and their folder."""
+    root = tmp_path_factory.mktemp("report")
+    table = synthetic_scores(VIDEOS, failed=FAILED, chunks=(2, 3), seed=1)
+    table.loc[0, "filename"] = "odd <name> & \"quotes\".mp4"
+    for i, name in enumerate(table["filename"]):
+        make_video(root / f"{i}.mp4", frames=24, fps=8, seed=i)
+    ok = table[table["status"] == "ok"]
+    return table, evaluate(ok["mos"], ok["score"]), root
+
+
+@pytest.fixture(scope="module")
+def report(scored: tuple[pd.DataFrame, dict, Path]) -> Path:
+    table, metrics, root = scored
+    path = root / "report.html"
+    write_score_report(path, table, metrics, videos={k: str(root / f"{i}.mp4") for i, k in enumerate(table["filename"])},
+                       worst=WORST, title="synthetic scores")
+    return path
+
+
+def test_one_row_per_video_failed_ones_listed_with_their_reason(scored, report: Path) -> None:
+    table, _, _ = scored
+    page = Page(report.read_text())
+    assert len(page.rows) == VIDEOS
+    names = [cells[1] for _, cells in page.rows]
+    assert sorted(names) == sorted(table["filename"])  # escaped in the file, read back as given
+    failed = table[table["status"] == "error"]
+    shown = {cells[1]: (cls, cells) for cls, cells in page.rows}
+    for name, error in zip(failed["filename"], failed["error"]):
+        cls, cells = shown[name]
+        assert cls == "failed" and cells[-1] == error and cells[2] == ""  # its reason, no score
+    scores = [float(cells[2]) for cls, cells in page.rows if not cls]
+    assert scores == sorted(scores)  # lowest first
+    text = report.read_text()
+    assert "Failed videos: 4, by reason" in text
+    assert '<td>decoding failed after frame N</td><td class="n">3</td>' in text  # 3 videos, one reason
+    assert "<name>" not in text and "&lt;name&gt; &amp; &quot;quotes&quot;" in text
+
+
+def test_images_are_embedded_and_nothing_is_fetched(scored, report: Path) -> None:
+    worst = scored[0].nsmallest(WORST, "score")["chunk_scores"]
+    page = Page(report.read_text())
+    jpegs = [src for src in page.images if src.startswith("data:image/jpeg;base64,")]
+    pngs = [src for src in page.images if src.startswith("data:image/png;base64,")]
+    assert len(jpegs) == sum(min(SECONDS_PER_VIDEO, len(s)) for s in worst) and len(pngs) == 2  # + histogram, scatter
+    assert all(src.startswith("data:") for src in page.images)
+    for src in jpegs[:1] + pngs:
+        assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size[1] > 50
+    assert not [url for url in page.urls if not url.startswith("data:")]
+    assert not re.search(r"https?://|<link|@import|url\(", report.read_text())
+    assert report.read_text().count("<svg") == VIDEOS - FAILED  # one strip per scored video
+
+
+def test_without_mos_there_is_no_scatter(scored, tmp_path: Path) -> None:
+    table, _, root = scored
+    path = tmp_path / "r.html"
+    write_score_report(path, table.assign(mos=np.nan), None, videos={}, worst=0)
+    page = Page(path.read_text())
+    assert len(page.images) == 1 and "Predicted vs. MOS" not in path.read_text() and len(page.rows) == VIDEOS
+
+
+def test_a_video_that_cannot_be_decoded_is_named_instead_of_its_thumbnails(scored, tmp_path: Path) -> None:
+    table, metrics, _ = scored
+    path = tmp_path / "r.html"
+    write_score_report(path, table, metrics, videos={}, worst=1)  # the filenames are no files here
+    assert "no thumbnails:" in path.read_text() and "not found" in path.read_text()
+
+
+def test_thumbnails_show_the_key_frame_of_the_second(tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", width=96, height=64, frames=24, fps=8, seed=3)
+    (uri,) = key_frames(video, [2])
+    thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"), dtype=float)
+
+    def distance(k: int) -> float:
+        frame = Image.fromarray(frame_content(k, 96, 64, seed=3)).resize(thumb.shape[1::-1])
+        return float(np.abs(np.asarray(frame, dtype=float) - thumb).mean())
+
+    assert thumb.shape[0] == 96 and distance(16) < min(distance(0), distance(8), distance(23))
+
+
+def test_failure_reasons_group_without_the_file_and_numbers() -> None:
+    assert failure_reason("/data/a b.mp4: decoding failed after frame 37: Invalid", "/data/a b.mp4") == \
+        failure_reason("x.mkv: decoding failed after frame 2: bad", "x.mkv") == "decoding failed after frame N"
+    assert failure_reason("v.mp4: video file not found or unreadable (No such file)") == \
+        "video file not found or unreadable"
+
+
+def test_sparklines_share_one_scale_and_stay_small_for_long_videos() -> None:
+    def points(svg: str) -> list[tuple[float, float]]:
+        return [tuple(map(float, p.split(","))) for p in re.search(r'points="([^"]+)"', svg)[1].split()]
+
+    a, b = points(sparkline(np.array([10.0, 50.0]), 0, 100)), points(sparkline(np.array([50.0, 90.0]), 0, 100))
+    assert a[1][1] == b[0][1] and a[0][1] > a[1][1]  # the same score, the same height; lower scores lower
+    long = np.full(3600, 60.0)
+    long[1234] = 5.0
+    svg = sparkline(long, 0, 100)
+    assert len(points(svg)) == 80 and max(y for _, y in points(svg)) == pytest.approx(points(sparkline(np.array([5.0]), 0, 100))[0][1])
+    assert len(svg) < 1200
+
+
+def test_run_report_shows_each_file_of_the_run(tmp_path: Path) -> None:
+    rows = [{"phase": p, "epoch": e, "lr": 1e-3, "train_loss": (np.nan if e == 0 else 1 / e), "train_mse": 0.5,
+             "train_rank": 0.1, "val_srocc": 0.5 + 0.1 * e, "val_plcc": 0.4 + 0.1 * e} for p in ("coarse", "fine")
+            for e in range(3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "history.csv", index=False)
+    (tmp_path / "metrics.json").write_text(json.dumps({"coarse": {"val": {"srocc": 0.7, "rmse": None, "n": 9}}}))
+    pd.DataFrame({"fold": [1, 2], "phase": "coarse", "split": "test", "srocc": [0.6, 0.8]}).to_csv(
+        tmp_path / "folds.csv", index=False)
+    (tmp_path / "folds.json").write_text(json.dumps({"coarse": {"test": {"srocc": {"mean": 0.7, "std": 0.14}}}}))
+    pd.DataFrame({"repeat": [1, 2, 3], "test_srocc": [0.61, 0.72, 0.83]}).to_csv(tmp_path / "repeats.csv", index=False)
+    (tmp_path / "repeats.json").write_text(json.dumps({"test": {"srocc": {"median": 0.72, "mean": 0.72, "std": 0.11}}}))
+    (tmp_path / "config_coarse.yml").write_text("name: <tiny>\n")
+    (tmp_path / "fold-1").mkdir()
+    write_run_report(tmp_path / "fold-1")
+    text = write_run_report(tmp_path, {"coarse": 2, "fine": 1}).read_text()
+    page = Page(text)
+    assert len([src for src in page.images if src.startswith("data:image/png")]) == 2  # one per phase
+    assert "coarse 2, fine 1" in text and "name: &lt;tiny&gt;" in text
+    assert "0.7 ± 0.14" in text and "0.72 (0.72 ± 0.11)" in text and "0.83" in text and "Repeats" in text
+    assert 'href="fold-1/report.html"' in text
+
+
+def _chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium); "
+                                             "the report is not checked in a browser")
+def test_chromium_draws_the_report_without_errors(report: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    done = _chromium(report, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,1600")
+    assert shot.exists(), done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 20 and (pixels < 200).mean() > 0.02  # drawn: text, plots and thumbnails, not blank
+
+    # The sort script: a click on the "video" header orders the rows by name.
+    clicked = tmp_path / "clicked.html"
+    clicked.write_text(report.read_text().replace(
+        "</body>", '<script>document.querySelectorAll("table.sortable th")[1].click()</script></body>'))
+    done = _chromium(clicked, tmp_path / "profile", "--dump-dom")
+    assert not [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    names = [cells[1] for _, cells in Page(done.stdout).rows]
+    assert len(names) == VIDEOS and names == sorted(names, key=str.lower)
