@@ -9,6 +9,8 @@ from scipy import ndimage, special, stats
 
 from pipeline.nss import NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_features, nss_features_batch, patch_statistics
 
+# Many small tensor ops: intra-op threads only wait for each other on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
