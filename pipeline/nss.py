@@ -25,8 +25,8 @@ pixel of the key frame and all 31 frame differences, which cost about as much as
 1080p chunk). Version 2 computes the same statistics on fixed-size samples of the same MSCN field:
 
 * the key frame's statistics pool an evenly spread grid of ``_KEY_GRID`` x ``_KEY_GRID`` patches of
-  ``_PATCH`` native pixels (all of a frame up to about 600 px a side, overlapping where the frame is smaller;
-  about 12% of a 1080p frame). Half resolution is the 2x2 block mean of each patch.
+  ``_PATCH`` native pixels (the whole of a frame up to about 560 px a side, overlapping where it is smaller;
+  about 12% of a 1080p frame's coefficients). Half resolution is the 2x2 block mean of each patch.
 * the temporal statistics use ``_CLIP_PAIRS`` differences of consecutive frames spread evenly over the clip
   (not all T - 1), each pooled over ``_CLIP_GRID`` x ``_CLIP_GRID`` patches (the whole 224 px frame);
 * the motion values use every frame difference, on every ``_MOTION_STRIDE``-th pixel in each direction;
@@ -318,7 +318,8 @@ def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch
     """The NSS descriptors of several chunks: float32 (len(key_frames), NSS_DIM), in the order of ``NSS_NAMES``.
 
     Each key frame is a chunk's uint8 (3, H, W) RGB key frame at native size (sizes may differ), each clip
-    its uint8 (T, 3, S, S) RGB clip; all on one device, where the pixel work then runs in one pass.
+    its uint8 (T, 3, S, S) RGB clip; all on one device, where the pixel work then runs in one pass. On a
+    CPU one chunk per call is faster (a batch's tensors outgrow the caches); on a GPU, batches are.
     """
     if len(key_frames) != len(clips):
         raise ValueError(f"got {len(key_frames)} key frames but {len(clips)} clips")
@@ -330,8 +331,10 @@ def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch
     differences = [_pair_differences(c) for c in clips]
     # One pass over every patch of the batch, each chunk's key-frame patches then its differences.
     sums, counts = _patch_sums(torch.cat([p for pair in zip(key_patches, differences) for p in pair]))
-    motion = torch.stack([_motion(c) for c in clips]).cpu().numpy().astype(np.float64)
-    sums = sums.cpu().numpy().astype(np.float64)
+    motion = torch.stack([_motion(c) for c in clips])
+    # One copy to the host (one synchronisation on a GPU); the fits are float64 numpy on a few numbers.
+    host = torch.cat([sums.flatten(), motion.flatten()]).cpu().numpy().astype(np.float64)
+    sums, motion = host[: sums.numel()].reshape(sums.shape), host[sums.numel() :].reshape(motion.shape)
     rows, start = [], 0
     for index, (keys, diffs) in enumerate(zip(key_patches, differences)):
         key_end = start + len(keys)
