@@ -189,7 +189,7 @@ def fit_aggd(x: np.ndarray) -> tuple[float, float, float, float]:
 def _blur(y: torch.Tensor) -> torch.Tensor:
     """7x7 Gaussian filter of the last two axes, valid part only: (..., H, W) -> (..., H - 6, W - 6).
 
-    Shifted slices added in place: on a CPU core several times faster than conv2d with one channel.
+    Shifted slices added in place: on a CPU core about twice as fast as conv2d with one channel.
     """
     width, height = y.shape[-1] - 2 * _HALO, y.shape[-2] - 2 * _HALO
     rows = y[..., :width] * _TAPS[0]
