@@ -31,8 +31,9 @@ pixel of the key frame and all 31 frame differences, which cost about as much as
   (not all T - 1), each pooled over ``_CLIP_GRID`` x ``_CLIP_GRID`` patches (the whole 224 px frame);
 * the motion values use every frame difference, on every ``_MOTION_STRIDE``-th pixel in each direction;
 * MSCN coefficients exist only where the whole 7x7 window lies inside a patch (valid filtering), so a
-  sampled coefficient equals the full frame's at that pixel; version 1 replicated the frame's edges
-  instead. A frame smaller than a patch is padded by replicating its edges.
+  sampled coefficient at native resolution equals the full frame's at that pixel (at half resolution the
+  2x2 blocks start at the patch's corner); version 1 replicated the frame's edges instead. A frame
+  smaller than a patch (plus a pixel per grid step) is padded by replicating its last row and column.
 
 Variances are given as logarithms: they span decades, are 0 on flat content, and a regressor on
 standardised inputs handles their logs far better. Chroma statistics (the same fits on Cb and Cr) were
