@@ -7,9 +7,11 @@ import pytest
 import torch
 from scipy import ndimage, special, stats
 
-from pipeline.nss import (
-    NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_features, nss_features_batch, nss_statistics,
-)
+from pipeline.nss import NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_features, nss_features_batch, patch_statistics
+
+# Many small tensor ops: intra-op threads only wait for each other on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def _unit_variance_ggd(shape: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -65,19 +67,41 @@ def test_fits_of_degenerate_samples_are_finite() -> None:
         assert np.isfinite(fit_aggd(sample)).all()
 
 
+def _luma(gray: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(gray.astype(np.float32))
+
+
 def test_mscn_of_a_natural_texture_is_roughly_unit_scale_and_centred() -> None:
-    m = mscn(_texture()[None].astype(np.float32))
-    assert abs(m.mean()) < 0.1
-    assert 0.1 < m.var() < 2.0
+    m = mscn(_luma(_texture())[None])
+    assert m.shape == (1, 90, 90)  # valid part: the 7x7 window inside the image
+    assert abs(float(m.mean())) < 0.1
+    assert 0.1 < float(m.var()) < 2.0
 
 
-def test_statistics_of_a_stack_are_those_of_each_plane() -> None:
-    planes = np.stack([_texture(40, seed=s) for s in range(3)]).astype(np.float32)
-    stack = nss_statistics(planes, scales=3)
-    assert stack.shape == (3, 3, 18)
-    for i, plane in enumerate(planes):
-        np.testing.assert_allclose(stack[i], nss_statistics(plane[None], scales=3)[0], rtol=1e-6)
+def test_mscn_of_a_patch_is_the_frame_mscn_there() -> None:
+    """Why sampling patches estimates the frame's statistics: each patch coefficient is the frame's own."""
+    frame = _luma(_texture(96))[None]
+    whole = mscn(frame)
+    np.testing.assert_allclose(mscn(frame[:, 20:60, 30:76]), whole[:, 20:54, 30:70], atol=1e-4)
+
+
+def test_statistics_of_a_stack_are_those_of_each_patch() -> None:
+    patches = torch.stack([_luma(_texture(40, seed=s)) for s in range(3)])
+    stack = patch_statistics(patches)
+    assert stack.shape == (3, 2, 18)
+    for i, patch in enumerate(patches):
+        np.testing.assert_allclose(stack[i], patch_statistics(patch[None])[0], rtol=1e-5, atol=1e-7)
     assert not np.allclose(stack[0], stack[1])
+
+
+def test_sampled_key_frame_statistics_estimate_the_whole_frame() -> None:
+    """On a frame larger than the patch grid covers, the sampled spatial values stay close to the whole frame's."""
+    texture = _texture(768)
+    whole = patch_statistics(_luma(texture)[None])[0]
+    spatial = nss_features(_rgb(texture), _clip())[: 2 * 18].reshape(2, 18)
+    shapes = [0, 2, 6, 10, 14]  # GGD and the four AGGD shapes
+    np.testing.assert_allclose(spatial[:, shapes], whole[:, shapes], rtol=0.1)
+    np.testing.assert_allclose(spatial[:, 1], np.log(whole[:, 1] + 1e-6), atol=0.1)
 
 
 @pytest.mark.parametrize(
@@ -88,8 +112,10 @@ def test_statistics_of_a_stack_are_those_of_each_plane() -> None:
         (torch.full((3, 1, 3), 255, dtype=torch.uint8), torch.full((2, 3, 1, 1), 255, dtype=torch.uint8)),
         (_clip(1, 16, seed=3)[0], _clip(3, 16, seed=4)),
         (_clip(1, 64, seed=5)[0], _clip(4, 32, seed=6)),
+        (_clip(1, 77, seed=12)[0][:, :, :53], _clip(3, 15, seed=13)),
+        (torch.zeros((3, 2, 500), dtype=torch.uint8), _clip(2, 7, seed=14)),
     ],
-    ids=["flat", "tiny-flat", "one-pixel", "tiny-noise", "noise"],
+    ids=["flat", "tiny-flat", "one-pixel", "tiny-noise", "noise", "odd", "sliver"],
 )
 def test_features_are_finite_float32_of_the_declared_size(key_frame: torch.Tensor, clip: torch.Tensor) -> None:
     features = nss_features(key_frame, clip)
@@ -99,15 +125,25 @@ def test_features_are_finite_float32_of_the_declared_size(key_frame: torch.Tenso
 
 
 def test_features_are_deterministic_and_batch_matches_single() -> None:
-    key_frames = [_rgb(_texture(64, seed=s)) for s in (0, 1)]
-    clips = [_clip(seed=7), _clip(seed=8)]
+    key_frames = [_rgb(_texture(64, seed=0)), _rgb(_texture(200, seed=1)[:150])]  # sizes may differ in a batch
+    clips = [_clip(seed=7), _clip(frames=6, seed=8)]
     first = nss_features(key_frames[0], clips[0])
     assert np.array_equal(first, nss_features(key_frames[0].clone(), clips[0].clone()))
     batch = nss_features_batch(key_frames, clips)
     assert batch.shape == (2, NSS_DIM)
-    assert np.array_equal(batch[0], first)
+    np.testing.assert_allclose(batch[0], first, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(batch[1], nss_features(key_frames[1], clips[1]), rtol=1e-6, atol=1e-6)
     assert not np.array_equal(batch[0], batch[1])
     assert nss_features_batch([], []).shape == (0, NSS_DIM)
+
+
+@CUDA
+def test_cuda_matches_cpu_in_float32() -> None:
+    key_frames = [_rgb(_texture(300, seed=2)), _rgb(_texture(96, seed=3))]
+    clips = [_clip(8, 64, seed=15), _clip(8, 64, seed=16)]
+    cpu = nss_features_batch(key_frames, clips)
+    cuda = nss_features_batch([k.cuda() for k in key_frames], [c.cuda() for c in clips])
+    np.testing.assert_allclose(cuda, cpu, rtol=1e-3, atol=1e-4)
 
 
 def test_blur_makes_mscn_peakier_and_noise_makes_it_flatter() -> None:
