@@ -66,3 +66,7 @@ class WeightsError(VQAError):
 
 class StoreError(VQAError):
     """A feature store is inconsistent, locked, or was made with other settings."""
+
+
+class DeviceError(VQAError):
+    """The accelerator failed in a way that leaves it unusable for this process (a sticky CUDA error)."""

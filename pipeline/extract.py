@@ -1,8 +1,8 @@
 """One extraction run: videos in, features into a store, a summary out; used by every command that extracts.
 
-Per video: decode one-second chunks (streaming, bounded memory), batch them, run the spatial backbone on
-the key frames at each requested level and the temporal backbone on the clips, and hand the rows to a
-:class:`~pipeline.store.ShardWriter`. Videos the store already holds, from the same file, are skipped; a
+Per video: decode one-second chunks (streaming, bounded memory), batch them (:mod:`pipeline.batches`; on a
+GPU batches span videos), run the spatial backbone on the key frames at each requested level and the
+temporal backbone on the clips, and hand the rows to a :class:`~pipeline.store.ShardWriter`. Videos the store already holds, from the same file, are skipped; a
 video that fails is recorded in the store's ``failures.csv`` and the run goes on.
 
 With ``workers > 0`` decoding (and the weight-free NSS features) runs in that many separate processes
@@ -12,21 +12,22 @@ while this one runs the models, so a decoder that crashes or hangs on a bad file
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
+from pipeline.backbones.device import Recipe, recipe_for
+from pipeline.batches import Video, assemble
 from pipeline.config import ExtractConfig
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
-from pipeline.errors import ConfigError, CorruptVideoError, UsageError
+from pipeline.decode_pool import DecodeOptions, DecodePool, inline_events
+from pipeline.errors import ConfigError, UsageError
 from pipeline.nss import NSS_DIM, NSS_VERSION
-from pipeline.store import FeatureStore, ShardWriter, VideoRecord, checked_rows, file_signature
-from pipeline.video import VideoInfo, resize_short_side
+from pipeline.store import FeatureStore, file_signature
+from pipeline.video import resize_short_side
 
 #: Version of the feature definitions (DESIGN.md "Feature definitions"); part of every store's settings,
 #: so features made under an older definition are never mixed with new ones. Bump on any change.
@@ -53,12 +54,13 @@ class ExtractSummary:
 class Backbones:
     """The models of one extraction config, built once and reused for every video (and by score/Dask runs)."""
 
-    def __init__(self, cfg: ExtractConfig):
+    def __init__(self, cfg: ExtractConfig, recipe: Recipe | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.recipe = recipe or recipe_for(self.device)  # another recipe: tests of the GPU path on a CPU
         self.short_sides = {name: level.short_side for name, level in cfg.levels.items()}
-        self.spatial = SpatialExtractor(cfg.weights, self.device) if cfg.levels else None
-        self.temporal = TemporalExtractor(cfg.weights, self.device) if cfg.temporal else None
+        self.spatial = SpatialExtractor(cfg.weights, self.device, recipe=self.recipe) if cfg.levels else None
+        self.temporal = TemporalExtractor(cfg.weights, self.device, recipe=self.recipe) if cfg.temporal else None
 
     @property
     def settings(self) -> dict:
@@ -80,56 +82,13 @@ class Backbones:
         kinds += ["temporal_slow", "temporal_fast"] if self.temporal else []
         return tuple(kinds + (["nss"] if self.cfg.nss else []))
 
-    def features(self, chunks: Sequence[DecodedChunk], levels: Iterable[str]) -> dict[str, np.ndarray]:
-        """Rows of every kind for a batch of chunks of one video (their key frames share one size)."""
-        out: dict[str, np.ndarray] = {}
-        key_frames = torch.stack([c.key_frame for c in chunks]).to(self.device)
-        for level in levels:
-            frames = resize_short_side(key_frames, self.short_sides[level])
-            out[f"spatial_{level}"] = self.spatial(frames).numpy()
-        if self.temporal:
-            clips = torch.stack([c.clip for c in chunks]).to(self.device).float().div_(255)
-            slow, fast = self.temporal(clips)
-            out["temporal_slow"], out["temporal_fast"] = slow.numpy(), fast.numpy()
-        if self.cfg.nss:
-            out["nss"] = np.stack([c.nss for c in chunks])
-        return out
+    def spatial_batch(self, key_frames: torch.Tensor, level: str) -> torch.Tensor:
+        """float32 (N, 7168) rows, left on the device, of uint8 key frames (N, 3, H, W) already there."""
+        return self.spatial.forward_on_device(resize_short_side(key_frames, self.short_sides[level]))
 
-
-@dataclass
-class _Job:
-    """One video to extract, and its features as they are assembled batch by batch."""
-
-    key: str
-    path: str
-    levels: tuple[str, ...]
-    size: int
-    mtime: float
-    info: VideoInfo | None = None
-    pending: list[DecodedChunk] = field(default_factory=list)
-    parts: dict[str, list[np.ndarray]] = field(default_factory=dict)
-
-    def add(self, chunk: DecodedChunk, backbones: Backbones, batch_size: int) -> None:
-        self.pending.append(chunk)
-        if len(self.pending) >= batch_size:
-            self._run(backbones)
-
-    def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray]]:
-        """The video's record and rows, checked as the store requires (StoreError: this video fails)."""
-        if self.pending:
-            self._run(backbones)
-        if self.info is None or not self.parts:
-            raise CorruptVideoError(self.path, "no chunks could be decoded")
-        info, parts, self.parts = self.info, self.parts, {}  # the arrays go to the writer, not kept here
-        record = VideoRecord(key=self.key, fps=info.fps, frames=info.frames, width=info.width, height=info.height,
-                             duration=info.duration, decoder=info.decoder, size=self.size, mtime=self.mtime)
-        rows = checked_rows({kind: np.concatenate(rows) for kind, rows in parts.items()}, self.path)
-        return record, rows
-
-    def _run(self, backbones: Backbones) -> None:
-        for kind, rows in backbones.features(self.pending, self.levels).items():
-            self.parts.setdefault(kind, []).append(rows)
-        self.pending = []
+    def temporal_batch(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (slow, fast) rows, left on the device, of uint8 clips (N, T, 3, S, S) already there."""
+        return self.temporal.forward_on_device(clips.float().div_(255))
 
 
 def extract_videos(
@@ -201,7 +160,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         try:
             events = pool.events(tasks) if pool else inline_events(
                 tasks, DecodeOptions.from_config(cfg, device=str(backbones.device)))
-            for task, key, error in _assemble(events, jobs, backbones, cfg.batch_size, writer):
+            for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)
                 else:
@@ -215,7 +174,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
 
 
 def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbones: Backbones,
-          levels: tuple[str, ...], summary: ExtractSummary) -> list[_Job]:
+          levels: tuple[str, ...], summary: ExtractSummary) -> list[Video]:
     """The videos that need extracting; cached ones go to ``summary.skipped``, unreadable ones to ``failed``."""
     cached = store.cached()
     wanted = set(backbones.kinds(levels))
@@ -240,39 +199,6 @@ def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbon
                 job_levels = tuple(dict.fromkeys([*levels, *(h for h in held if h in backbones.short_sides)]))
             else:
                 summary.stale.append(key)
-        jobs.append(_Job(key, str(path), job_levels, size, mtime))
+        jobs.append(Video(key, str(path), job_levels, size, mtime))
     return jobs
 
-
-def _assemble(events: Iterable[Event], jobs: list[_Job], backbones: Backbones, batch_size: int,
-              writer: ShardWriter) -> Iterator[tuple[int, str, str | None]]:
-    """Turn decode events into stored videos; yield ``(task, key, error or None)`` as each video ends.
-
-    A failure of one video (decoding, models, unusable rows) is yielded and the run goes on. A store that
-    cannot be written raises: going on would only lose more work.
-    """
-    broken: set[int] = set()  # tasks whose model step failed: their remaining events are ignored
-    for task, kind, payload in events:
-        job = jobs[task]
-        if task in broken:
-            if kind in ("done", "failed"):
-                broken.discard(task)
-            continue
-        if kind == "failed":
-            yield task, job.key, str(payload)
-            continue
-        try:
-            if kind == "info":
-                job.info = payload
-            elif kind == "chunk":
-                job.add(payload, backbones, batch_size)
-            else:
-                record, rows = job.finish(backbones)
-        except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
-            if kind != "done":
-                broken.add(task)
-            yield task, job.key, describe(exc, job.path)
-            continue
-        if kind == "done":
-            writer.add(record, rows)
-            yield task, job.key, None
