@@ -171,6 +171,8 @@ class Batcher:
         if self.backbones.temporal:
             queued.append((("temporal", None, tuple(chunk.clip.shape), owner), chunk.clip))
         for key, tensor in queued:
+            if video.error is not None:  # a batch launched for an earlier part of this chunk failed it
+                return
             queue = self._queues.setdefault(key, [])
             queue.append(_Item(video, index, tensor))
             if len(queue) >= self.batch_size:
@@ -187,7 +189,9 @@ class Batcher:
         self._settle(video)
 
     def fail(self, video: Video, error: str) -> None:
-        """``video`` failed: drop its queued chunks and report it."""
+        """``video`` failed: drop its queued chunks and report it (once: later failures of it are ignored)."""
+        if video.error is not None:
+            return
         video.error, video.rows = error, {}
         for key in list(self._queues):
             self._queues[key] = [item for item in self._queues[key] if item.video is not video]
@@ -210,7 +214,9 @@ class Batcher:
 
     def _launch(self, key: tuple) -> None:
         """Start the batch of ``key``; then collect the previous batch, which the device has had time to finish."""
-        items = self._queues.pop(key)
+        items = self._queues.pop(key, None)
+        if not items:  # emptied meanwhile: its videos failed
+            return
         try:
             self._in_flight.append(self._run(key, items))
         except Exception as exc:  # noqa: BLE001 - isolated below, one video at a time
@@ -240,8 +246,7 @@ class Batcher:
         except Exception as exc:  # noqa: BLE001 - device errors surface here, at the synchronisation
             stop_if_device_broken(exc, pending.items[0].video.path)
             for video in dict.fromkeys(item.video for item in pending.items):
-                if video.error is None:
-                    self.fail(video, describe(exc, video.path))
+                self.fail(video, describe(exc, video.path))
             return
         for kind, rows in results.items():
             for item, row in zip(pending.items, rows):

@@ -141,16 +141,36 @@ def test_interleaved_videos_share_batches_and_a_failing_batch_fails_only_its_bad
         return spatial(self, key_frames, level)
 
     monkeypatch.setattr(Backbones, "spatial_batch", refuses_the_bad_video)
-    backbones = Backbones(replace(cfg, batch_size=4), recipe=BATCHED_FLOAT32)
-    store = FeatureStore.open(tmp_path / "store", backbones.settings)
-    videos = [Video(f"v{task}", f"v{task}.mp4", ("coarse",), 1, 0.0) for task in sizes]
-    with store.writer(flush_videos=8) as writer:
-        ended = dict(assemble(iter(events), videos, backbones, 4, writer))
+    ended = run_events(events, cfg, tmp_path / "store", BATCHED_FLOAT32, videos=3)
     assert ended["v0"] is None and ended["v2"] is None and "bad video" in ended["v1"], ended
     assert calls[0] == 4  # the first batch spans videos: chunk 0 of each, then chunk 1 of video 0
     stored = FeatureStore.open(tmp_path / "store").read(("spatial_coarse", "nss"))
     assert sorted(stored.keys) == ["v0", "v2"]
     np.testing.assert_array_equal(stored.features["nss"][stored.rows("v2")][:, 0], [20, 21, 22])  # rows in order
+
+
+def run_events(events: list, cfg, store_path: Path, recipe: Recipe, videos: int) -> dict[str, str | None]:
+    """Feed decode events to :func:`assemble` with batches of 4; return each video's outcome as it was reported."""
+    backbones = Backbones(replace(cfg, batch_size=4), recipe=recipe)
+    store = FeatureStore.open(store_path, backbones.settings)
+    jobs = [Video(f"v{task}", f"v{task}.mp4", ("coarse",), 1, 0.0) for task in range(videos)]
+    with store.writer(flush_videos=8) as writer:
+        ended = list(assemble(iter(events), jobs, backbones, 4, writer))
+    assert len(ended) == len({key for key, _ in ended}) == videos, ended  # each video reported once
+    return dict(ended)
+
+
+@pytest.mark.parametrize("recipe", [CPU_RECIPE, BATCHED_FLOAT32], ids=["per-video", "spanning"])
+def test_a_video_whose_decoding_fails_midway_leaves_no_rows_in_the_batches(cfg, tmp_path: Path, recipe: Recipe) -> None:
+    events = [(0, "info", info(64, 48, 3)), (1, "info", info(64, 48, 2))]
+    events += [(0, "chunk", synthetic_chunk(0, 48, 64)), (1, "chunk", synthetic_chunk(10, 48, 64)),
+               (0, "chunk", synthetic_chunk(1, 48, 64)), (0, "failed", "v0.mp4: the bitstream broke"),
+               (1, "chunk", synthetic_chunk(11, 48, 64)), (1, "done", None)]
+    ended = run_events(events, cfg, tmp_path / "store", recipe, videos=2)
+    assert ended == {"v0": "v0.mp4: the bitstream broke", "v1": None}
+    stored = FeatureStore.open(tmp_path / "store").read(("spatial_coarse", "nss"))
+    assert stored.keys == ["v1"]
+    np.testing.assert_array_equal(stored.features["nss"][:, 0], [10, 11])
 
 
 def test_a_sticky_device_error_stops_the_run_and_keeps_what_was_stored(
