@@ -25,7 +25,9 @@ Checks, in order (targets in brackets):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import math
 import multiprocessing as mp
 import os
@@ -94,7 +96,7 @@ class Context:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    import argparse  # not click: the script must start, and say what is missing, where click is not installed
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
@@ -277,7 +279,7 @@ def throughput(ctx: Context) -> str:
         per_item = float(np.median(seconds[2:])) / batch
         chunk_s += per_item
         parts.append(f"{name}: {flops / 2e9:.0f} GMAC, {flops / per_item / 1e12:.1f} TFLOP/s")
-    detail = (f"{'; '.join(parts)} (batch {batch}, {extractor.recipe.precision}); backbones per chunk "
+    detail = (f"{'; '.join(parts)} (batch {batch}, {spatial.recipe.precision}); backbones per chunk "
               f"{chunk_s * 1e3:.1f} ms = {1 / chunk_s:.0f} chunks/s")
     if ctx.cuda:
         assert chunk_s * 1e3 <= MAX_CHUNK_MS, f"{detail}: over the {MAX_CHUNK_MS:g} ms target"
@@ -422,7 +424,8 @@ def fit_score(ctx: Context) -> str:
                  "data.group_column=source", "features.nss=false", f"device={ctx.device}",
                  f"num_epochs={ctx.sizes.fit_epochs}")
     began = time.perf_counter()
-    metrics = fit(ROOT / "config" / "kwai_simpleVQA.yml", overrides=overrides, out=root / "run")
+    with contextlib.redirect_stdout(io.StringIO()):  # the fit's own report; this check prints one line
+        metrics = fit(ROOT / "config" / "kwai_simpleVQA.yml", overrides=overrides, out=root / "run")
     fit_s = time.perf_counter() - began
     model = root / "run" / "best_model.pth"
     scores = {}

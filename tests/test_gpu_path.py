@@ -28,7 +28,6 @@ from pipeline.extract import Backbones, extract_videos
 from pipeline.nss import NSS_DIM
 from pipeline.store import FeatureStore
 from pipeline.video import VideoInfo
-from videos import TINY_EXTRACT_YAML, make_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -53,10 +52,11 @@ def assert_close_rows(reference: np.ndarray, other: np.ndarray, what: str) -> No
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three 2-s videos of three sizes (so key frames group by size) and one 3-s video of the first size."""
+    helpers = pytest.importorskip("videos", reason="making test videos needs PyAV")  # a GPU node may lack it
     root = tmp_path_factory.mktemp("videos")
     for i, (width, height, frames) in enumerate([(64, 48, 48), (80, 48, 48), (48, 64, 48), (64, 48, 72)]):
-        make_video(root / f"v{i}.mp4", width=width, height=height, frames=frames, fps=24, seed=i)
-    (root / "config.yml").write_text(TINY_EXTRACT_YAML)
+        helpers.make_video(root / f"v{i}.mp4", width=width, height=height, frames=frames, fps=24, seed=i)
+    (root / "config.yml").write_text(helpers.TINY_EXTRACT_YAML)
     return root
 
 
