@@ -178,7 +178,7 @@ def preflight(ctx: Context) -> str:
 
 def cuda_tests(ctx: Context) -> str:
     need_cuda(ctx)
-    need("pytest")
+    need("pytest", "av", "click")  # tests/conftest.py imports the test-video helpers (PyAV) and the CLI
     command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-o", "addopts=", "-p", "no:cacheprovider",
                "tests/test_gpu_path.py"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
