@@ -135,10 +135,14 @@ def decode_all(paths: list[Path], cfg: ExtractConfig) -> list[list[DecodedChunk]
 
 def run_forward(videos: list[list[DecodedChunk]], cfg: ExtractConfig, backbones: Backbones) -> int:
     """Only the backbones (with the key-frame resizes), in the pipeline's batches, on decoded chunks."""
-    levels = tuple(cfg.levels)
     for chunks in videos:
         for i in range(0, len(chunks), cfg.batch_size):
-            backbones.features(chunks[i:i + cfg.batch_size], levels)
+            batch = chunks[i:i + cfg.batch_size]
+            key_frames = torch.stack([c.key_frame for c in batch]).to(backbones.device)
+            for level in cfg.levels:
+                backbones.spatial_batch(key_frames, level)
+            if backbones.temporal:
+                backbones.temporal_batch(torch.stack([c.clip for c in batch]).to(backbones.device))
     return sum(map(len, videos))
 
 

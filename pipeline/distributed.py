@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
-from pipeline.backbones.device import usable_cpus
+from pipeline.backbones.device import local_gpu, usable_cpus
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.errors import UsageError
 from pipeline.extract import Backbones, ExtractSummary, extract_videos
@@ -208,23 +208,24 @@ def fits_on_cluster(cluster: str | Cluster) -> Iterator[int]:
         yield max(2, cluster.slots())
 
 
-def pick_device(spec: str, rank: int, cuda_devices: int) -> str:
-    """The device a worker of ``rank`` uses for ``spec``: ``auto`` and ``cuda`` spread workers over the GPUs.
+def pick_device(spec: str, gpu: int, cuda_devices: int) -> str:
+    """The device a worker uses for ``spec``: ``auto`` and ``cuda`` become ``cuda:<gpu>`` when GPUs are visible.
 
-    An explicit ``cuda:N`` or ``cpu`` is kept. With one visible GPU per worker (``CUDA_VISIBLE_DEVICES`` set
-    per job, as SLURM does) every rank gets ``cuda:0``, which is that worker's own GPU.
+    ``gpu`` comes from :func:`pipeline.backbones.device.local_gpu` (the launcher's local rank, else the first
+    visible GPU). An explicit ``cuda:N`` or ``cpu`` is kept.
     """
     if spec in ("auto", "cuda") and cuda_devices > 0:
-        return f"cuda:{rank % cuda_devices}"
+        return f"cuda:{gpu % cuda_devices}"
     return spec
 
 
-def worker_rank(name: object) -> int:
-    """A worker's rank from its name: LocalCluster names workers 0..N-1, dask-jobqueue ``<cluster>-<job>[-<proc>]``."""
-    if isinstance(name, int):
-        return name
-    digits = re.search(r"(\d+)$", str(name))
-    return int(digits.group(1)) if digits else 0
+def local_index(name: object) -> int | None:
+    """A ``--cluster local:N`` worker's number: LocalCluster names its workers 0..N-1, as integers.
+
+    Other names say nothing about the node: ``dask worker`` names a worker by its address (whose trailing
+    digits are a port) and dask-jobqueue by its job, numbered across the whole cluster.
+    """
+    return name if isinstance(name, int) else None
 
 
 # -- in the workers ------------------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def _extract_task(videos: list[tuple[str, str]], store: str, cfg: ExtractConfig,
 
 
 def _backbones(cfg: ExtractConfig, threads: int | None) -> Backbones:
-    """This worker's models for ``cfg``, built on first use, on the GPU its rank picks."""
+    """This worker's models for ``cfg``, built on first use, on the GPU its local rank picks."""
     from distributed import get_worker
 
     if cfg.workers and multiprocessing.current_process().daemon:
@@ -255,7 +256,8 @@ def _backbones(cfg: ExtractConfig, threads: int | None) -> Backbones:
         )
     if threads is not None:
         torch.set_num_threads(threads)
-    device = pick_device(cfg.device, worker_rank(get_worker().name), torch.cuda.device_count())
+    gpus = torch.cuda.device_count()
+    device = pick_device(cfg.device, local_gpu(gpus, local_index=local_index(get_worker().name)), gpus)
     cfg = dataclasses.replace(cfg, device=device)
     key = json.dumps(to_dict(cfg), sort_keys=True)
     if key not in _worker_backbones:

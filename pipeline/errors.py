@@ -80,6 +80,10 @@ class SettingsMismatchError(StoreError):
     The message lists the differing keys; the way out is another store (or the matching settings)."""
 
 
+class DeviceError(VQAError):
+    """The accelerator failed in a way that leaves it unusable for this process (a sticky CUDA error)."""
+
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 #: Exit code of each cause, most specific first; the first class an error is an instance of decides.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (

@@ -1,9 +1,10 @@
 """One extraction run: videos in, features into a store, a summary out; used by every command that extracts.
 
-Per video: decode one-second chunks (streaming, bounded memory), batch them, run the spatial backbone on
-the key frames at each requested level and the temporal backbone on the clips, and hand the rows to a
-:class:`~pipeline.store.ShardWriter`. Videos the store already holds, from the same file, are skipped; a
-video that fails is recorded in the store's ``failures.csv`` and the run goes on.
+Per video: decode one-second chunks (streaming, bounded memory), batch them (:mod:`pipeline.batches`; on a
+GPU batches span videos), run the spatial backbone on the key frames at each requested level and the
+temporal backbone on the clips, and hand the rows to a :class:`~pipeline.store.ShardWriter`. Videos the
+store already holds, from the same file, are skipped; a video that fails is recorded in the store's
+``failures.csv`` and the run goes on.
 
 With ``workers > 0`` decoding (and the weight-free NSS features) runs in that many separate processes
 while this one runs the models, so a decoder that crashes or hangs on a bad file fails that video only.
@@ -12,23 +13,22 @@ while this one runs the models, so a decoder that crashes or hangs on a bad file
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
-from pipeline.backbones.device import feature_precision
+from pipeline.backbones.device import Recipe, recipe_for
+from pipeline.batches import Video, assemble
 from pipeline.config import ExtractConfig
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
-from pipeline.errors import ConfigError, CorruptVideoError, UsageError
+from pipeline.decode_pool import DecodeOptions, DecodePool, inline_events
+from pipeline.errors import ConfigError, UsageError
 from pipeline.features import FeatureSettings
-from pipeline.store import CHANGED, LACKING, FeatureStore, ShardWriter, VideoRecord, checked_rows, \
-    extraction_need, file_signature
-from pipeline.video import VideoInfo, resize_short_side
+from pipeline.store import CHANGED, LACKING, FeatureStore, extraction_need, file_signature
+from pipeline.video import resize_short_side
 
 
 @dataclass
@@ -51,75 +51,30 @@ class ExtractSummary:
 class Backbones:
     """The models of one extraction config, built once and reused for every video (and by score/Dask runs)."""
 
-    def __init__(self, cfg: ExtractConfig):
+    def __init__(self, cfg: ExtractConfig, recipe: Recipe | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.recipe = recipe or recipe_for(self.device)  # another recipe: tests of the GPU path on a CPU
         self.short_sides = {name: level.short_side for name, level in cfg.levels.items()}
-        self.spatial = SpatialExtractor(cfg.weights, self.device) if cfg.levels else None
-        self.temporal = TemporalExtractor(cfg.weights, self.device) if cfg.temporal else None
+        self.spatial = SpatialExtractor(cfg.weights, self.device, recipe=self.recipe) if cfg.levels else None
+        self.temporal = TemporalExtractor(cfg.weights, self.device, recipe=self.recipe) if cfg.temporal else None
         # Everything that shapes the feature values: a store refuses to mix runs where any of it differs.
         self.settings = FeatureSettings.from_config(
             cfg, spatial_weights=self.spatial.weights_id if self.spatial else None,
             temporal_weights=self.temporal.weights_id if self.temporal else None,
-            precision=feature_precision(self.device))
+            precision=self.recipe.precision)
 
     def kinds(self, levels: Iterable[str]) -> tuple[str, ...]:
         """The store kinds a video extracted at ``levels`` holds."""
         return self.settings.kinds(levels)
 
-    def features(self, chunks: Sequence[DecodedChunk], levels: Iterable[str]) -> dict[str, np.ndarray]:
-        """Rows of every kind for a batch of chunks of one video (their key frames share one size)."""
-        out: dict[str, np.ndarray] = {}
-        key_frames = torch.stack([c.key_frame for c in chunks]).to(self.device)
-        for level in levels:
-            frames = resize_short_side(key_frames, self.short_sides[level])
-            out[f"spatial_{level}"] = self.spatial(frames).numpy()
-        if self.temporal:
-            clips = torch.stack([c.clip for c in chunks]).to(self.device).float().div_(255)
-            slow, fast = self.temporal(clips)
-            out["temporal_slow"], out["temporal_fast"] = slow.numpy(), fast.numpy()
-        if self.cfg.nss:
-            out["nss"] = np.stack([c.nss for c in chunks])
-        return out
+    def spatial_batch(self, key_frames: torch.Tensor, level: str) -> torch.Tensor:
+        """float32 (N, 7168) rows, left on the device, of uint8 key frames (N, 3, H, W) already there."""
+        return self.spatial.forward_on_device(resize_short_side(key_frames, self.short_sides[level]))
 
-
-@dataclass
-class _Job:
-    """One video to extract, and its features as they are assembled batch by batch."""
-
-    key: str
-    path: str
-    levels: tuple[str, ...]
-    size: int
-    mtime: float
-    info: VideoInfo | None = None
-    pending: list[DecodedChunk] = field(default_factory=list)
-    parts: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    seconds: list[int] = field(default_factory=list)  # the second each chunk starts at, in order
-
-    def add(self, chunk: DecodedChunk, backbones: Backbones, batch_size: int) -> None:
-        self.pending.append(chunk)
-        self.seconds.append(chunk.second)
-        if len(self.pending) >= batch_size:
-            self._run(backbones)
-
-    def finish(self, backbones: Backbones) -> tuple[VideoRecord, dict[str, np.ndarray], list[int]]:
-        """The video's record, rows and chunk start seconds, rows checked as the store requires (StoreError:
-        this video fails)."""
-        if self.pending:
-            self._run(backbones)
-        if self.info is None or not self.parts:
-            raise CorruptVideoError(self.path, "no chunks could be decoded")
-        info, parts, self.parts = self.info, self.parts, {}  # the arrays go to the writer, not kept here
-        record = VideoRecord(key=self.key, fps=info.fps, frames=info.frames, width=info.width, height=info.height,
-                             duration=info.duration, decoder=info.decoder, size=self.size, mtime=self.mtime)
-        rows = checked_rows({kind: np.concatenate(rows) for kind, rows in parts.items()}, self.path)
-        return record, rows, self.seconds
-
-    def _run(self, backbones: Backbones) -> None:
-        for kind, rows in backbones.features(self.pending, self.levels).items():
-            self.parts.setdefault(kind, []).append(rows)
-        self.pending = []
+    def temporal_batch(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (slow, fast) rows, left on the device, of uint8 clips (N, T, 3, S, S) already there."""
+        return self.temporal.forward_on_device(clips.float().div_(255))
 
 
 def extract_videos(
@@ -191,7 +146,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         try:
             events = pool.events(tasks) if pool else inline_events(
                 tasks, DecodeOptions.from_config(cfg, device=str(backbones.device)))
-            for task, key, error in _assemble(events, jobs, backbones, cfg.batch_size, writer):
+            for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)
                 else:
@@ -205,7 +160,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
 
 
 def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbones: Backbones,
-          levels: tuple[str, ...], summary: ExtractSummary) -> list[_Job]:
+          levels: tuple[str, ...], summary: ExtractSummary) -> list[Video]:
     """The videos that need extracting; cached ones go to ``summary.skipped``, unreadable ones to ``failed``."""
     cached = store.cached()
     wanted = set(backbones.kinds(levels))
@@ -230,39 +185,5 @@ def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbon
         elif need == LACKING:  # extract again with the levels it holds as well, so none is lost
             held = [k.removeprefix("spatial_") for k in record.kinds if k.startswith("spatial_")]
             job_levels = tuple(dict.fromkeys([*levels, *(h for h in held if h in backbones.short_sides)]))
-        jobs.append(_Job(key, str(path), job_levels, size, mtime))
+        jobs.append(Video(key, str(path), job_levels, size, mtime))
     return jobs
-
-
-def _assemble(events: Iterable[Event], jobs: list[_Job], backbones: Backbones, batch_size: int,
-              writer: ShardWriter) -> Iterator[tuple[int, str, str | None]]:
-    """Turn decode events into stored videos; yield ``(task, key, error or None)`` as each video ends.
-
-    A failure of one video (decoding, models, unusable rows) is yielded and the run goes on. A store that
-    cannot be written raises: going on would only lose more work.
-    """
-    broken: set[int] = set()  # tasks whose model step failed: their remaining events are ignored
-    for task, kind, payload in events:
-        job = jobs[task]
-        if task in broken:
-            if kind in ("done", "failed"):
-                broken.discard(task)
-            continue
-        if kind == "failed":
-            yield task, job.key, str(payload)
-            continue
-        try:
-            if kind == "info":
-                job.info = payload
-            elif kind == "chunk":
-                job.add(payload, backbones, batch_size)
-            else:
-                record, rows, seconds = job.finish(backbones)
-        except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
-            if kind != "done":
-                broken.add(task)
-            yield task, job.key, describe(exc, job.path)
-            continue
-        if kind == "done":
-            writer.add(record, rows, seconds)
-            yield task, job.key, None

@@ -21,7 +21,7 @@ from fit_fixtures import make_store, write_configs, write_csv
 
 from pipeline.cli import extract
 from pipeline.config import load_config
-from pipeline.distributed import Cluster, connect, extract_on_cluster, fits_on_cluster, pick_device, worker_rank
+from pipeline.distributed import Cluster, connect, extract_on_cluster, fits_on_cluster, local_index, pick_device
 from pipeline.extract import extract_videos
 from pipeline.fit.run import fit
 from pipeline.store import FeatureStore
@@ -180,17 +180,18 @@ def test_a_sweep_fits_on_the_cluster_workers(cluster: Cluster, tmp_path: Path) -
                                   pd.read_csv(tmp_path / "serial" / "sweep.csv"), rtol=1e-6)
 
 
-@pytest.mark.parametrize("spec, rank, gpus, device", [
+@pytest.mark.parametrize("spec, gpu, gpus, device", [
     ("auto", 3, 2, "cuda:1"), ("cuda", 2, 2, "cuda:0"), ("auto", 5, 1, "cuda:0"),
     ("auto", 1, 0, "auto"), ("cpu", 1, 2, "cpu"), ("cuda:1", 0, 4, "cuda:1"), ("cuda", 0, 0, "cuda"),
 ])
-def test_workers_spread_over_the_gpus(spec: str, rank: int, gpus: int, device: str) -> None:
-    assert pick_device(spec, rank, gpus) == device
+def test_workers_spread_over_the_gpus(spec: str, gpu: int, gpus: int, device: str) -> None:
+    assert pick_device(spec, gpu, gpus) == device
 
 
-@pytest.mark.parametrize("name, rank", [(0, 0), (3, 3), ("SLURMCluster-7", 7), ("SLURMCluster-2-1", 1), ("w", 0)])
-def test_worker_rank_from_its_name(name: object, rank: int) -> None:
-    assert worker_rank(name) == rank
+@pytest.mark.parametrize("name, index", [(0, 0), (3, 3), ("SLURMCluster-7", None), ("tcp://10.0.0.5:40213", None),
+                                         ("w", None)])
+def test_only_a_local_clusters_worker_number_is_read_from_its_name(name: object, index: int | None) -> None:
+    assert local_index(name) == index  # not a port, not a job number across the cluster
 
 
 def run_cli(videos: Path, tmp_path: Path, cluster: str) -> tuple[int, str]:

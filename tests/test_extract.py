@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from pipeline.cli import extract
@@ -175,16 +176,16 @@ def test_extract_videos_summary(videos: Path, tmp_path: Path) -> None:
 def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
         videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(videos / "config.yml").extract
-    features, calls = Backbones.features, []
+    temporal, calls = Backbones.temporal_batch, []
 
-    def nan_from_the_second_batch(self: Backbones, chunks: list, levels: tuple) -> dict:
-        rows = features(self, chunks, levels)
-        calls.append(len(chunks))
+    def nan_from_the_second_batch(self: Backbones, clips: torch.Tensor) -> tuple:
+        slow, fast = temporal(self, clips)
+        calls.append(len(clips))
         if len(calls) > 1:  # each 2-s video is one batch: the second video gets NaN rows
-            rows["temporal_fast"][:] = np.nan
-        return rows
+            fast = torch.full_like(fast, float("nan"))
+        return slow, fast
 
-    monkeypatch.setattr(Backbones, "features", nan_from_the_second_batch)
+    monkeypatch.setattr(Backbones, "temporal_batch", nan_from_the_second_batch)
     pairs = [("a", videos / "clip0.mp4"), ("b", videos / "clip1.mp4")]
     summary = extract_videos(pairs, tmp_path / "store", cfg, levels=["coarse"], progress=False)
     assert calls == [2, 2] and summary.done == ["a"] and "non-finite" in summary.failed["b"]
@@ -192,7 +193,7 @@ def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
     def disk_full(*args: object) -> None:
         raise StoreError("disk full")
 
-    monkeypatch.setattr(Backbones, "features", features)
+    monkeypatch.setattr(Backbones, "temporal_batch", temporal)
     monkeypatch.setattr(shard_files, "write_shard", disk_full)
     with pytest.raises(StoreError, match="disk full"):
         extract_videos([("c", videos / "clip2.mp4")], tmp_path / "store", cfg, levels=["coarse"], progress=False)

@@ -11,7 +11,7 @@ from pipeline.backbones.device import feature_precision
 from pipeline.config import load_config
 from pipeline.errors import SettingsMismatchError
 from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
-from pipeline.nss import NSS_DIM
+from pipeline.nss import NSS_DIM, NSS_VERSION
 from pipeline.store import CHANGED, LACKING, MISSING, VideoRecord, extraction_need, file_signature
 
 
@@ -30,7 +30,7 @@ def test_config_round_trip_keeps_what_shapes_features_and_takes_the_rest_from_ru
     assert FeatureSettings.from_config(cfg, spatial_weights="resnet:abc", temporal_weights="slowfast:def",
                                        precision="float32") == settings
     assert FeatureSettings.from_dict(settings.to_dict()) == settings
-    assert settings.to_dict()["nss"] == {"dim": NSS_DIM, "version": 1}
+    assert settings.to_dict()["nss"] == {"dim": NSS_DIM, "version": NSS_VERSION}
 
 
 def test_kinds_follow_levels_temporal_and_nss() -> None:

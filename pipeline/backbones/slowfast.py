@@ -38,7 +38,8 @@ def split_pathways(clips: torch.Tensor) -> Pathways:
     sampling the checkpoint was trained with.
     """
     frames = clips.shape[2]
-    index = torch.linspace(0, frames - 1, frames // ALPHA).long().to(clips.device)
+    # Computed on the CPU, as upstream does; a non-blocking copy, since a blocking one would stall the device.
+    index = torch.linspace(0, frames - 1, frames // ALPHA).long().to(clips.device, non_blocking=True)
     return clips.index_select(2, index), clips
 
 
@@ -139,10 +140,14 @@ class SlowFastStage(nn.Module):
 
 
 class GlobalPool(nn.Module):
-    """Average each pathway over time and space: (slow (N, 2048), fast (N, 256)) at any clip size."""
+    """Average each pathway over time and space: (slow (N, 2048), fast (N, 256)) at any clip size, in float32.
+
+    Under bf16 autocast the activations are bf16 (8 bits of mantissa); a mean of 8 x 7 x 7 of them summed in
+    bf16 loses most of them, so the sum runs in float32, as the spatial statistics do.
+    """
 
     def forward(self, x: Pathways) -> Pathways:
-        return x[0].mean(dim=(2, 3, 4)), x[1].mean(dim=(2, 3, 4))
+        return x[0].float().mean(dim=(2, 3, 4)), x[1].float().mean(dim=(2, 3, 4))
 
 
 class Classifier(nn.Module):

@@ -10,7 +10,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from pipeline.backbones import weights as pretrained
 from pipeline.backbones.device import (
-    forward_batch, freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32,
+    Recipe, forward_batch, freeze, inference, limit_cpu_threads, recipe_for, resolve_device, to_cpu_float32,
 )
 from pipeline.errors import ArrayError
 
@@ -56,21 +56,26 @@ class SpatialExtractor:
     two positions; the ImageNet normalisation happens inside, so callers pass plain [0, 1] pixels.
     """
 
-    def __init__(self, weights: str | Path = pretrained.PRETRAINED, device: str | torch.device = "cpu", seed: int = 0):
+    def __init__(self, weights: str | Path = pretrained.PRETRAINED, device: str | torch.device = "cpu", seed: int = 0,
+                 recipe: Recipe | None = None):
         self.device = resolve_device(str(device))
+        self.recipe = recipe or recipe_for(self.device)
         model, self.weights_id = pretrained.load_model(ResNet50Stats, pretrained.RESNET50_IMAGENET1K_V1, weights, seed)
-        self.model = freeze(model, self.device)
+        self.model = freeze(model, self.device, self.recipe)
         if self.device.type == "cpu":
             limit_cpu_threads()
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return to_cpu_float32(self.forward_on_device(frames))
+
+    def forward_on_device(self, frames: torch.Tensor) -> torch.Tensor:
+        """float32 (N, 7168) features left on the device: no synchronisation, so batches can be pipelined."""
         check_frames(frames)
         x = frames.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
+        if self.recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with inference(self.device):
-            features = forward_batch(self.model, x)
-        return to_cpu_float32(features)
+        with inference(self.device, self.recipe):
+            return forward_batch(self.model, x, self.recipe.batched)
 
 
 def check_frames(frames: torch.Tensor) -> None:

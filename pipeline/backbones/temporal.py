@@ -8,7 +8,7 @@ import torch
 
 from pipeline.backbones import weights as pretrained
 from pipeline.backbones.device import (
-    forward_batch, freeze, inference, limit_cpu_threads, resolve_device, to_cpu_float32,
+    Recipe, forward_batch, freeze, inference, limit_cpu_threads, recipe_for, resolve_device, to_cpu_float32,
 )
 from pipeline.backbones.slowfast import ALPHA, SlowFast
 from pipeline.errors import ArrayError
@@ -23,21 +23,27 @@ class TemporalExtractor:
     holding ``SLOWFAST_8x8_R50.pyth``. Outputs are float32 on the CPU.
     """
 
-    def __init__(self, weights: str | Path = pretrained.PRETRAINED, device: str | torch.device = "cpu", seed: int = 0):
+    def __init__(self, weights: str | Path = pretrained.PRETRAINED, device: str | torch.device = "cpu", seed: int = 0,
+                 recipe: Recipe | None = None):
         self.device = resolve_device(str(device))
+        self.recipe = recipe or recipe_for(self.device)
         model, self.weights_id = pretrained.load_model(SlowFast, pretrained.SLOWFAST_8X8_R50, weights, seed)
-        self.model = freeze(model, self.device)
+        self.model = freeze(model, self.device, self.recipe)
         if self.device.type == "cpu":
             limit_cpu_threads()
 
     def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        slow, fast = self.forward_on_device(clips)
+        return to_cpu_float32(slow), to_cpu_float32(fast)
+
+    def forward_on_device(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 (slow, fast) features left on the device: no synchronisation, so batches can be pipelined."""
         check_clips(clips)
         x = clips.to(self.device, non_blocking=True).permute(0, 2, 1, 3, 4)  # (N, 3, T, S, S), as Conv3d wants
-        if self.device.type == "cuda":
+        if self.recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        with inference(self.device):
-            slow, fast = forward_batch(self.model, x)
-        return to_cpu_float32(slow), to_cpu_float32(fast)
+        with inference(self.device, self.recipe):
+            return forward_batch(self.model, x, self.recipe.batched)
 
 
 def check_clips(clips: torch.Tensor) -> None:
