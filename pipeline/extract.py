@@ -21,8 +21,9 @@ import torch
 from tqdm import tqdm
 
 from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
+from pipeline.backbones.device import usable_cpus
 from pipeline.config import ExtractConfig
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, inline_events
+from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, Event, describe, feed_plan, inline_events
 from pipeline.errors import ConfigError, CorruptVideoError, UsageError
 from pipeline.nss import NSS_DIM, NSS_VERSION
 from pipeline.store import FeatureStore, ShardWriter, VideoRecord, checked_rows, file_signature
@@ -30,7 +31,7 @@ from pipeline.video import VideoInfo, resize_short_side
 
 #: Version of the feature definitions (DESIGN.md "Feature definitions"); part of every store's settings,
 #: so features made under an older definition are never mixed with new ones. Bump on any change.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass
@@ -154,14 +155,17 @@ def extract_videos(
     if unknown:
         raise UsageError(f"unknown level(s) {unknown}; the config defines {sorted(cfg.levels)}")
     videos = list(videos)
+    workers, threads = feed_plan(cfg.workers, usable_cpus(), cuda=resolve_device(cfg.device).type == "cuda",
+                                 models=bool(cfg.levels or cfg.temporal))
     # Decoder processes first: they start up while the models are built.
-    pool = DecodePool(cfg.workers, DecodeOptions.from_config(cfg)) if cfg.workers and videos else None
+    pool = DecodePool(workers, DecodeOptions.from_config(cfg, threads=threads)) if workers and videos else None
     try:
         backbones = backbones or Backbones(cfg)
         if not backbones.kinds(levels):
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
-        _run(videos, FeatureStore.open(store, backbones.settings), cfg, levels, backbones, pool, progress, summary)
+        _run(videos, FeatureStore.open(store, backbones.settings), cfg, levels, backbones, pool, threads, progress,
+             summary)
     finally:
         if pool:
             pool.close()
@@ -180,7 +184,7 @@ def check_config(cfg: ExtractConfig) -> None:
         ("extract.clip.size", cfg.clip.size, ">= 1", cfg.clip.size >= 1),
         ("extract.clip.frames", cfg.clip.frames, ">= 1", cfg.clip.frames >= 1),
         ("extract.decode_timeout_s", cfg.decode_timeout_s, "> 0", cfg.decode_timeout_s > 0),
-        ("extract.workers", cfg.workers, ">= 0", cfg.workers >= 0),
+        ("extract.workers", cfg.workers, ">= 0 or auto", cfg.workers == "auto" or cfg.workers >= 0),
         ("extract.shard_videos", cfg.shard_videos, ">= 1", cfg.shard_videos >= 1),
         *((f"extract.levels.{name}.short_side", level.short_side, ">= 1", level.short_side >= 1)
           for name, level in cfg.levels.items()),
@@ -191,7 +195,7 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
-         backbones: Backbones, pool: DecodePool | None, progress: bool, summary: ExtractSummary) -> None:
+         backbones: Backbones, pool: DecodePool | None, threads: int, progress: bool, summary: ExtractSummary) -> None:
     """Extract what ``_plan`` leaves to do, filling ``summary``."""
     with store.writer(flush_videos=cfg.shard_videos) as writer:
         jobs = _plan(videos, store, backbones, levels, summary)
@@ -200,7 +204,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
         try:
             events = pool.events(tasks) if pool else inline_events(
-                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device)))
+                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device), threads=threads))
             for task, key, error in _assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)

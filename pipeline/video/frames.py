@@ -41,7 +41,7 @@ class AVFrame:
 
     def resized(self, width: int, height: int) -> np.ndarray:
         scaled = self._reformatter.reformat(self._frame, width=width, height=height, format="rgb24",
-                                            interpolation=INTERPOLATION)
+                                            interpolation=INTERPOLATION, threads=1)  # parallel: across videos
         return scaled.to_ndarray()
 
 
