@@ -244,8 +244,10 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
         raise RuntimeError(f"extraction failed: {summary.failed}")
     steady = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     resolved = decode_pool.feed_plan(cfg.workers, usable_cpus(), cuda=False, models=False)
+    cpu_per_chunk = usage.cpu_seconds / len(arrivals)
     return {"workers": workers, "processes_threads": resolved, "chunks": len(arrivals),
-            "steady_chunks_per_s": steady, "cpu_s_per_chunk": usage.cpu_seconds / len(arrivals),
+            "steady_chunks_per_s": steady, "cpu_s_per_chunk": cpu_per_chunk,
+            "cores_busy": steady * cpu_per_chunk,  # on a shared machine: compare with the load average
             "wall_s": summary.seconds, "load": os.getloadavg()[0]}
 
 

@@ -48,7 +48,7 @@ class ClipConfig:
 
 @dataclass
 class ExtractConfig:
-    decoder: Literal["pyav", "decord"] = "pyav"  # PyAV measured faster and leaner (BENCHMARKS.md)
+    decoder: Literal["decord", "pyav"] = "pyav"  # PyAV measured faster and leaner (BENCHMARKS.md)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     weights: str = "imagenet"  # imagenet | random | a directory holding the upstream weight files
     batch_size: int = 8  # chunks per backbone call on CUDA; a CPU runs one per call (faster there)
