@@ -27,6 +27,15 @@ set_option = click.option(
 )
 
 
+def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    """``--workers``: a count of decoder processes (0 or more) or ``auto``."""
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit():
+        raise click.BadParameter(f"expected a number >= 0 or auto, got {value!r}")
+    return int(value)
+
+
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     """Run ``command``; print a typed error as one message (no traceback) and exit with its code.
 
@@ -98,8 +107,9 @@ def _levels(option: str | None) -> list[str] | None:
 @click.option("--weights", metavar="imagenet|random|DIR",
               help="Backbone weights: the pretrained ones, seeded random ones (tests, demos), or a folder holding them.")
 @set_option
-@click.option("--workers", type=click.IntRange(min=0), metavar="N",
-              help="Decode in N separate processes beside the models; 0 decodes in this one (default: extract.workers).")
+@click.option("--workers", callback=_workers, metavar="N|auto",
+              help="Decode in N separate processes beside the models; 0 decodes in this one; auto: what keeps the "
+                   "models busy (default: extract.workers).")
 @click.option("--cluster", metavar="local:N|ADDRESS",
               help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
                    "(needs the dist extra; videos and store on a file system every worker sees).")
@@ -107,7 +117,7 @@ def _levels(option: str | None) -> list[str] | None:
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
             levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
-            workers: int | None, cluster: str | None, progress: bool) -> int:
+            workers: int | str | None, cluster: str | None, progress: bool) -> int:
     """Extract the features of a CSV's videos into a feature store; cached videos are skipped.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed.
@@ -165,13 +175,13 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @click.option("--report-worst", type=click.IntRange(min=0), default=20, show_default=True, metavar="N",
               help="Videos (the lowest-scoring) whose worst seconds the report shows as thumbnails.")
 @set_option
-@click.option("--workers", type=click.IntRange(min=0), metavar="N",
-              help="Decode in N separate processes beside the models (default: extract.workers).")
+@click.option("--workers", callback=_workers, metavar="N|auto",
+              help="Decode in N separate processes beside the models, or auto (default: extract.workers).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while extracting.")
 @reports_errors
 def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str,
           device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
-          report_path: str | None, report_worst: int, overrides: tuple[str, ...], workers: int | None,
+          report_path: str | None, report_worst: int, overrides: tuple[str, ...], workers: int | str | None,
           progress: bool) -> int:
     """Score a CSV's videos with a fitted model, extracting the features its store lacks.
 

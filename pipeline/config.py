@@ -48,7 +48,7 @@ class ClipConfig:
 
 @dataclass
 class ExtractConfig:
-    decoder: Literal["decord", "pyav"] = "decord"
+    decoder: Literal["decord", "pyav"] = "pyav"  # PyAV measured faster and leaner (BENCHMARKS.md)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     weights: str = "imagenet"  # imagenet | random | a directory holding the upstream weight files
     batch_size: int = 8  # chunks per backbone call on CUDA; a CPU runs one per call (faster there)
@@ -58,7 +58,8 @@ class ExtractConfig:
     temporal: bool = True  # run the SlowFast backbone (temporal_slow, temporal_fast)
     nss: bool = True  # also extract the weight-free natural-scene-statistics features (about 1% of the CNNs' time)
     decode_timeout_s: float = 120.0  # a video whose decoding stalls this long fails instead of hanging
-    workers: int = 0  # decoding processes beside the model (0: decode in the main process)
+    # Decoding processes beside the models (0: decode in the main process); auto: what keeps the models busy.
+    workers: Union[int, Literal["auto"]] = "auto"
     shard_videos: int = 64  # videos per shard: a killed run loses at most one shard's work
 
 
@@ -256,8 +257,16 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, source, key)
+        alternatives = [a for a in args if a is not type(None)]
+        if len(alternatives) == 1:
+            return _coerce(alternatives[0], value, source, key)
+        for alternative in alternatives:
+            try:
+                return _coerce(alternative, value, source, key)
+            except ConfigError:
+                continue
+        expected = " or ".join(_describe(a) for a in alternatives)
+        raise ConfigError(f"{source}: {key} must be {expected}; got {value!r}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, args))}; got {value!r}")
@@ -277,6 +286,13 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             if v is not None
         }
     return _scalar(tp, value, source, key)
+
+
+def _describe(tp: Any) -> str:
+    """How an error message names the values of type ``tp``: ``int``, ``'auto'``."""
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
 
 
 def _scalar(tp: type, value: Any, source: str, key: str) -> Any:

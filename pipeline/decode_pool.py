@@ -42,10 +42,32 @@ class DecodeOptions:
     timeout_s: float
     nss: bool
     device: str = "cpu"
+    threads: int = 0  # the decoder's threads (0: its own choice)
 
     @classmethod
-    def from_config(cls, cfg: ExtractConfig, device: str = "cpu") -> DecodeOptions:
-        return cls(cfg.decoder, cfg.max_chunks, cfg.clip.frames, cfg.clip.size, cfg.decode_timeout_s, cfg.nss, device)
+    def from_config(cls, cfg: ExtractConfig, device: str = "cpu", threads: int = 0) -> DecodeOptions:
+        return cls(cfg.decoder, cfg.max_chunks, cfg.clip.frames, cfg.clip.size, cfg.decode_timeout_s, cfg.nss, device,
+                   threads)
+
+
+def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tuple[int, int]:
+    """(decoder processes, decoder threads each) for ``extract.workers`` on a machine with ``cpus`` usable cores.
+
+    ``auto`` is what keeps the models busy. With CUDA the CPU's only job is feeding the GPU: all cores but
+    two decode (one for the main process, one for the system). On a CPU, where the CNNs take nearly all
+    the time, decoding in the main process measured fastest (BENCHMARKS.md, extraction end to end); with no
+    CNN at all (NSS only) decoding is the work, and one single-threaded process per core measured fastest
+    (BENCHMARKS.md, "The CPU feed"). A process that cannot start children (a daemonic Dask worker) decodes
+    itself. Threads are set so that processes x threads <= cores.
+    """
+    if workers == "auto":
+        if mp.current_process().daemon:
+            workers = 0
+        elif cuda:
+            workers = max(1, cpus - 2)
+        else:
+            workers = 0 if models else cpus
+    return workers, max(1, cpus // max(1, workers))
 
 
 @dataclass
@@ -62,7 +84,8 @@ class DecodedChunk:
 def decode_video(path: str, options: DecodeOptions) -> Iterator[VideoInfo | DecodedChunk]:
     """Yield the video's :class:`VideoInfo`, then each chunk in order (with NSS when ``options.nss``)."""
     with open_chunks(path, decoder=options.decoder, max_chunks=options.max_chunks, clip_frames=options.clip_frames,
-                     clip_size=options.clip_size, timeout_s=options.timeout_s, device=options.device) as stream:
+                     clip_size=options.clip_size, timeout_s=options.timeout_s, device=options.device,
+                     threads=options.threads) as stream:
         yield stream.info
         for chunk in stream:
             nss = nss_features(chunk.key_frame, chunk.clip) if options.nss else None
@@ -166,8 +189,10 @@ class DecodePool:
             return
         task, kind, payload = message
         if kind == "chunk":
-            key_frame, clip, nss, second = payload
-            payload = DecodedChunk(torch.from_numpy(key_frame), torch.from_numpy(clip), nss, second)
+            try:
+                payload = _receive_chunk(worker.conn, payload)
+            except (EOFError, OSError):  # died mid-chunk: reported as its death when its pipe is read next
+                return
         if kind in ("done", "failed"):
             worker.task = None
         yield task, kind, payload
@@ -219,7 +244,7 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> 
             try:
                 for item in decode(path, options):
                     if isinstance(item, DecodedChunk):
-                        conn.send((task, "chunk", (item.key_frame.numpy(), item.clip.numpy(), item.nss, item.second)))
+                        _send_chunk(conn, task, item)
                     else:
                         conn.send((task, "info", item))
             except (EOFError, BrokenPipeError):
@@ -232,3 +257,23 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> 
         pass  # the main process is gone: nothing left to do
     finally:
         conn.close()
+
+
+# A chunk crosses the pipe as a small pickled header (shapes, NSS row) followed by the raw bytes of its two
+# arrays: no pickled copy of the 10 MB of pixels on either side, only the pipe's own (half the hand-off's CPU
+# time: BENCHMARKS.md, "The CPU feed").
+def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk) -> None:
+    arrays = (chunk.key_frame, chunk.clip)
+    conn.send((task, "chunk", (tuple(tuple(a.shape) for a in arrays), chunk.nss, chunk.second)))
+    for array in arrays:
+        conn.send_bytes(array.contiguous().view(-1).numpy())
+
+
+def _receive_chunk(conn: Connection, header: tuple) -> DecodedChunk:
+    shapes, nss, second = header
+    arrays = []
+    for shape in shapes:
+        array = torch.empty(shape, dtype=torch.uint8)
+        conn.recv_bytes_into(array.view(-1).numpy())
+        arrays.append(array)
+    return DecodedChunk(arrays[0], arrays[1], nss, second)

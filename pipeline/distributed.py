@@ -249,7 +249,7 @@ def _backbones(cfg: ExtractConfig, threads: int | None) -> Backbones:
     """This worker's models for ``cfg``, built on first use, on the GPU its local rank picks."""
     from distributed import get_worker
 
-    if cfg.workers and multiprocessing.current_process().daemon:
+    if cfg.workers != "auto" and cfg.workers and multiprocessing.current_process().daemon:  # auto decodes here
         raise UsageError(
             f"extract.workers={cfg.workers} decodes in child processes, which daemonic Dask workers cannot start: "
             "start the workers with DASK_DISTRIBUTED__WORKER__DAEMON=False in their environment, or use --workers 0"

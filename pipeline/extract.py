@@ -21,10 +21,10 @@ import torch
 from tqdm import tqdm
 
 from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
-from pipeline.backbones.device import Recipe, recipe_for
+from pipeline.backbones.device import Recipe, recipe_for, usable_cpus
 from pipeline.batches import Video, assemble
 from pipeline.config import ExtractConfig
-from pipeline.decode_pool import DecodeOptions, DecodePool, inline_events
+from pipeline.decode_pool import DecodeOptions, DecodePool, feed_plan, inline_events
 from pipeline.errors import ConfigError, UsageError
 from pipeline.features import FeatureSettings
 from pipeline.store import CHANGED, LACKING, FeatureStore, extraction_need, file_signature
@@ -99,14 +99,17 @@ def extract_videos(
     if unknown:
         raise UsageError(f"unknown level(s) {unknown}; the config defines {sorted(cfg.levels)}")
     videos = list(videos)
+    workers, threads = feed_plan(cfg.workers, usable_cpus(), cuda=resolve_device(cfg.device).type == "cuda",
+                                 models=bool(cfg.levels or cfg.temporal))
     # Decoder processes first: they start up while the models are built.
-    pool = DecodePool(cfg.workers, DecodeOptions.from_config(cfg)) if cfg.workers and videos else None
+    pool = DecodePool(workers, DecodeOptions.from_config(cfg, threads=threads)) if workers and videos else None
     try:
         backbones = backbones or Backbones(cfg)
         if not backbones.kinds(levels):
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
-        _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, progress, summary)
+        _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, threads,
+             progress, summary)
     finally:
         if pool:
             pool.close()
@@ -125,7 +128,7 @@ def check_config(cfg: ExtractConfig) -> None:
         ("extract.clip.size", cfg.clip.size, ">= 1", cfg.clip.size >= 1),
         ("extract.clip.frames", cfg.clip.frames, ">= 1", cfg.clip.frames >= 1),
         ("extract.decode_timeout_s", cfg.decode_timeout_s, "> 0", cfg.decode_timeout_s > 0),
-        ("extract.workers", cfg.workers, ">= 0", cfg.workers >= 0),
+        ("extract.workers", cfg.workers, ">= 0 or auto", cfg.workers == "auto" or cfg.workers >= 0),
         ("extract.shard_videos", cfg.shard_videos, ">= 1", cfg.shard_videos >= 1),
         *((f"extract.levels.{name}.short_side", level.short_side, ">= 1", level.short_side >= 1)
           for name, level in cfg.levels.items()),
@@ -136,7 +139,7 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
-         backbones: Backbones, pool: DecodePool | None, progress: bool, summary: ExtractSummary) -> None:
+         backbones: Backbones, pool: DecodePool | None, threads: int, progress: bool, summary: ExtractSummary) -> None:
     """Extract what ``_plan`` leaves to do, filling ``summary``."""
     with store.writer(flush_videos=cfg.shard_videos) as writer:
         jobs = _plan(videos, store, backbones, levels, summary)
@@ -145,7 +148,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
         try:
             events = pool.events(tasks) if pool else inline_events(
-                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device)))
+                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device), threads=threads))
             for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)

@@ -31,6 +31,15 @@ def test_defaults_match_design():
     assert cfg.extract.clip.frames == 32 and cfg.extract.clip.size == 224
     assert cfg.features.temporal == ["slow", "fast"]
     assert cfg.loss.rank_margin == 0.1 and cfg.optimizer.name == "adamw"
+    assert cfg.extract.decoder == "pyav" and cfg.extract.workers == "auto"
+
+
+def test_workers_is_a_count_or_auto():
+    assert load_config(None, ["extract.workers=3"]).extract.workers == 3
+    assert load_config(None, ["extract.workers=auto"]).extract.workers == "auto"
+    for bad in ("many", "1.5", "true"):
+        with pytest.raises(ConfigError, match="extract.workers must be int or 'auto'; got"):
+            load_config(None, [f"extract.workers={bad}"])
 
 
 def test_shipped_configs_chain_coarse_then_fine():

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.store import shards as shard_files
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool
+from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, feed_plan
 from pipeline.errors import StoreError
 from pipeline.extract import Backbones, extract_videos
 from pipeline.store import FEATURE_KINDS, FeatureStore
@@ -163,6 +163,15 @@ def test_decode_pool_fails_only_the_video_whose_decoder_crashes_or_hangs(videos:
     chunks = [payload for task, kind, payload in events if task == 2 and kind == "chunk"]
     assert len(chunks) == 2 and all(isinstance(c, DecodedChunk) for c in chunks)
     assert tuple(chunks[0].clip.shape) == (8, 3, 32, 32)
+
+
+def test_auto_workers_feed_the_models_without_oversubscribing_the_cores() -> None:
+    assert feed_plan("auto", 16, cuda=True, models=True) == (14, 1)    # the GPU waits on decoding: all but two
+    assert feed_plan("auto", 16, cuda=False, models=True) == (0, 16)   # CNNs on the CPU: decode in this process
+    assert feed_plan("auto", 4, cuda=False, models=False) == (4, 1)    # NSS only: decoding is the work
+    assert feed_plan("auto", 2, cuda=True, models=True) == (1, 2)
+    assert feed_plan(3, 16, cuda=True, models=True) == (3, 5)          # a count is kept; threads fill the cores
+    assert feed_plan(0, 8, cuda=False, models=False) == (0, 8)
 
 
 def test_extract_videos_summary(videos: Path, tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def test_config_through_extract(batch: dict, case: ConfigCase, tmp_path: Path) -
     (["--set", "extract.decoder=ffmpeg"], "extract.decoder must be one of decord, pyav"),
     (["--set", "extract.batch_size=0"], "extract.batch_size must be >= 1"),
     (["--set", "model.hidden=[4]"], "extract.* keys only"),
-    (["--workers", "-1"], "-1 is not in the range x>=0"),
+    (["--workers", "-1"], "expected a number >= 0 or auto, got '-1'"),
 ])
 def test_score_options(batch: dict, tmp_path: Path, args: list[str], problem: str) -> None:
     root = batch["root"]
@@ -187,7 +187,7 @@ def test_score_options(batch: dict, tmp_path: Path, args: list[str], problem: st
 @pytest.mark.parametrize("args, problem", [
     (["--levels", ","], "--levels ',': name at least one level"),
     (["--levels", "coarse,medium"], "unknown level(s) ['medium']"),
-    (["--workers", "many"], "'many' is not a valid integer"),
+    (["--workers", "many"], "expected a number >= 0 or auto, got 'many'"),
     (["--csv"], "requires an argument"),
     (["--colour", "red"], "No such option"),
 ])

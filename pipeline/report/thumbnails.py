@@ -31,7 +31,7 @@ def key_frames(path: str | Path, seconds: Sequence[int], height: int = THUMBNAIL
     frame_of = {s: min(bisect_left(times, s), len(times) - 1) for s in seconds}
     decoder = PyAVDecoder(Path(path), index)
     try:
-        frames = dict(decoder.frames(sorted(set(frame_of.values()))))
+        frames = {i: frame.rgb() for i, frame in decoder.frames(sorted(set(frame_of.values())))}
     finally:
         decoder.close()
     return [_jpeg(np.rot90(frames[frame_of[s]], k=-(info.rotation // 90)), height) for s in seconds]

@@ -5,7 +5,9 @@ last clip frame has decoded and hands it on (at most two finished chunks wait), 
 overlaps with whatever the consumer does with the chunks. Only the frames of chunks still being
 assembled are held (at most ``clip_frames`` resized frames and one native key frame per open
 chunk), so memory does not grow with the length of the video. Frames no chunk needs are never
-converted to RGB.
+converted to RGB; clip frames are converted straight to the clip size (``frames``), and only key
+frames at full size. The clip is made on the CPU whatever ``device`` is (then moved there), so the
+clips of a video are the same whichever device or process runs the models.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import CorruptVideoError
 from .decoders import DECODERS, Decoder, open_decoder
 from .probe import VideoInfo, probe
 from .sampling import ChunkPlan, needed_frames, plan_chunks
-from .views import display_frame, resize_frames
+from .frames import Frame
+from .views import display_frame
 from .watchdog import Prefetcher, call_with_timeout
 
 _PREFETCH_CHUNKS = 2  # finished chunks waiting for the consumer: decoding runs ahead, memory stays bounded
@@ -95,7 +97,7 @@ class ChunkStream:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _assemble(self, frames: Iterator[tuple[int, np.ndarray]]) -> Iterator[Chunk]:
+    def _assemble(self, frames: Iterator[tuple[int, Frame]]) -> Iterator[Chunk]:
         """Build chunks from frames that arrive in index order, each exactly once."""
         plans = self._plans
         opened = 0                            # plans[:opened] have seen their key frame
@@ -103,13 +105,14 @@ class ChunkStream:
         keys: dict[int, torch.Tensor] = {}    # native key frames of pending chunks
         small: dict[int, torch.Tensor] = {}   # resized clip frames pending chunks may still use
         emitted = 0
-        for j, rgb in frames:
-            frame = display_frame(rgb, self.info.rotation, self._device)
+        rotation, size = self.info.rotation, self._clip_size
+        for j, frame in frames:
+            if opened < len(plans) and plans[opened].key == j:
+                keys[j] = display_frame(frame.rgb(), rotation, self._device).contiguous()
             while opened < len(plans) and plans[opened].key == j:
-                keys[j] = frame.contiguous()
                 pending.append(plans[opened])
                 opened += 1
-            small[j] = resize_frames(frame[None], self._clip_size, self._clip_size)[0]
+            small[j] = display_frame(frame.resized(size, size), rotation, self._device)
             while pending and pending[0].last <= j:
                 plan = pending.popleft()
                 clip = torch.stack([small[i] for i in plan.frames])
@@ -123,19 +126,21 @@ class ChunkStream:
             raise CorruptVideoError(self.info.path, f"decoding ended after {emitted} of {len(plans)} chunks")
 
 
-def open_chunks(path: str | Path, *, decoder: str = "decord", max_chunks: int = 0, clip_frames: int = 32,
-                clip_size: int = 224, timeout_s: float = 120.0, device: str | torch.device = "cpu") -> ChunkStream:
+def open_chunks(path: str | Path, *, decoder: str = "pyav", max_chunks: int = 0, clip_frames: int = 32,
+                clip_size: int = 224, timeout_s: float = 120.0, device: str | torch.device = "cpu",
+                threads: int = 0) -> ChunkStream:
     """Open a video and plan its chunks; iterate the returned stream to decode them.
 
-    ``decoder`` is ``decord`` or ``pyav``; decord hands over to PyAV for files it cannot decode
-    (``stream.info.decoder`` says which decodes). ``max_chunks`` (0 = all) keeps that many chunks
+    ``decoder`` is ``pyav`` or ``decord``; decord hands over to PyAV for files it cannot decode
+    (``stream.info.decoder`` says which decodes); ``threads`` is its thread count (0: its own choice). ``max_chunks`` (0 = all) keeps that many chunks
     spread evenly over the video. ``timeout_s`` bounds how long opening, and then each step of
     decoding, may make no progress before ``DecodeTimeoutError``. Raises ``VideoError``
     subclasses naming the file; ``ValueError`` for invalid arguments.
     """
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    for name, value, least in (("clip_frames", clip_frames, 1), ("clip_size", clip_size, 1), ("max_chunks", max_chunks, 0)):
+    for name, value, least in (("clip_frames", clip_frames, 1), ("clip_size", clip_size, 1), ("max_chunks", max_chunks, 0),
+                               ("threads", threads, 0)):
         if value < least:
             raise ValueError(f"{name} must be >= {least}, got {value}")
     if not timeout_s > 0:
@@ -145,7 +150,7 @@ def open_chunks(path: str | Path, *, decoder: str = "decord", max_chunks: int = 
     def prepare() -> tuple[VideoInfo, list[ChunkPlan], Decoder]:
         info, index, first = probe(path)
         plans = plan_chunks(index.seconds(), float(index.duration), max_chunks=max_chunks, clip_frames=clip_frames)
-        backend = open_decoder(decoder, path, info, index, first)
+        backend = open_decoder(decoder, path, info, index, first, threads)
         return replace(info, decoder=backend.name), plans, backend
 
     info, plans, backend = call_with_timeout(prepare, timeout_s, path, "opening")

@@ -1,10 +1,11 @@
 """The two decoding backends: decord (the default) and PyAV (the fallback, and for what decord cannot do).
 
 A backend turns the sorted indices of the frames a plan needs into ``(index, frame)`` pairs, in
-order, each frame an RGB uint8 ``(height, width, 3)`` array in stored orientation (rotation is
-applied later, with the other views). Both decode from the same ``FrameIndex``, so they deliver
-the same frames; frames that no chunk needs are decoded (codecs need them as references) but not
-converted to RGB, and PyAV seeks over whole runs of them when a key frame lies in between.
+order, each frame a :class:`~.frames.Frame` in stored orientation (rotation is applied later, with
+the other views) that converts itself to RGB at the size asked for. Both decode from the same
+``FrameIndex``, so they deliver the same frames; frames that no chunk needs are decoded (codecs need
+them as references) but never converted, and PyAV seeks over whole runs of them when a key frame
+lies in between. ``threads`` is the decoder's thread count (0: the library's choice).
 
 decord 0.6 is not used (PyAV is, and ``VideoInfo.decoder`` says so) when the stream is rotated
 (decord ignores the display matrix and fails on such files), when its pixel format is not 8-bit
@@ -27,8 +28,10 @@ import av
 import av.error
 import decord
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from ..errors import CorruptVideoError
+from .frames import AVFrame, Frame, RGBFrame
 from .probe import FrameIndex, VideoInfo, open_input
 
 log = logging.getLogger(__name__)
@@ -43,14 +46,15 @@ _DECORD_REOPEN_BYTES = 512 << 20  # RGB frames decoded before decord's reader is
 class Decoder(Protocol):
     name: str
 
-    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(index, rgb)`` for every index in ``wanted`` (sorted, unique), in order."""
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, Frame]]:
+        """Yield ``(index, frame)`` for every index in ``wanted`` (sorted, unique), in order."""
 
     def close(self) -> None:
         """Release the file and decoder state."""
 
 
-def open_decoder(kind: str, path: Path, info: VideoInfo, index: FrameIndex, first: np.ndarray) -> Decoder:
+def open_decoder(kind: str, path: Path, info: VideoInfo, index: FrameIndex, first: np.ndarray,
+                 threads: int = 0) -> Decoder:
     """Return a decoder of ``kind`` (``decord`` or ``pyav``), or PyAV where decord cannot decode this video.
 
     ``first`` is the first frame as PyAV decodes it; decord must reproduce it to be used.
@@ -61,11 +65,11 @@ def open_decoder(kind: str, path: Path, info: VideoInfo, index: FrameIndex, firs
         reason = _decord_unsuitable(info)
         if reason is None:
             try:
-                return DecordDecoder(path, index, first)
+                return DecordDecoder(path, index, first, threads)
             except _DecordUnusable as e:
                 reason = str(e)
         log.info("%s: decoding with PyAV instead of decord: %s", path, reason)
-    return PyAVDecoder(path, index)
+    return PyAVDecoder(path, index, threads)
 
 
 class _DecordUnusable(Exception):
@@ -92,8 +96,10 @@ class DecordDecoder:
 
     name = "decord"
 
-    def __init__(self, path: Path, index: FrameIndex, first: np.ndarray):
+    def __init__(self, path: Path, index: FrameIndex, first: np.ndarray, threads: int = 0):
         self._path = path
+        self._threads = threads
+        self._reformatter = VideoReformatter()
         self._keyframes = frozenset(index.keyframes)
         self._reopen_after = max(1, _DECORD_REOPEN_BYTES // first.nbytes)
         self._reader = self._open()
@@ -112,7 +118,7 @@ class DecordDecoder:
         self._position = 1  # the frame next() returns
         self._read = 1      # frames decoded since the reader was opened
 
-    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, Frame]]:
         for j in wanted:
             try:
                 if self._read >= self._reopen_after and j in self._keyframes:
@@ -127,14 +133,14 @@ class DecordDecoder:
                 raise CorruptVideoError(self._path, f"decord ran out of frames at frame {j}") from None
             self._read += j - min(j, self._position) + 1
             self._position = j + 1
-            yield j, rgb
+            yield j, RGBFrame(rgb, self._reformatter)
 
     def close(self) -> None:
         self._reader = None
 
     def _open(self) -> decord.VideoReader:
         try:
-            return decord.VideoReader(str(self._path), ctx=decord.cpu(0), num_threads=0)
+            return decord.VideoReader(str(self._path), ctx=decord.cpu(0), num_threads=self._threads)
         except decord.DECORDError as e:
             raise _DecordUnusable(f"decord cannot open it ({_first_line(e)})") from e
 
@@ -144,12 +150,14 @@ class PyAVDecoder:
 
     name = "pyav"
 
-    def __init__(self, path: Path, index: FrameIndex):
+    def __init__(self, path: Path, index: FrameIndex, threads: int = 0):
         self._path = path
         self._index = index
+        self._threads = threads
+        self._reformatter = VideoReformatter()
         self._container = None
 
-    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def frames(self, wanted: Sequence[int]) -> Iterator[tuple[int, Frame]]:
         index = self._index
         can_seek = index.timed
         decoded = self._restart()
@@ -171,7 +179,7 @@ class PyAVDecoder:
                     raise CorruptVideoError(self._path, f"no frame decodes from frame {position} on")
                 missing += len(wanted) - w
                 for j in wanted[w:]:
-                    yield j, _rgb(previous)
+                    yield j, self._view(previous)
                 break
             j, frame = item
             if after_seek and j > target:  # the seek overshot: decode from the start, without seeking
@@ -183,10 +191,10 @@ class PyAVDecoder:
             after_seek = False
             while w < len(wanted) and wanted[w] < j:
                 missing += 1
-                yield wanted[w], _rgb(previous if previous is not None else frame)
+                yield wanted[w], self._view(previous if previous is not None else frame)
                 w += 1
             if w < len(wanted) and wanted[w] == j:
-                yield j, _rgb(frame)
+                yield j, self._view(frame)
                 w += 1
             previous, position = frame, j + 1
         decoded.close()
@@ -198,11 +206,15 @@ class PyAVDecoder:
             self._container.close()
             self._container = None
 
+    def _view(self, frame: av.VideoFrame) -> AVFrame:
+        return AVFrame(frame, self._reformatter)
+
     def _restart(self) -> Iterator[tuple[int, av.VideoFrame]]:
         self.close()
         self._container = open_input(self._path)
         stream = self._container.streams[self._index.stream]
         stream.thread_type = "AUTO"
+        stream.thread_count = self._threads
         return self._decode(stream, position=0)
 
     def _seek(self, key: int) -> Iterator[tuple[int, av.VideoFrame]]:
@@ -235,11 +247,6 @@ class PyAVDecoder:
             yield from self._container.demux(stream)
         except av.error.FFmpegError as e:
             raise CorruptVideoError(self._path, f"read error while decoding: {e}") from e
-
-
-def _rgb(frame: av.VideoFrame) -> np.ndarray:
-    """RGB uint8 (height, width, 3), converted with the frame's own colour matrix and range."""
-    return frame.to_ndarray(format="rgb24")
 
 
 def _first_line(error: Exception) -> str:

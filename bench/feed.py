@@ -1,0 +1,280 @@
+"""The CPU feed of extraction: what a chunk costs outside the backbones' forward passes, against decoding alone.
+
+On a GPU node the backbones of a chunk take milliseconds; everything else is CPU work, and it decides how
+many chunks per second reach the GPU. This bench measures that work on real content (vqa-dev's pristine
+sources, upscaled and re-encoded with PyAV as H.264 1080p30 and 720p24, cached under ``--work``), in CPU
+seconds per one-second chunk, split by part:
+
+- ``decode alone``: PyAV decoding every frame on one thread, nothing else (the yardstick);
+- ``decode layer``: ``pipeline.decode_pool.decode_video`` on one decoder thread, as a decoder process runs
+  it, NSS off and on; within it, timed per call: the clip views (decoder pixels -> 224x224 RGB), the key
+  frames' full-size RGB, the tensor views (rotation, placement) and NSS; the rest is decoding and assembly;
+- ``hand-off``: a decoder process's chunks through a pipe as ``DecodePool`` sends them, both ends;
+- ``levels + clip to float``: the main process's non-model work on a chunk (key frame resized to each
+  level, clip scaled to [0, 1]): work the design puts on the device when there is one;
+- ``store``: the rows of every kind through ``ShardWriter`` into a shard.
+
+Two figures follow, as issue 14 asks: a GPU node (the CPU work that stays on the CPU there: decode layer
+without NSS, hand-off, store; NSS, levels and clip scaling, device work, are timed on this CPU as an upper
+bound) against <= 1.15x decoding, and a CPU-only machine with NSS on (everything) against <= 1.5x.
+
+``--feed`` then runs backbone-free extraction (NSS only, ``extract_videos``) of ``--copies`` copies of the
+1080p30 clip at each ``--workers`` value and reports steady-state chunks/s (from the first chunk handed to
+the models to the last, so start-up is excluded) against 80% of cores / (CPU-s per chunk of the CPU-only
+figure), the rate that keeps the cores busy.
+
+    .venv/bin/python -m bench.feed --data /work/shared/data/vqa-dev --work /tmp/vqa-bench-feed --feed auto,0,1,2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from multiprocessing import Pipe
+from pathlib import Path
+
+import av
+import click
+import numpy as np
+import torch
+
+import pipeline.decode_pool as decode_pool
+import pipeline.extract as extract
+import pipeline.video.chunks as chunks
+from pipeline.backbones.device import usable_cpus
+from pipeline.config import load_config
+from pipeline.decode_pool import DecodedChunk, DecodeOptions, decode_video
+from pipeline.nss import NSS_DIM
+from pipeline.store import FeatureStore, VideoRecord
+from pipeline.video import VideoInfo, resize_short_side
+from pipeline.video.frames import AVFrame
+
+SOURCES = ("bbb_f00307", "vid4_calendar", "bbb_f02980", "skv_bikes", "vid4_walk")  # 2 s each in vqa-dev
+CLIPS = {"1080p30": (1920, 1080, 30), "720p24": (1280, 720, 24)}
+LEVELS = (448, 720)
+ROWS = {"spatial_coarse": 7168, "spatial_fine": 7168, "temporal_slow": 2048, "temporal_fast": 256, "nss": NSS_DIM}
+TARGETS = {"gpu_node": 1.15, "cpu_only_nss": 1.5}
+
+
+def make_clip(data: Path, work: Path, name: str) -> Path:
+    """The sources one after another, upscaled (bicubic) to ``name``'s size and frame rate, H.264 CRF 23; cached."""
+    width, height, fps = CLIPS[name]
+    path = work / f"feed-{name}.mp4"
+    if path.exists():
+        return path
+    work.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part.mp4")
+    with av.open(str(partial), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "medium", "crf": "23"}
+        index = 0
+        for source in SOURCES:
+            with av.open(str(data / "videos" / f"{source}__pristine.mp4")) as src:
+                for frame in src.decode(video=0):
+                    scaled = frame.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
+                    scaled.pts, scaled.time_base = index, Fraction(1, fps)
+                    out.mux(stream.encode(scaled))
+                    index += 1
+        out.mux(stream.encode())
+    partial.rename(path)
+    return path
+
+
+def best_cpu(run: Callable[[], object], repeats: int) -> float:
+    """The least process CPU seconds (all threads, user + system) ``run`` took over ``repeats`` runs."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        run()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def decode_alone(path: Path) -> None:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1
+        for _ in container.decode(stream):
+            pass
+
+
+class PartTimer:
+    """Thread CPU seconds spent inside chosen functions, accumulated per name, while the real code runs."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.thread_time() - start
+        return timed
+
+
+@contextmanager
+def timed_parts() -> Iterator[PartTimer]:
+    """Time the decode layer's parts by wrapping the functions that do them, restored afterwards."""
+    timer = PartTimer()
+    patches = [(AVFrame, "resized", "clip views"), (AVFrame, "rgb", "key frame RGB"),
+               (chunks, "display_frame", "tensor views"), (decode_pool, "nss_features", "NSS")]
+    originals = [getattr(owner, attr) for owner, attr, _ in patches]
+    for (owner, attr, name), original in zip(patches, originals):
+        setattr(owner, attr, timer.wrap(name, original))
+    try:
+        yield timer
+    finally:
+        for (owner, attr, _), original in zip(patches, originals):
+            setattr(owner, attr, original)
+
+
+def decoded(path: Path, options: DecodeOptions) -> tuple[VideoInfo, list[DecodedChunk]]:
+    items = list(decode_video(str(path), options))
+    return items[0], items[1:]
+
+
+def layer_parts(path: Path, options: DecodeOptions, repeats: int) -> dict[str, float]:
+    """CPU seconds of the decode layer on ``path``: its total and its timed parts (best total of ``repeats``)."""
+    best: dict[str, float] = {"total": float("inf")}
+    for _ in range(repeats):
+        with timed_parts() as timer:
+            total = best_cpu(lambda: decoded(path, options), 1)
+        if total < best["total"]:
+            best = {"total": total, **timer.seconds}
+    best["decoding and assembly"] = best["total"] - sum(v for k, v in best.items() if k != "total")
+    return best
+
+
+def hand_off(chunks_: list[DecodedChunk]) -> None:
+    """The chunks through a pipe as a decoder process sends them and DecodePool receives them (here: two threads)."""
+    ours, theirs = Pipe(duplex=False)
+
+    def receive() -> None:
+        for _ in chunks_:
+            decode_pool._receive_chunk(ours, ours.recv()[2])
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    for c in chunks_:
+        decode_pool._send_chunk(theirs, 0, c)
+    reader.join()
+
+
+def main_non_model(chunks_: list[DecodedChunk]) -> None:
+    """What ``Backbones.spatial_batch``/``temporal_batch`` do to a chunk besides the forward passes: level
+    resizes, clip to float."""
+    for c in chunks_:
+        for side in LEVELS:
+            resize_short_side(c.key_frame[None], side)
+        c.clip[None].float().div_(255)
+
+
+def store_writes(chunks_per_video: int, videos: int = 64) -> None:
+    """``videos`` videos' rows of every kind through a ShardWriter (one shard)."""
+    rng = np.random.default_rng(0)
+    rows = {kind: rng.standard_normal((chunks_per_video, dim), dtype=np.float32) for kind, dim in ROWS.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-feed-") as root:
+        store = FeatureStore.open(root, {"bench": "feed"})
+        with store.writer(flush_videos=videos) as writer:
+            for i in range(videos):
+                record = VideoRecord(key=f"v{i}", fps=30.0, frames=1, width=1, height=1, duration=1.0,
+                                     decoder="pyav", size=1, mtime=0.0)
+                writer.add(record, rows, range(chunks_per_video))
+
+
+def measure_clip(path: Path, repeats: int) -> dict:
+    """Every figure of one clip, in CPU seconds per chunk."""
+    torch.set_num_threads(1)
+    options = DecodeOptions("pyav", 0, 32, 224, 120.0, nss=True, threads=1)
+    info, chunks_ = decoded(path, options)
+    n = len(chunks_)
+    per = {"decode alone": best_cpu(lambda: decode_alone(path), repeats) / n}
+    off = layer_parts(path, DecodeOptions("pyav", 0, 32, 224, 120.0, nss=False, threads=1), repeats)
+    on = layer_parts(path, options, repeats)
+    per["decode layer, NSS off"] = off["total"] / n
+    per["decode layer, NSS on"] = on["total"] / n
+    parts = {k: v / n for k, v in on.items() if k != "total"}
+    per["hand-off"] = best_cpu(lambda: hand_off(chunks_), repeats) / n
+    per["levels + clip to float"] = best_cpu(lambda: main_non_model(chunks_), repeats) / n
+    per["store"] = best_cpu(lambda: store_writes(n), repeats) / (64 * n)
+    gpu = per["decode layer, NSS off"] + per["hand-off"] + per["store"]
+    device = parts["NSS"] + per["levels + clip to float"]
+    cpu = per["decode layer, NSS on"] + per["hand-off"] + per["levels + clip to float"] + per["store"]
+    alone = per["decode alone"]
+    return {"clip": path.name, "frames": info.frames, "chunks": n, "per_chunk": per, "decode_layer_parts": parts,
+            "gpu_node": {"cpu": gpu, "x_decoding": gpu / alone, "device_work_upper_bound": device,
+                         "target": TARGETS["gpu_node"]},
+            "cpu_only_nss": {"cpu": cpu, "x_decoding": cpu / alone, "target": TARGETS["cpu_only_nss"]}}
+
+
+def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
+    """Backbone-free extraction (NSS only) of ``copies`` copies of ``path``: steady chunks/s and CPU-s per chunk."""
+    from bench.extract import TreeUsage
+
+    cfg = load_config(config, [f"extract.workers={workers}"]).extract
+    arrivals: list[float] = []
+    original = extract._Job.add
+
+    def add(self, chunk, backbones, batch_size):
+        arrivals.append(time.perf_counter())
+        return original(self, chunk, backbones, batch_size)
+
+    with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
+        videos = []
+        for i in range(copies):
+            os.symlink(path, Path(tmp) / f"copy{i}.mp4")
+            videos.append((f"copy{i}.mp4", Path(tmp) / f"copy{i}.mp4"))
+        extract._Job.add = add
+        try:
+            with TreeUsage() as usage:
+                summary = extract.extract_videos(videos, Path(tmp) / "store", cfg, progress=False)
+        finally:
+            extract._Job.add = original
+    if summary.failed:
+        raise RuntimeError(f"extraction failed: {summary.failed}")
+    steady = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    resolved = decode_pool.feed_plan(cfg.workers, usable_cpus(), cuda=False, models=False)
+    cpu_per_chunk = usage.cpu_seconds / len(arrivals)
+    return {"workers": workers, "processes_threads": resolved, "chunks": len(arrivals),
+            "steady_chunks_per_s": steady, "cpu_s_per_chunk": cpu_per_chunk,
+            "cores_busy": steady * cpu_per_chunk,  # on a shared machine: compare with the load average
+            "wall_s": summary.seconds, "load": os.getloadavg()[0]}
+
+
+@click.command()
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=Path("/work/shared/data/vqa-dev"))
+@click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/vqa-bench-feed"), show_default=True)
+@click.option("--repeats", default=3, show_default=True, help="runs per measurement; the least CPU time counts")
+@click.option("--clips", default=",".join(CLIPS), show_default=True)
+@click.option("--feed", "feed", default="", help="extract.workers values to run the feed-rate check at, e.g. auto,0,2")
+@click.option("--copies", default=8, show_default=True, help="copies of the 1080p30 clip in the feed-rate check")
+@click.option("--config", type=click.Path(exists=True, path_type=Path), default=Path("config/nss_only.yml"))
+def cli(data: Path, work: Path, repeats: int, clips: str, feed: str, copies: int, config: Path) -> None:
+    """Print one JSON line per clip (CPU-s per chunk by part, the two figures) and per feed-rate run."""
+    cpu_per_chunk = {}
+    for name in filter(None, clips.split(",")):
+        report = measure_clip(make_clip(data, work, name), repeats)
+        cpu_per_chunk[name] = report["cpu_only_nss"]["cpu"]
+        print(json.dumps(report, default=float), flush=True)
+    cores = usable_cpus()
+    for workers in filter(None, feed.split(",")):
+        run = feed_rate(make_clip(data, work, "1080p30"), copies, workers, config)
+        per_chunk = cpu_per_chunk.get("1080p30")
+        if per_chunk:
+            run["target_chunks_per_s"] = 0.8 * cores / per_chunk
+        print(json.dumps({"cores": cores, **run}, default=float), flush=True)
+
+
+if __name__ == "__main__":
+    cli()
