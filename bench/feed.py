@@ -44,6 +44,8 @@ import click
 import numpy as np
 import torch
 
+from bench.cputime import best_cpu
+import pipeline.batches as batches
 import pipeline.decode_pool as decode_pool
 import pipeline.extract as extract
 import pipeline.video.chunks as chunks
@@ -85,16 +87,6 @@ def make_clip(data: Path, work: Path, name: str) -> Path:
         out.mux(stream.encode())
     partial.rename(path)
     return path
-
-
-def best_cpu(run: Callable[[], object], repeats: int) -> float:
-    """The least process CPU seconds (all threads, user + system) ``run`` took over ``repeats`` runs."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        run()
-        best = min(best, time.process_time() - start)
-    return best
 
 
 def decode_alone(path: Path) -> None:
@@ -224,23 +216,23 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
 
     cfg = load_config(config, [f"extract.workers={workers}"]).extract
     arrivals: list[float] = []
-    original = extract._Job.add
+    original = batches.Batcher.add
 
-    def add(self, chunk, backbones, batch_size):
+    def add(self, video, chunk):
         arrivals.append(time.perf_counter())
-        return original(self, chunk, backbones, batch_size)
+        return original(self, video, chunk)
 
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
         videos = []
         for i in range(copies):
             os.symlink(path, Path(tmp) / f"copy{i}.mp4")
             videos.append((f"copy{i}.mp4", Path(tmp) / f"copy{i}.mp4"))
-        extract._Job.add = add
+        batches.Batcher.add = add
         try:
             with TreeUsage() as usage:
                 summary = extract.extract_videos(videos, Path(tmp) / "store", cfg, progress=False)
         finally:
-            extract._Job.add = original
+            batches.Batcher.add = original
     if summary.failed:
         raise RuntimeError(f"extraction failed: {summary.failed}")
     steady = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])

@@ -11,7 +11,6 @@ it is also timed in batches of ``--batch`` chunks, the form a GPU feeder calls.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import nss_v1
+from bench.cputime import best_cpu
 from pipeline.nss import nss_features, nss_features_batch
 from pipeline.video import open_chunks
 
@@ -28,13 +28,7 @@ SIZES = {"1080p": (1080, 1920), "720p": (720, 1280)}
 
 def cpu_seconds(work: Callable[[], object], repeats: int) -> float:
     """Process CPU seconds of one call, the best of ``repeats`` after a warm-up."""
-    work()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        work()
-        best = min(best, time.process_time() - start)
-    return best
+    return best_cpu(work, repeats, warm_up=True)
 
 
 def upscale(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
