@@ -111,6 +111,9 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     num_epochs: int = 30
     batch_size: int = 32
+    # The epoch a phase keeps: its last (the cosine schedule has settled the weights there) or the one with the best
+    # validation SROCC. On small data validation holds 2-3 sources, too few to pick an epoch (BENCHMARKS.md).
+    select_epoch: Literal["last", "best_val"] = "last"
     baselines: list[Literal["ridge", "svr"]] = field(default_factory=lambda: ["ridge", "svr"])  # beside the MLP on test sets
 
 

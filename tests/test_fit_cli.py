@@ -32,14 +32,17 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
                     "--set", "data.group_column=source")
     assert result.exit_code == 0, result.output
     assert "2-fold grouped cross-validation" in result.output and "±" in result.output
+    assert "\nridge   test" in result.output and "\nsvr     test" in result.output  # the baselines beside the MLP
     resolved = yaml.safe_load((tmp_path / "cv" / "fold-1" / "config_coarse.yml").read_text())
     assert resolved["seed"] == 5 and resolved["data"]["store"] == str(tmp / "store")
-    assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine"}
+    assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine", "ridge", "svr"}
 
 
 @pytest.mark.parametrize("args, code, message", [
     (["--set", "optimizer.lrate=1"], 2, "unknown config key 'optimizer.lrate'"),
     (["--folds", "1"], 2, "--folds must be 0 (no folds) or >= 2"),
+    (["--folds", "2", "--repeats", "2"], 2, "--folds and --repeats are two protocols"),
+    (["--repeats", "2", "--test-fraction", "1"], 2, "'--test-fraction': 1.0 is not in the range 0<x<1"),
     (["--fine", "missing.yml"], 2, "missing.yml: config file not found"),
     (["--set", "num_epochs=0"], 2, "num_epochs must be >= 1"),
     (["--set", "features.nss=true"], 2, "has no 'nss' features; fit without them (--set features.nss=false)"),
@@ -51,6 +54,16 @@ def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):
     result = invoke("-o", config, "--out", tmp_path / "run", *store, *args)
     assert result.exit_code == code, result.output
     assert message in result.output
+
+
+def test_repeats_report_the_median_over_random_grouped_splits(tiny, tmp_path):
+    tmp, config = tiny
+    result = invoke("-o", config, "--store", tmp / "store", "--out", tmp_path / "rep", "--repeats", 2,
+                    "--test-fraction", 0.3, "--set", "fine_config=null", "--set", "data.group_column=source")
+    assert result.exit_code == 0, result.output
+    assert "2 random grouped splits holding out 0.3 of the groups (median ± std over repeats)" in result.output
+    assert len(pd.read_csv(tmp_path / "rep" / "repeats.csv")) == 2
+    assert set(json.loads((tmp_path / "rep" / "repeats.json").read_text())["models"]) == {"coarse", "ridge", "svr"}
 
 
 def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):

@@ -18,7 +18,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError, StoreError, UsageError
-from pipeline.fit.protocols import Holdout, is_test, split_role, test_csv_names
+from pipeline.fit.protocols import Holdout, is_test, split_role, names_of_test_csvs
 from pipeline.labels import read_labels
 from pipeline.store import FEATURE_KINDS, FeatureStore
 
@@ -268,9 +268,9 @@ def _test_csvs(cfg: Config, taken: set[str]) -> dict[str, Split]:
     if paths is None:
         return {}
     if isinstance(paths, str):
-        names, paths = (["test"] if "test" not in taken else test_csv_names([paths])), [paths]
+        names, paths = (["test"] if "test" not in taken else names_of_test_csvs([paths])), [paths]
     else:
-        names = test_csv_names(paths)
+        names = names_of_test_csvs(paths)
     clash = taken & set(names)
     if clash:
         raise UsageError(f"data.test_csv: test split {sorted(clash)[0]!r} is also a value of data.split_column; "

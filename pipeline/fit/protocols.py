@@ -113,7 +113,7 @@ def split_role(value: str) -> str:
     return value if lowered.startswith("test") else f"test:{value}"
 
 
-def test_csv_names(paths: list[str]) -> list[str]:
+def names_of_test_csvs(paths: list[str]) -> list[str]:
     """``test:<name>`` for each CSV of a ``data.test_csv`` list: the shortest path tail that tells them apart."""
     stems = [PurePath(path).with_suffix("").parts for path in paths]
     for depth in range(1, max(len(parts) for parts in stems) + 1):
