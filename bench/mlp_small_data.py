@@ -2,11 +2,12 @@
 
 For each fold of a grouped K-fold of the train CSV (``read_splits`` with ``Fold``, as ``fit.py --folds``) and
 each seed, one phase of the config is trained
-- ``default``: on ``train``, keeping the epoch with the best SROCC on the 2-3 validation sources (fit.py);
-- ``last epoch``: on ``train`` with no early stopping (selection on the training split itself, so the
-  last epochs win), isolating what the noisy validation choice costs;
-- ``train+val, last epoch``: on all of the training part, no early stopping, isolating what the held-back
-  validation videos cost;
+- ``best val epoch``: on ``train``, keeping the epoch with the best SROCC on the 2-3 validation sources
+  (``select_epoch: best_val``, fit.py's default before);
+- ``last epoch``: on ``train``, keeping the last epoch (``select_epoch: last``), isolating what the noisy
+  validation choice costs;
+- ``train+val, last epoch``: on all of the training part (a refit on train + val), isolating what the
+  held-back validation videos cost;
 and the ridge / SVR baselines (``pipeline.fit.baseline``, trained on train + val) on the same folds.
 Prints mean ± std over folds of the test SROCC (seeds averaged per fold) and of the chosen epoch.
 
@@ -16,8 +17,7 @@ Prints mean ± std over folds of the test SROCC (seeds averaged per fold) and of
 
 from __future__ import annotations
 
-import contextlib
-import io
+import dataclasses
 
 import click
 import numpy as np
@@ -61,15 +61,16 @@ def main(config_path: str, store: str, overrides: tuple[str, ...], folds: int, r
             kinds = FeatureSpec.from_config(cfg).kinds
             features.load(kinds)
             train, val, test = splits["train"], splits["val"], splits["test"]
-            part = _joined("train", train, val)
+            best_val = dataclasses.replace(cfg, select_epoch="best_val")
+            last = dataclasses.replace(cfg, select_epoch="last")
             variants = {
-                "MLP default (train, best val epoch)": {"train": train, "val": val, "test": test},
-                "MLP train, last epoch": {"train": train, "val": _joined("val", train), "test": test},
-                "MLP train+val, last epoch": {"train": part, "val": _joined("val", part), "test": test},
+                "MLP, best val epoch (best_val)": (best_val, {"train": train, "val": val, "test": test}),
+                "MLP, last epoch (last, the default)": (last, {"train": train, "val": val, "test": test}),
+                "MLP on train+val, last epoch": (last, {"train": _joined("train", train, val), "val": val, "test": test}),
             }
-            for name, variant in variants.items():
-                with deterministic(), contextlib.redirect_stdout(io.StringIO()):
-                    result = train_phase("coarse", cfg, features, variant, log=lambda _: None)
+            for name, (variant_cfg, variant) in variants.items():
+                with deterministic():
+                    result = train_phase("coarse", variant_cfg, features, variant, log=lambda _: None)
                 scores.setdefault(name, [[] for _ in range(folds)])[k].append(result.metrics["test"]["srocc"])
                 epochs.setdefault(name, []).append(result.best_epoch)
             if seed == 0:  # the baselines do not depend on the seed
@@ -80,8 +81,8 @@ def main(config_path: str, store: str, overrides: tuple[str, ...], folds: int, r
         means = [float(np.mean(s)) for s in per_fold]
         chosen = f"{np.mean(epochs[name]):.1f}" if name in epochs else "-"
         rows.append([name, f"{np.mean(means):.3f} ± {np.std(means, ddof=1):.3f}", chosen])
-    print(f"{held[0].describe().split(',')[0].replace(' 1 of', '')}: {seeds} seed(s) each; test SROCC mean ± std over "
-          "held-out splits")
+    protocol = f"{repeats} random grouped 80/20 splits" if repeats else f"{folds}-fold grouped"
+    print(f"{protocol}, {seeds} seed(s) each; test SROCC mean ± std over the held-out splits")
     print(format_table(["model", "test SROCC", "mean chosen epoch"], rows))
 
 

@@ -8,7 +8,7 @@ from fit_fixtures import make_store, write_configs, write_csv
 from sklearn.model_selection import GridSearchCV
 
 from pipeline.config import load_config
-from pipeline.errors import CSVError, UsageError
+from pipeline.errors import ConfigError, CSVError, UsageError
 from pipeline.fit.baseline import run_baselines
 from pipeline.fit.data import read_splits, shared_features
 from pipeline.fit.protocols import Repeat, holdouts, split_role, names_of_test_csvs
@@ -103,6 +103,13 @@ def test_a_list_of_test_csvs_gives_one_test_split_each(tiny, tmp_path):
     assert splits["test:b/labels"].keys == list(labels.filename[4:8])
     assert list(read_splits(config(tiny, f"data.test_csv={paths[0]}"), **QUIET)) == ["train", "val", "test"]
     assert names_of_test_csvs(["x/konvid.csv", "y/live-vqc.csv"]) == ["test:konvid", "test:live-vqc"]
+
+
+def test_test_csv_is_one_path_or_a_list_of_paths(tiny):
+    assert config(tiny, "data.test_csv=a.csv").data.test_csv == "a.csv"
+    assert config(tiny, "data.test_csv=[a.csv, b.csv]").data.test_csv == ["a.csv", "b.csv"]
+    with pytest.raises(ConfigError, match=r"data.test_csv\[1\] must be str, got 3"):
+        config(tiny, "data.test_csv=[a.csv, 3]")
 
 
 def test_baselines_search_and_fit_on_the_training_part_only(tiny, monkeypatch):

@@ -10,6 +10,8 @@ on both sides), the best ones are refitted on all of it, and only then are the t
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 from sklearn.compose import TransformedTargetRegressor
@@ -23,7 +25,12 @@ from pipeline.fit.data import ChunkFeatures, Log, Split
 from pipeline.fit.protocols import is_test
 from pipeline.metrics import evaluate
 
-BASELINES = ("ridge", "svr")
+# name -> (model, hyper-parameter grid) for inputs of a given width; SVR gamma around 1 / width, sklearn's
+# "scale" for standardised inputs.
+_MODELS: dict[str, Callable[[int], tuple[Any, dict[str, Any]]]] = {
+    "ridge": lambda width: (Ridge(), {"alpha": np.logspace(-3, 4, 8)}),
+    "svr": lambda width: (SVR(kernel="rbf"), {"C": [0.1, 1.0, 10.0, 100.0], "gamma": np.array([0.1, 1.0, 10.0]) / width}),
+}
 INNER_FOLDS = 5  # grouped folds of the hyper-parameter search (fewer when the training part has fewer groups)
 _MEAN_ROWS = 4096  # chunk rows per block when pooling features per video
 
@@ -56,12 +63,7 @@ def search_baseline(name: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray)
     Inputs and targets are standardised inside each fit, so a penalty or an SVR epsilon means the same on any
     MOS scale. Selection is by mean squared error, the loss the models minimise.
     """
-    if name == "ridge":
-        model, grid = Ridge(), {"alpha": np.logspace(-3, 4, 8)}
-    elif name == "svr":  # gamma around 1 / inputs, sklearn's "scale" for standardised inputs
-        model, grid = SVR(kernel="rbf"), {"C": [0.1, 1.0, 10.0, 100.0], "gamma": np.array([0.1, 1.0, 10.0]) / x.shape[1]}
-    else:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    model, grid = _MODELS[name](x.shape[1])
     step = type(model).__name__.lower()
     estimator = TransformedTargetRegressor(make_pipeline(StandardScaler(), model), transformer=StandardScaler())
     search = GridSearchCV(estimator, {f"regressor__{step}__{key}": list(values) for key, values in grid.items()},
