@@ -233,7 +233,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str | None,
         overrides: tuple[str, ...], seed: int | None, folds: int, repeats: int, test_fraction: float,
         sweep_path: str | None, jobs: int, cluster: str | None) -> int:
-    """Fit the regressor on cached features: the coarse phase, then the fine phase started from its best model.
+    """Fit the regressor on cached features: the coarse phase, then the fine phase started from its kept model.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config.
     """

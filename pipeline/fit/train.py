@@ -1,4 +1,4 @@
-"""One training phase: the loop, model selection on validation SROCC, and the best model's predictions."""
+"""One training phase: the loop, the kept epoch (the last, or the best on validation SROCC), and its predictions."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ _PREDICT_ROWS = 512
 
 @dataclass
 class PhaseResult:
-    """The best model of a phase and what it was judged by."""
+    """The kept model of a phase and what it was judged by."""
 
     phase: str
     model: ChunkRegressor  # best weights, eval mode
