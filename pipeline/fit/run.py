@@ -42,7 +42,6 @@ def fit(
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
     coarse, fine_cfg = resolve_configs(config, fine, overrides)
     protocol = Protocol(folds, repeats, test_fraction)
-    holdouts(folds, repeats, test_fraction, coarse.seed)  # bad options stop before anything runs
     out = Path(out) if out is not None else default_run_dir(coarse)
     if sweep is not None:
         return _sweep(config, fine, overrides, Path(sweep), out, protocol, jobs)
@@ -112,16 +111,15 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
 
 
 def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics], names: list[str]) -> pd.DataFrame:
-    """One row per fit: the swept keys' values and the last phase's val (and test) metrics, sorted by val SROCC."""
+    """One row per fit: the swept keys' values and the last phase's val (and test splits') metrics, by val SROCC."""
     swept = list(dict.fromkeys(key for entry in entries for key in entry))
     rows = []
     for name, cfg, metrics in zip(names, configs, summaries):
         values, phases = flatten(to_dict(cfg)), list(metrics)
         row = {"run": name, **{key: _resolved(values, key) for key in swept}}
         row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
-        for split in ("val", "test"):
-            if split in metrics[phases[-1]]:
-                row.update({f"{split}_{c}": metrics[phases[-1]][split][c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
+        for split, values in metrics[phases[-1]].items():  # val, then every test split
+            row.update({f"{split}_{c}": values[c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_srocc", ascending=False, na_position="last", kind="stable")

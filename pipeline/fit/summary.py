@@ -19,6 +19,7 @@ from pipeline.fit.protocols import Fold, Holdout
 
 Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value
 TABLE_METRICS = ("srocc", "plcc", "krocc", "rmse")  # the order papers print them in
+_STATS = ("median", "mean", "std")  # std: sample std (ddof 1) over the folds or repeats
 
 
 def summarise(out: Path, holdouts: list[Holdout], results: list[Metrics]) -> Metrics:
@@ -32,16 +33,15 @@ def summarise(out: Path, holdouts: list[Holdout], results: list[Metrics]) -> Met
         {"index": k + 1, "phase": phase, "split": split, **{c: values[c] for c in METRIC_COLUMNS}}
         for k, metrics in enumerate(per_fit) for phase, by_split in metrics.items() for split, values in by_split.items()
     ])
-    stats = table.groupby(["phase", "split"], sort=False)[list(METRIC_COLUMNS)].agg(["median", "mean", "std"])
-    summary = {phase: {split: {c: {stat: float(stats.loc[(phase, split), (c, stat)]) for stat in ("median", "mean", "std")}
-                               for c in METRIC_COLUMNS} for split in by_split}
+    stats = table.groupby(["phase", "split"], sort=False)[list(METRIC_COLUMNS)].agg(list(_STATS))
+    summary = {phase: {split: _stats_of(stats.loc[(phase, split)], _STATS) for split in by_split}
                for phase, by_split in per_fit[0].items()}
     folds = isinstance(holdouts[0], Fold)
     centre = "mean" if folds else "median"
     if folds:
         table.rename(columns={"index": "fold"}).to_csv(out / "folds.csv", index=False)
-        write_json(out / "folds.json", {phase: {split: {c: {s: v[s] for s in ("mean", "std")} for c, v in values.items()}
-                                                for split, values in by_split.items()} for phase, by_split in summary.items()})
+        write_json(out / "folds.json", {phase: {split: _stats_of(stats.loc[(phase, split)], ("mean", "std"))
+                                                for split in by_split} for phase, by_split in summary.items()})
         print(f"\n{len(holdouts)}-fold grouped cross-validation (mean ± std over folds), {out}:")
     else:
         _wide(table).to_csv(out / "repeats.csv", index=False)
@@ -79,6 +79,11 @@ def _wide(table: pd.DataFrame) -> pd.DataFrame:
     wide = wide[order]
     wide.columns = [f"{phase}_{split}_{c}" for c, phase, split in order]
     return wide.rename_axis("repeat").reset_index()
+
+
+def _stats_of(row: pd.Series, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``{metric: {stat: value}}`` from one row of the ``(metric, stat)`` aggregate table."""
+    return {c: {name: float(row[(c, name)]) for name in names} for c in METRIC_COLUMNS}
 
 
 def _baselines(run_dir: Path) -> Metrics:
