@@ -24,11 +24,12 @@ from .errors import ConfigError
 class DataConfig:
     train_csv: str = "data/sample/labels.csv"
     val_csv: Optional[str] = None  # null: split train_csv by group (by filename when there is no group column)
-    test_csv: Optional[str] = None
+    test_csv: Union[str, list[str], None] = None  # a list: each CSV is a test set reported on its own (cross-dataset)
     video_root: str = "data/sample"
     store: str = "features/sample"
     val_fraction: float = 0.2
     group_column: str = "group"  # the column naming each clip's source content (the data sets here: `source`)
+    split_column: Optional[str] = None  # an official split (train / val / test, test-1080p ...) in train_csv
 
 
 @dataclass
@@ -110,6 +111,10 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     num_epochs: int = 30
     batch_size: int = 32
+    # The epoch a phase keeps: its last (the cosine schedule has settled the weights there) or the one with the best
+    # validation SROCC. On small data validation holds 2-3 sources, too few to pick an epoch (BENCHMARKS.md).
+    select_epoch: Literal["last", "best_val"] = "last"
+    baselines: list[Literal["ridge", "svr"]] = field(default_factory=lambda: ["ridge", "svr"])  # beside the MLP on test sets
 
 
 def load_config(
@@ -256,8 +261,13 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, source, key)
+        *others, last = [a for a in args if a is not type(None)]
+        for inner in others:  # the first alternative that takes the value (e.g. a str, else a list of str)
+            try:
+                return _coerce(inner, value, source, key)
+            except ConfigError:
+                pass
+        return _coerce(last, value, source, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, args))}; got {value!r}")

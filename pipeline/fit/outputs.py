@@ -85,7 +85,7 @@ def plot_scatter(path: Path, result: PhaseResult, splits: dict[str, Split]) -> N
     ax.plot(x, result.spec.calibration(x), color="black", lw=1.5, label="logistic fitted on val")
     ax.set_xlabel("predicted (MOS scale, before calibration)")
     ax.set_ylabel("MOS")
-    ax.set_title(f"{result.spec.config.name}: {result.phase} phase, best epoch {result.best_epoch}")
+    ax.set_title(f"{result.spec.config.name}: {result.phase} phase, kept epoch {result.best_epoch}")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
