@@ -14,6 +14,7 @@ from pipeline.fit.data import read_splits, shared_features
 from pipeline.fit.protocols import Repeat, holdouts, split_role, names_of_test_csvs
 from pipeline.fit.run import fit
 from pipeline.store import FeatureStore
+from pipeline.tables import METRIC_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QUIET = {"log": lambda _: None}
@@ -144,3 +145,9 @@ def test_repeats_write_one_row_per_repeat_and_the_median(tiny, tmp_path):
     assert summary["models"]["ridge"]["test"]["plcc"]["mean"] == pytest.approx(table.ridge_test_plcc.mean())
     assert summary["repeats"] == 3 and summary["test_fraction"] == 0.25
     assert medians["coarse"]["test"]["srocc"] == pytest.approx(summary["test"]["srocc"]["median"])
+    report = (tmp_path / "rep" / "report.html").read_text()  # the repeats' table, a row per repeat, model and split
+    assert "<h2>Repeats</h2>" in report and 'href="repeat-3/report.html"' in report
+    assert report.count("<td>ridge</td><td>test</td>") == 1 + 3 and "repeats 3, test_fraction 0.25" in report
+    assert "<td>svr</td><td>test</td>" in (tmp_path / "rep" / "repeat-1" / "report.html").read_text()
+    baselines = json.loads((tmp_path / "rep" / "repeat-1" / "baselines.json").read_text())
+    assert set(baselines["ridge"]["test"]) == set(METRIC_COLUMNS)  # the schema of metrics.json

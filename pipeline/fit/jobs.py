@@ -23,15 +23,13 @@ from pipeline.features import FeatureSettings
 from pipeline.fit.baseline import run_baselines
 from pipeline.fit.checks import check_phases
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
-from pipeline.fit.outputs import RunLog, write_configs, write_json, write_results
+from pipeline.fit.outputs import RunLog, write_baselines, write_configs, write_results
 from pipeline.fit.protocols import Holdout
 from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
 from pipeline.tables import metrics_table
 from pipeline.trees import flatten
 
-
-BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits
 
 # Feature kind -> (the extract key that turns it off, the fit override that does without it).
 _EXCLUDED_BY = {
@@ -79,12 +77,10 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     with deterministic():
         for phase, cfg in phases:
             results.append(train_phase(phase, cfg, features, splits, results[-1].model if results else None, log))
-    metrics = write_results(job.out_dir, results, splits)
     last = phases[-1][1]
     baselines = run_baselines(last.baselines, features, splits, FeatureSpec.from_config(last).kinds, log)
-    (job.out_dir / BASELINES_FILE).unlink(missing_ok=True)  # none from an earlier run in this directory
-    if baselines:
-        write_json(job.out_dir / BASELINES_FILE, baselines)
+    baselines = write_baselines(job.out_dir, baselines)  # first, so that the report written with the results shows them
+    metrics = write_results(job.out_dir, results, splits)
     log("\n" + metrics_table(["phase", "split"], (([phase, split], values)
                                                   for phase, by_split in {**metrics, **baselines}.items()
                                                   for split, values in by_split.items())))

@@ -23,6 +23,7 @@ from pipeline.fit.train import PhaseResult
 from pipeline.report.run_report import write_run_report
 from pipeline.tables import METRIC_COLUMNS
 
+BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits
 
 
 class RunLog:
@@ -61,6 +62,16 @@ def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, S
     plot_scatter(out_dir / "scatter.png", final, splits)
     write_run_report(out_dir, {result.phase: result.best_epoch for result in results})
     return metrics
+
+
+def write_baselines(out_dir: Path, baselines: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Write ``baselines.json`` with the metrics of ``metrics.json``; none when no baseline ran, so no earlier
+    run's file is left in the directory. Return what was written."""
+    (out_dir / BASELINES_FILE).unlink(missing_ok=True)
+    written = {name: {split: _contract(m) for split, m in by_split.items()} for name, by_split in baselines.items()}
+    if written:
+        write_json(out_dir / BASELINES_FILE, written)
+    return written
 
 
 def write_json(path: Path, data: object) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.fit.jobs import BASELINES_FILE
-from pipeline.fit.outputs import write_json
+from pipeline.fit.outputs import BASELINES_FILE, write_json
 from pipeline.fit.protocols import Fold, Holdout
 from pipeline.report.run_report import write_run_report
 from pipeline.tables import METRIC_COLUMNS, cell, format_table
