@@ -65,6 +65,10 @@ def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):
     ({"features": {"level": "fine", "nss": True}}, [], "features.nss False vs. True"),
     ({}, ["--set", "data.val_fraction=0"], "data.val_fraction must be between 0 and 1"),
     ({}, ["--sweep", "SWEEP"], "tiny: model.dropout must be in [0, 1), got 1.0"),
+    ({}, ["--repeats", "2", "--set", "data.test_csv=[a.csv]"], "--repeats splits"),  # folds/repeats split train_csv
+    ({}, ["--set", "data.test_csv=[a.csv, a.csv]"], "data.test_csv must be one path or a non-empty list"),
+    ({}, ["--set", "baselines=[ridge, svr, ridge]"], "baselines must be a list without repeats"),
+    ({}, ["--set", "select_epoch=first"], "select_epoch must be one of last, best_val"),
 ])
 def test_both_phases_and_every_sweep_entry_are_checked_before_any_store_is_read(tiny, tmp_path, fine, args, message):
     tmp, config = tiny

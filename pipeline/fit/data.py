@@ -18,7 +18,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError, StoreError, UsageError
-from pipeline.fit.protocols import Holdout, is_test, split_role, names_of_test_csvs
+from pipeline.fit.protocols import Holdout, check_holdout, is_test, names_of_test_csvs, split_role
 from pipeline.labels import read_labels
 from pipeline.store import FEATURE_KINDS, FeatureStore
 
@@ -86,11 +86,7 @@ def read_splits(cfg: Config, holdout: Holdout | None = None, log: Log = print) -
     side.
     """
     data = cfg.data
-    given = [f"data.{key}={value}" for key, value in (("val_csv", data.val_csv), ("test_csv", data.test_csv),
-                                                      ("split_column", data.split_column)) if value is not None]
-    if holdout is not None and given:
-        raise UsageError(f"{holdout.option} splits {data.train_csv} into train, val and test; it cannot be combined "
-                         f"with {given[0]}")
+    check_holdout(data, holdout)
     table = _labels(data.train_csv, cfg)
     if data.val_csv is None and data.group_column not in _columns(data.train_csv):
         log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")

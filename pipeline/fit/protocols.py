@@ -20,6 +20,7 @@ from pathlib import PurePath
 import numpy as np
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
+from pipeline.config import DataConfig
 from pipeline.errors import UsageError
 
 TRAIN_VALUES = ("train", "training")  # split-column values that train (case-insensitive)
@@ -101,6 +102,15 @@ def holdouts(folds: int, repeats: int, test_fraction: float, seed: int) -> list[
     if folds:
         return [Fold(k, folds) for k in range(folds)]
     return [Repeat(r, repeats, test_fraction, seed) for r in range(repeats)]
+
+
+def check_holdout(data: DataConfig, holdout: Holdout | None) -> None:
+    """A fold or repeat splits the train CSV into train, val and test itself: refuse splits the config gives too."""
+    given = [f"data.{key}={value}" for key, value in (("val_csv", data.val_csv), ("test_csv", data.test_csv),
+                                                      ("split_column", data.split_column)) if value is not None]
+    if holdout is not None and given:
+        raise UsageError(f"{holdout.option} splits {data.train_csv} into train, val and test; it cannot be combined "
+                         f"with {given[0]}")
 
 
 def split_role(value: str) -> str:

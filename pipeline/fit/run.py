@@ -13,7 +13,7 @@ from pipeline.errors import UsageError
 from pipeline.fit.checks import check_phases
 from pipeline.fit.jobs import FitJob, run_jobs
 from pipeline.fit.outputs import write_configs
-from pipeline.fit.protocols import holdouts
+from pipeline.fit.protocols import check_holdout, holdouts
 from pipeline.fit.summary import summarise
 from pipeline.fit.sweep import as_overrides, read_sweep
 from pipeline.report.run_report import write_run_report
@@ -82,6 +82,7 @@ def _plan(coarse: Config, fine: Config | None, out: Path, protocol: Protocol) ->
     held = holdouts(*protocol, seed=coarse.seed)
     if not held:
         return [FitJob(coarse, fine, out)]
+    check_holdout(coarse.data, held[0])  # now, not when the first fit reads its splits
     return [FitJob(coarse, fine, out / holdout.name, holdout=holdout) for holdout in held]
 
 
