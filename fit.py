@@ -1,7 +1,7 @@
 """Fit the regressor on cached features: coarse phase, then fine phase; folds and sweeps (see --help).
 
     python fit.py -o config/kwai_simpleVQA.yml [--fine CONFIG] [--store DIR] [--out RUN_DIR] [--set KEY=VALUE ...]
-                  [--seed N] [--folds K] [--sweep SWEEP_YAML] [--jobs N]
+                  [--seed N] [--folds K | --repeats N [--test-fraction F]] [--sweep SWEEP_YAML] [--jobs N]
 """
 
 from pipeline.cli import fit

@@ -28,9 +28,10 @@ def describe(run: pd.Series) -> dict[str, str]:
 
 
 def last_phase_test(run_dir: Path) -> pd.DataFrame:
-    """Per-fold metrics of the run's last phase on the held-out fold, and its validation SROCC."""
+    """Per-fold metrics of the run's last MLP phase on the held-out fold, and its validation SROCC."""
     folds = pd.read_csv(run_dir / "folds.csv")
-    last = folds[folds.phase == folds.phase.iloc[-1]]
+    mlp = folds[folds.phase.isin(["coarse", "fine"])]  # not the baselines' rows (ridge, svr)
+    last = mlp[mlp.phase == mlp.phase.iloc[-1]]
     test = last[last.split == "test"].set_index("fold")[list(METRICS)]
     test["val_srocc"] = last[last.split == "val"].set_index("fold")["srocc"]
     return test

@@ -233,19 +233,24 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 @click.option("--folds", type=click.IntRange(min=0), default=0, metavar="K",
               help="Grouped K-fold cross-validation of the train CSV (by data.group_column): each fold is the test "
                    "split once, validated on the others; reports mean and std.")
+@click.option("--repeats", type=click.IntRange(min=0), default=0, metavar="N",
+              help="N random grouped train/test splits of the train CSV (seeded), validated inside the training part; "
+                   "reports the median and std over them (RUN/repeats.csv, RUN/repeats.json).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, metavar="F", help="With --repeats: the fraction of the groups each split tests on.")
 @click.option("--sweep", "sweep_path", metavar="SWEEP_YAML",
               help="Run every fit of a sweep file (grid: and/or runs: of overrides), ranked by validation SROCC.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-              help="Fits run in parallel processes (sweeps and folds).")
+              help="Fits run in parallel processes (sweeps, folds and repeats).")
 @click.option("--cluster", metavar="local:N|ADDRESS",
               help="Run the fits of a sweep or of folds on a Dask cluster instead of --jobs processes: N worker "
                    "processes here, or a scheduler such as tcp://host:8786 (needs the dist extra; store, CSVs and "
                    "run directory on a file system every worker sees).")
 @reports_errors
 def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str | None,
-        overrides: tuple[str, ...], seed: int | None, folds: int, sweep_path: str | None, jobs: int,
-        cluster: str | None) -> int:
-    """Fit the regressor on cached features: the coarse phase, then the fine phase started from its best model.
+        overrides: tuple[str, ...], seed: int | None, folds: int, repeats: int, test_fraction: float,
+        sweep_path: str | None, jobs: int, cluster: str | None) -> int:
+    """Fit the regressor on cached features: the coarse phase, then the fine phase started from its kept model.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config.
     """
@@ -254,7 +259,7 @@ def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str
     extra = [f"data.store={json.dumps(store)}"] if store is not None else []
     extra += [f"seed={seed}"] if seed is not None else []
     run = functools.partial(run_fit, config_path, fine=fine_path, overrides=[*overrides, *extra], out=out_dir,
-                            folds=folds, sweep=sweep_path)
+                            folds=folds, repeats=repeats, test_fraction=test_fraction, sweep=sweep_path)
     if cluster is not None:
         from pipeline.distributed import fits_on_cluster
 

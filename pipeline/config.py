@@ -24,11 +24,12 @@ from .errors import ConfigError
 class DataConfig:
     train_csv: str = "data/sample/labels.csv"
     val_csv: Optional[str] = None  # null: split train_csv by group (by filename when there is no group column)
-    test_csv: Optional[str] = None
+    test_csv: Union[str, list[str], None] = None  # a list: each CSV is a test set reported on its own (cross-dataset)
     video_root: str = "data/sample"
     store: str = "features/sample"
     val_fraction: float = 0.2
     group_column: str = "group"  # the column naming each clip's source content (the data sets here: `source`)
+    split_column: Optional[str] = None  # an official split (train / val / test, test-1080p ...) in train_csv
 
 
 @dataclass
@@ -111,6 +112,10 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     num_epochs: int = 30
     batch_size: int = 32
+    # The epoch a phase keeps: its last (the cosine schedule has settled the weights there) or the one with the best
+    # validation SROCC. On small data validation holds 2-3 sources, too few to pick an epoch (BENCHMARKS.md).
+    select_epoch: Literal["last", "best_val"] = "last"
+    baselines: list[Literal["ridge", "svr"]] = field(default_factory=lambda: ["ridge", "svr"])  # beside the MLP on test sets
 
 
 def load_config(

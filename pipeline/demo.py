@@ -13,8 +13,8 @@ passed as ``--set`` overrides and printed:
   own, ``<data.store>-random``, so random-weight features never mix with real ones.
 
 The sample's 30 clips come from 3 source videos; the fit holds one source out for validation, and the metrics
-shown are of that source only (demo-grade: 10 clips, and the same clips pick the best epoch and fit the
-calibration). Every clip is scored into ``scores.csv``; the 20 the model was trained on get no metrics.
+shown are of that source only (demo-grade: 10 clips, and the same clips fit the calibration). Every clip is
+scored into ``scores.csv``; the 20 the model was trained on get no metrics.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ def read_labels(
     *,
     require_mos: bool = True,
     group_column: str = "group",
+    split_column: str | None = None,
     missing: Literal["error", "keep"] = "error",
 ) -> pd.DataFrame:
     """Return the rows of a label CSV as a DataFrame with columns ``filename``, ``path``, ``mos``, ``group``, ``exists``.
@@ -32,7 +33,8 @@ def read_labels(
     ``filename`` is the key exactly as the CSV gives it; ``path`` is it resolved against ``video_root`` (or the
     CSV's own directory when no root is given) unless absolute. ``mos`` is NaN where the CSV has none
     (allowed only with ``require_mos=False``). ``group`` is ``group_column``'s value, or the filename when the
-    CSV has no such column. With ``missing="keep"`` rows whose video file is missing are kept (``exists`` is
+    CSV has no such column. With ``split_column``, that column (required, no empty values) is returned as
+    ``split``. With ``missing="keep"`` rows whose video file is missing are kept (``exists`` is
     False) for the caller to report per row; with ``"error"`` they are problems like any other.
     """
     csv_path = Path(csv_path)
@@ -46,6 +48,9 @@ def read_labels(
     mos_column = next((c for c in MOS_ALIASES if c in table.columns), None)
     if mos_column is None and require_mos:
         problems.append(f"missing column 'mos' (or its alias 'score'); columns found: {', '.join(table.columns)}")
+    if split_column is not None and split_column not in table.columns:
+        problems.append(f"missing split column {split_column!r} (data.split_column); columns found: "
+                        f"{', '.join(table.columns)}")
 
     filenames = table["filename"].fillna("").astype(str).str.strip()
     mos = pd.Series(math.nan, index=table.index, dtype=float)
@@ -68,13 +73,15 @@ def read_labels(
         seen.setdefault(name, line)
         if mos_column is not None:
             problems.extend(_mos_problems(line, table[mos_column].iloc[row], mos.iloc[row], require_mos))
+        if split_column in table.columns and pd.isna(table[split_column].iloc[row]):
+            problems.append(f"line {line}: empty {split_column!r} (every row needs its split)")
         if missing == "error" and not exists[row]:
             problems.append(f"line {line}: video file not found: {paths[row]}")
     if problems:
         raise CSVError(csv_path, problems)
 
     groups = table[group_column].astype(str) if group_column in table.columns else filenames
-    return pd.DataFrame(
+    labels = pd.DataFrame(
         {
             "filename": filenames.to_numpy(),
             "path": [str(p) for p in paths],
@@ -83,6 +90,9 @@ def read_labels(
             "exists": exists,
         }
     )
+    if split_column is not None:
+        labels["split"] = table[split_column].astype(str).str.strip().to_numpy()
+    return labels
 
 
 def _read_table(csv_path: Path) -> pd.DataFrame:

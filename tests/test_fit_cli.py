@@ -32,9 +32,10 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
                     "--set", "data.group_column=source")
     assert result.exit_code == 0, result.output
     assert "2-fold grouped cross-validation" in result.output and "±" in result.output
+    assert "\nridge   test" in result.output and "\nsvr     test" in result.output  # the baselines beside the MLP
     resolved = yaml.safe_load((tmp_path / "cv" / "fold-1" / "config_coarse.yml").read_text())
     assert resolved["seed"] == 5 and resolved["data"]["store"] == str(tmp / "store")
-    assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine"}
+    assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine", "ridge", "svr"}
     report = (tmp_path / "cv" / "report.html").read_text()
     assert "<h2>Folds</h2>" in report and 'href="fold-2/report.html"' in report
     assert (tmp_path / "cv" / "fold-2" / "report.html").read_text().count('src="data:image/png') == 3  # 2 phases, scatter
@@ -43,6 +44,8 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
 @pytest.mark.parametrize("args, code, message", [
     (["--set", "optimizer.lrate=1"], 2, "unknown config key 'optimizer.lrate'"),
     (["--folds", "1"], 2, "--folds must be 0 (no folds) or >= 2"),
+    (["--folds", "2", "--repeats", "2"], 2, "--folds and --repeats are two protocols"),
+    (["--repeats", "2", "--test-fraction", "1"], 2, "'--test-fraction': 1.0 is not in the range 0<x<1"),
     (["--fine", "missing.yml"], 2, "missing.yml: config file not found"),
     (["--set", "num_epochs=0"], 2, "num_epochs must be >= 1"),
     (["--set", "features.nss=true"], 2, "has no 'nss' features; fit without them (--set features.nss=false)"),
@@ -62,6 +65,10 @@ def test_errors_map_to_exit_codes(tiny, tmp_path, args, code, message):
     ({"features": {"level": "fine", "nss": True}}, [], "features.nss False vs. True"),
     ({}, ["--set", "data.val_fraction=0"], "data.val_fraction must be between 0 and 1"),
     ({}, ["--sweep", "SWEEP"], "tiny: model.dropout must be in [0, 1), got 1.0"),
+    ({}, ["--repeats", "2", "--set", "data.test_csv=[a.csv]"], "--repeats splits"),  # folds/repeats split train_csv
+    ({}, ["--set", "data.test_csv=[a.csv, a.csv]"], "data.test_csv must be one path or a non-empty list"),
+    ({}, ["--set", "baselines=[ridge, svr, ridge]"], "baselines must be a list without repeats"),
+    ({}, ["--set", "select_epoch=first"], "select_epoch must be one of last, best_val"),
 ])
 def test_both_phases_and_every_sweep_entry_are_checked_before_any_store_is_read(tiny, tmp_path, fine, args, message):
     tmp, config = tiny
@@ -74,6 +81,16 @@ def test_both_phases_and_every_sweep_entry_are_checked_before_any_store_is_read(
                     *args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_repeats_report_the_median_over_random_grouped_splits(tiny, tmp_path):
+    tmp, config = tiny
+    result = invoke("-o", config, "--store", tmp / "store", "--out", tmp_path / "rep", "--repeats", 2,
+                    "--test-fraction", 0.3, "--set", "fine_config=null", "--set", "data.group_column=source")
+    assert result.exit_code == 0, result.output
+    assert "2 random grouped splits holding out 0.3 of the groups (median ± std over repeats)" in result.output
+    assert len(pd.read_csv(tmp_path / "rep" / "repeats.csv")) == 2
+    assert set(json.loads((tmp_path / "rep" / "repeats.json").read_text())["models"]) == {"coarse", "ridge", "svr"}
 
 
 def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):

@@ -8,6 +8,7 @@ from fit_fixtures import make_store, write_configs, write_csv
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, StoreError, UsageError
 from pipeline.fit.data import ChunkFeatures, FeatureSpec, Split, drop_uncached, read_splits, shared_features
+from pipeline.fit.protocols import Fold
 from pipeline.store import FeatureStore
 
 KINDS = ("spatial_coarse", "temporal_slow", "temporal_fast")
@@ -88,7 +89,7 @@ def test_grouped_split_keeps_sources_apart_and_follows_the_seed(tiny):
 
 def test_folds_hold_out_a_test_fold_and_validate_on_the_others(tiny):
     cfg = config(tiny)
-    folds = [read_splits(cfg, (k, 4), log=lambda _: None) for k in range(4)]
+    folds = [read_splits(cfg, Fold(k, 4), log=lambda _: None) for k in range(4)]
     tests = [fold["test"] for fold in folds]
     assert sorted(key for t in tests for key in t.keys) == sorted(tiny[1].filename)  # every video tested once
     groups = [set(t.groups) for t in tests]
@@ -98,9 +99,9 @@ def test_folds_hold_out_a_test_fold_and_validate_on_the_others(tiny):
         assert not set(fold["test"].groups) & (set(fold["train"].groups) | set(fold["val"].groups))
         assert not set(fold["train"].groups) & set(fold["val"].groups)
     with pytest.raises(UsageError, match="--folds 11 needs 2 <= K <= 10"):  # 12 groups, 2 kept for validation
-        read_splits(cfg, (0, 11), log=lambda _: None)
+        read_splits(cfg, Fold(0, 11), log=lambda _: None)
     with pytest.raises(UsageError, match="data.test_csv"):
-        read_splits(config(tiny, test_csv=str(tiny[0] / "labels.csv")), (0, 4), log=lambda _: None)
+        read_splits(config(tiny, test_csv=str(tiny[0] / "labels.csv")), Fold(0, 4), log=lambda _: None)
 
 
 def test_split_by_filename_without_a_group_column_and_val_csv(tiny):
@@ -115,7 +116,7 @@ def test_split_by_filename_without_a_group_column_and_val_csv(tiny):
     assert len(splits["train"]) == 16 and splits["val"].keys == list(labels.filename[16:])
     assert splits["test"].keys == splits["val"].keys
     with pytest.raises(UsageError, match="cannot be combined"):
-        read_splits(config(tiny, val_csv=str(val)), (0, 2), log=lines.append)
+        read_splits(config(tiny, val_csv=str(val)), Fold(0, 2), log=lines.append)
 
 
 def test_videos_missing_from_the_store_are_left_out_with_a_warning(tiny):

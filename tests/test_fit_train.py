@@ -50,12 +50,17 @@ def test_run_directory_holds_the_contract_outputs(run):
     assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_each_phase_keeps_its_best_validation_epoch(run):
+def test_each_phase_keeps_its_last_epoch_or_its_best_validation_one(run, tiny, tmp_path):
     out, metrics = run
     history = pd.read_csv(out / "history.csv")
     for phase in ("coarse", "fine"):
         rows = history[history.phase == phase]
-        assert metrics[phase]["val"]["srocc"] == pytest.approx(rows.val_srocc.max())
+        assert metrics[phase]["val"]["srocc"] == pytest.approx(rows.val_srocc.iloc[-1])
+    tmp, _, csv = tiny
+    best = fit(write_configs(tmp_path, tmp / "store", csv, coarse={"select_epoch": "best_val"}), out=tmp_path / "best")
+    history = pd.read_csv(tmp_path / "best" / "history.csv")
+    for phase in ("coarse", "fine"):
+        assert best[phase]["val"]["srocc"] == pytest.approx(history[history.phase == phase].val_srocc.max())
 
 
 def test_best_model_loads_weights_only_and_reproduces_the_validation_scores(run, tiny):
@@ -162,4 +167,7 @@ def test_grouped_folds_report_mean_and_std(tiny, tmp_path):
     assert summary["fine"]["test"]["srocc"]["std"] == pytest.approx(np.std(srocc, ddof=1))
     assert means["fine"]["test"]["srocc"] == pytest.approx(np.mean(srocc))
     assert sum(m["fine"]["test"]["n"] for m in per_fold) == 40  # each video is held out exactly once
-    assert len(pd.read_csv(tmp_path / "cv" / "folds.csv")) == 12  # 3 folds x 2 phases x (val, test)
+    table = pd.read_csv(tmp_path / "cv" / "folds.csv")
+    assert len(table) == 18  # 3 folds x (2 phases x (val, test) + 2 baselines x test)
+    assert set(table[table.split == "test"].phase) == {"coarse", "fine", "ridge", "svr"}
+    assert set(summary["ridge"]) == {"test"} and set(summary["svr"]["test"]["srocc"]) == {"mean", "std"}

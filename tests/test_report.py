@@ -173,11 +173,15 @@ def test_run_report_shows_each_file_of_the_run(tmp_path: Path) -> None:
             for e in range(3)]
     pd.DataFrame(rows).to_csv(tmp_path / "history.csv", index=False)
     (tmp_path / "metrics.json").write_text(json.dumps({"coarse": {"val": {"srocc": 0.7, "rmse": None, "n": 9}}}))
+    (tmp_path / "baselines.json").write_text(json.dumps({"ridge": {"test": {"srocc": 0.654, "n": 5}}}))
     pd.DataFrame({"fold": [1, 2], "phase": "coarse", "split": "test", "srocc": [0.6, 0.8]}).to_csv(
         tmp_path / "folds.csv", index=False)
     (tmp_path / "folds.json").write_text(json.dumps({"coarse": {"test": {"srocc": {"mean": 0.7, "std": 0.14}}}}))
-    pd.DataFrame({"repeat": [1, 2, 3], "test_srocc": [0.61, 0.72, 0.83]}).to_csv(tmp_path / "repeats.csv", index=False)
-    (tmp_path / "repeats.json").write_text(json.dumps({"test": {"srocc": {"median": 0.72, "mean": 0.72, "std": 0.11}}}))
+    pd.DataFrame({"repeat": [1, 2, 3], "coarse_test_srocc": [0.61, 0.72, 0.83], "coarse_test_plcc_raw": 0.5,
+                  "svr_test:b_c_srocc": [0.51, 0.52, 0.531]}).to_csv(tmp_path / "repeats.csv", index=False)
+    srocc = {"srocc": {"median": 0.72, "mean": 0.72, "std": 0.11}}
+    (tmp_path / "repeats.json").write_text(json.dumps({"test": srocc, "models": {"coarse": {"test": srocc}},
+                                                       "repeats": 3, "test_fraction": 0.2, "seed": 42}))
     (tmp_path / "config_coarse.yml").write_text("name: <tiny>\n")
     (tmp_path / "fold-1").mkdir()
     write_run_report(tmp_path / "fold-1")
@@ -186,6 +190,11 @@ def test_run_report_shows_each_file_of_the_run(tmp_path: Path) -> None:
     assert len([src for src in page.images if src.startswith("data:image/png")]) == 2  # one per phase
     assert "coarse 2, fine 1" in text and "name: &lt;tiny&gt;" in text
     assert "0.7 ± 0.14" in text and "0.72 (0.72 ± 0.11)" in text and "0.83" in text and "Repeats" in text
+    assert "<td>ridge</td><td>test</td>" in text and "0.654" in text  # the baselines beside the phases
+    # repeats.csv's <model>_<split>_<metric> columns become one row per repeat, model and split, as in folds.csv
+    assert "<th>model</th><th>split</th><th class=\"n\">srocc</th><th class=\"n\">plcc_raw</th>" in text
+    assert "<td>svr</td><td>test:b_c</td>" in text and "0.531" in text and "coarse_test_srocc" not in text
+    assert "repeats 3, test_fraction 0.2, seed 42" in text
     assert 'href="fold-1/report.html"' in text
 
 

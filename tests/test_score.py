@@ -165,7 +165,9 @@ def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
         mask[i, : counts[i]] = True
     with torch.no_grad():
         raw = model(x, mask).double().numpy() * spec.mos_std + spec.mos_mean
-    np.testing.assert_allclose(predictions.score_raw, raw, rtol=1e-5, atol=1e-6)
+    # float32 sums in another order: up to ~1.5e-5 apart once the phase keeps its last epoch (select_epoch);
+    # a wrong chunk mean or padding would be off by orders of magnitude more
+    np.testing.assert_allclose(predictions.score_raw, raw, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(predictions.score, spec.calibration(predictions.score_raw))
     first = slice(table.offsets[0], table.offsets[1])
     np.testing.assert_allclose(predictions.score_raw[0], predictions.chunk_score_raw[first].mean())

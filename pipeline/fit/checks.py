@@ -14,6 +14,7 @@ from pipeline.fit.data import FeatureSpec
 def check_phase(cfg: Config) -> None:
     """ConfigError naming every value of one phase's config that no fit can run with."""
     FeatureSpec.from_config(cfg)  # selects at least one input
+    tests = cfg.data.test_csv
     rules = [
         ("num_epochs", cfg.num_epochs, ">= 1", cfg.num_epochs >= 1),
         ("batch_size", cfg.batch_size, ">= 2 (the rank loss compares pairs)", cfg.batch_size >= 2),
@@ -22,6 +23,10 @@ def check_phase(cfg: Config) -> None:
         ("optimizer.lr", cfg.optimizer.lr, "> 0", cfg.optimizer.lr > 0),
         ("data.val_fraction", cfg.data.val_fraction, "between 0 and 1 (exclusive) to split off a validation set",
          cfg.data.val_csv is not None or 0 < cfg.data.val_fraction < 1),
+        ("data.test_csv", tests, "one path or a non-empty list of different paths",
+         not isinstance(tests, list) or len(set(tests)) == len(tests) > 0),
+        # select_epoch and the baselines' names are checked as the config is read (Literal types)
+        ("baselines", cfg.baselines, "a list without repeats", len(set(cfg.baselines)) == len(cfg.baselines)),
     ]
     problems = [f"{key} must be {rule}, got {value}" for key, value, rule, ok in rules if not ok]
     if problems:

@@ -14,10 +14,11 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+from sklearn.model_selection import GroupShuffleSplit
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError, StoreError, UsageError
+from pipeline.fit.protocols import Holdout, check_holdout, is_test, names_of_test_csvs, split_role
 from pipeline.labels import read_labels
 from pipeline.store import FEATURE_KINDS, FeatureStore
 
@@ -74,36 +75,33 @@ class Split:
         return Split(self.name, [k for k, keep in zip(self.keys, mask) if keep], self.mos[mask], self.groups[mask])
 
 
-def read_splits(cfg: Config, fold: tuple[int, int] | None = None, log: Log = print) -> dict[str, Split]:
-    """Return the ``train``, ``val`` (and ``test``) splits of ``cfg.data``.
+def read_splits(cfg: Config, holdout: Holdout | None = None, log: Log = print) -> dict[str, Split]:
+    """Return the ``train``, ``val`` and test splits of ``cfg.data`` (test names: :mod:`pipeline.fit.protocols`).
 
-    Validation is ``data.val_csv`` when given, else a grouped ``GroupShuffleSplit`` of the train CSV with
-    ``data.val_fraction`` and the seed. With ``fold=(k, K)``, fold ``k`` of a grouped ``GroupKFold(K)`` of the
-    train CSV is the test split and validation is a grouped split of the other folds: the held-out fold never
-    picks the epoch it is scored on. Grouping by source content keeps versions of one clip on one side.
+    Validation is ``data.val_csv`` when given, else the ``val`` rows of ``data.split_column``, else a grouped
+    ``GroupShuffleSplit`` of the training rows with ``data.val_fraction`` and the seed. The test splits are
+    ``data.test_csv`` (one CSV or a list), the test values of ``data.split_column``, or, with ``holdout`` (a
+    fold or a repeat), the train CSV's held-out rows: validation then comes from the other rows, so the test
+    split never picks the epoch it is scored on. Grouping by source content keeps versions of one clip on one
+    side.
     """
     data = cfg.data
-    given = [f"data.{key}={value}" for key, value in (("val_csv", data.val_csv), ("test_csv", data.test_csv))
-             if value is not None]
-    if fold is not None and given:
-        raise UsageError(f"--folds splits {data.train_csv} into train, val and test; it cannot be combined "
-                         f"with {given[0]}")
+    check_holdout(data, holdout)
     table = _labels(data.train_csv, cfg)
     if data.val_csv is None and data.group_column not in _columns(data.train_csv):
         log(f"{data.train_csv}: no {data.group_column!r} column; splitting by filename")
-    test = None
-    if fold is not None:
-        rest, test_rows = _fold_split(table, cfg, fold)
-        table, test = table.iloc[rest], _split(table.iloc[test_rows], "test")
-    if data.val_csv is not None:
-        splits = {"train": _split(table, "train"), "val": _split(_labels(data.val_csv, cfg), "val")}
-    else:
+    tests: dict[str, Split] = {}
+    val = _split(_labels(data.val_csv, cfg), "val") if data.val_csv is not None else None
+    if holdout is not None:
+        rest, held = holdout.held_out(table["group"].to_numpy(), data.train_csv)
+        table, tests["test"] = table.iloc[rest], _split(table.iloc[held], "test")
+    if data.split_column is not None:
+        table, val, tests = _official_split(table, val, cfg)
+    if val is None:
         train_rows, val_rows = _group_split(table, cfg)
-        splits = {"train": _split(table.iloc[train_rows], "train"), "val": _split(table.iloc[val_rows], "val")}
-    if data.test_csv is not None:
-        test = _split(_labels(data.test_csv, cfg), "test")
-    if test is not None:
-        splits["test"] = test
+        table, val = table.iloc[train_rows], _split(table.iloc[val_rows], "val")
+    tests.update(_test_csvs(cfg, taken=set(tests)))
+    splits = {"train": _split(table, "train"), "val": val, **tests}
     for name, split in splits.items():
         if len(split) < 2:
             raise UsageError(f"{data.train_csv}: the {name} split has {len(split)} video(s); at least 2 are needed")
@@ -231,7 +229,9 @@ def _moments(array: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def _labels(csv: str, cfg: Config) -> pd.DataFrame:
-    return read_labels(csv, cfg.data.video_root, group_column=cfg.data.group_column, missing="keep")
+    split_column = cfg.data.split_column if csv == cfg.data.train_csv else None
+    return read_labels(csv, cfg.data.video_root, group_column=cfg.data.group_column, split_column=split_column,
+                       missing="keep")
 
 
 def _columns(csv: str) -> list[str]:
@@ -242,14 +242,36 @@ def _split(table: pd.DataFrame, name: str) -> Split:
     return Split(name, list(table["filename"]), table["mos"].to_numpy(np.float64), table["group"].to_numpy())
 
 
-def _fold_split(table: pd.DataFrame, cfg: Config, fold: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the other folds and of fold ``k``: a ``GroupKFold(K)``, which needs K groups plus 2 for validation."""
-    k, folds = fold
-    n_groups = table["group"].nunique()
-    if not 2 <= folds <= n_groups - 2:
-        raise UsageError(f"{cfg.data.train_csv}: --folds {folds} needs 2 <= K <= {n_groups - 2} (the {n_groups} "
-                         "groups there, less 2 for a validation split of the other folds)")
-    return list(GroupKFold(n_splits=folds).split(table, groups=table["group"].to_numpy()))[k]
+def _official_split(table: pd.DataFrame, val: Split | None, cfg: Config) -> tuple[pd.DataFrame, Split | None,
+                                                                             dict[str, Split]]:
+    """The training rows, validation and test splits that ``data.split_column`` names (rule: :func:`split_role`)."""
+    roles = table["split"].map(split_role)
+    if val is not None and (roles == "val").any():
+        raise UsageError(f"{cfg.data.train_csv}: its {cfg.data.split_column!r} column has validation rows and "
+                         f"data.val_csv={cfg.data.val_csv} is given too; keep one")
+    if not (roles == "train").any():
+        raise UsageError(f"{cfg.data.train_csv}: no row of its {cfg.data.split_column!r} column says 'train' "
+                         f"(values found: {', '.join(sorted(set(table['split'])))})")
+    if (roles == "val").any():
+        val = _split(table[roles == "val"], "val")
+    tests = {name: _split(table[roles == name], name) for name in dict.fromkeys(roles) if is_test(name)}
+    return table[roles == "train"], val, tests
+
+
+def _test_csvs(cfg: Config, taken: set[str]) -> dict[str, Split]:
+    """The test splits of ``data.test_csv``: ``test`` for one CSV (unless a split is called so), else ``test:<name>``."""
+    paths = cfg.data.test_csv
+    if paths is None:
+        return {}
+    if isinstance(paths, str):
+        names, paths = (["test"] if "test" not in taken else names_of_test_csvs([paths])), [paths]
+    else:
+        names = names_of_test_csvs(paths)
+    clash = taken & set(names)
+    if clash:
+        raise UsageError(f"data.test_csv: test split {sorted(clash)[0]!r} is also a value of data.split_column; "
+                         "rename the CSV or the split")
+    return {name: _split(_labels(path, cfg), name) for name, path in zip(names, paths)}
 
 
 def _group_split(table: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,11 @@ from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
 from pipeline.errors import UsageError
 from pipeline.features import FeatureSettings
+from pipeline.fit.baseline import run_baselines
 from pipeline.fit.checks import check_phases
 from pipeline.fit.data import FeatureSpec, drop_uncached, read_splits, shared_features
-from pipeline.fit.outputs import RunLog, write_configs, write_results
+from pipeline.fit.outputs import RunLog, write_baselines, write_configs, write_results
+from pipeline.fit.protocols import Holdout
 from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
 from pipeline.tables import metrics_table
@@ -44,7 +46,7 @@ class FitJob:
     coarse: Config
     fine: Config | None
     out_dir: Path
-    fold: tuple[int, int] | None = None  # (k, K): validate on fold k of a grouped K-fold split of train_csv
+    holdout: Holdout | None = None  # a fold or repeat of train_csv held out as the test split
     echo: bool = True  # print progress to the console (parallel jobs only write their log.txt)
 
 
@@ -54,14 +56,14 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     job.out_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(job.out_dir / "log.txt", job.echo)
     write_configs(job.out_dir, job.coarse, job.fine)
-    log(f"run {job.out_dir}" + (f" (fold {job.fold[0] + 1} of {job.fold[1]})" if job.fold else ""))
+    log(f"run {job.out_dir}" + (f" ({job.holdout.describe()})" if job.holdout else ""))
     coarse = {k: v for k, v in flatten(to_dict(job.coarse)).items() if not k.startswith("extract.")}
     log("config: " + " ".join(f"{k}={v}" for k, v in coarse.items()))
     if job.fine is not None:
         fine = flatten(to_dict(job.fine))
         log("fine phase changes: " + " ".join(f"{k}={fine[k]}" for k, v in coarse.items() if fine[k] != v))
     store = FeatureStore.open(job.coarse.data.store)
-    splits = drop_uncached(read_splits(job.coarse, job.fold, log), store, log)
+    splits = drop_uncached(read_splits(job.coarse, job.holdout, log), store, log)
     keys = sorted({key for split in splits.values() for key in split.keys})  # the same for every fold of a run
     features = shared_features(store, keys, resolve_device(job.coarse.device))
     phases = [(phase, cfg) for phase, cfg in (("coarse", job.coarse), ("fine", job.fine)) if cfg is not None]
@@ -75,8 +77,12 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     with deterministic():
         for phase, cfg in phases:
             results.append(train_phase(phase, cfg, features, splits, results[-1].model if results else None, log))
+    last = phases[-1][1]
+    baselines = run_baselines(last.baselines, features, splits, FeatureSpec.from_config(last).kinds, log)
+    baselines = write_baselines(job.out_dir, baselines)  # first, so that the report written with the results shows them
     metrics = write_results(job.out_dir, results, splits)
-    log("\n" + metrics_table(["phase", "split"], (([phase, split], values) for phase, by_split in metrics.items()
+    log("\n" + metrics_table(["phase", "split"], (([phase, split], values)
+                                                  for phase, by_split in {**metrics, **baselines}.items()
                                                   for split, values in by_split.items())))
     return metrics
 
@@ -86,8 +92,8 @@ def run_jobs(jobs: list[FitJob], n_jobs: int = 1) -> Iterator[dict[str, dict[str
     if n_jobs == 1 or len(jobs) == 1:
         yield from (run_job(job) for job in jobs)
         return
-    for job in {(repr(job.coarse.data), job.coarse.seed, job.fold): job for job in jobs}.values():
-        read_splits(job.coarse, job.fold, log=lambda _: None)  # label errors surface here, typed, not in a worker
+    for job in {(repr(job.coarse.data), job.coarse.seed, job.holdout): job for job in jobs}.values():
+        read_splits(job.coarse, job.holdout, log=lambda _: None)  # label errors surface here, typed, not in a worker
     threads = max(1, usable_cpus() // n_jobs)
     quiet = [dataclasses.replace(job, echo=False) for job in jobs]
     yield from Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_in_worker)(job, threads) for job in quiet)

@@ -23,6 +23,7 @@ from pipeline.fit.train import PhaseResult
 from pipeline.report.run_report import write_run_report
 from pipeline.tables import METRIC_COLUMNS
 
+BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits
 
 
 class RunLog:
@@ -63,6 +64,16 @@ def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, S
     return metrics
 
 
+def write_baselines(out_dir: Path, baselines: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Write ``baselines.json`` with the metrics of ``metrics.json``; none when no baseline ran, so no earlier
+    run's file is left in the directory. Return what was written."""
+    (out_dir / BASELINES_FILE).unlink(missing_ok=True)
+    written = {name: {split: _contract(m) for split, m in by_split.items()} for name, by_split in baselines.items()}
+    if written:
+        write_json(out_dir / BASELINES_FILE, written)
+    return written
+
+
 def write_json(path: Path, data: object) -> None:
     """Write ``data`` as strict JSON (NaN and infinity as null), all at once."""
     write_atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
@@ -85,7 +96,7 @@ def plot_scatter(path: Path, result: PhaseResult, splits: dict[str, Split]) -> N
     ax.plot(x, result.spec.calibration(x), color="black", lw=1.5, label="logistic fitted on val")
     ax.set_xlabel("predicted (MOS scale, before calibration)")
     ax.set_ylabel("MOS")
-    ax.set_title(f"{result.spec.config.name}: {result.phase} phase, best epoch {result.best_epoch}")
+    ax.set_title(f"{result.spec.config.name}: {result.phase} phase, kept epoch {result.best_epoch}")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)

@@ -1,10 +1,10 @@
-"""What ``fit.py`` does: resolve both phases' configs, then run one fit, a grouped K-fold, or a sweep."""
+"""What ``fit.py`` does: resolve both phases' configs, then run one fit, a grouped K-fold, N random splits, or a sweep."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -12,10 +12,12 @@ from pipeline.config import Config, fine_config_path, load_config, to_dict
 from pipeline.errors import UsageError
 from pipeline.fit.checks import check_phases
 from pipeline.fit.jobs import FitJob, run_jobs
-from pipeline.fit.outputs import write_configs, write_json
+from pipeline.fit.outputs import write_configs
+from pipeline.fit.protocols import check_holdout, holdouts
+from pipeline.fit.summary import summarise
 from pipeline.fit.sweep import as_overrides, read_sweep
 from pipeline.report.run_report import write_run_report
-from pipeline.tables import METRIC_COLUMNS, cell, format_table
+from pipeline.tables import format_table
 from pipeline.trees import flatten
 
 Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value
@@ -28,26 +30,28 @@ def fit(
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
     folds: int = 0,
+    repeats: int = 0,
+    test_fraction: float = 0.2,
     sweep: str | Path | None = None,
     jobs: int = 1,
 ) -> Metrics:
-    """Fit the coarse phase of ``config`` then its fine phase; return the metrics (fold means with ``folds``).
+    """Fit the coarse phase of ``config`` then its fine phase; return the metrics (fold means, repeat medians).
 
     ``fine`` replaces the config's ``fine_config``; ``overrides`` (``KEY=VALUE``) apply to both phases.
-    ``folds`` >= 2 runs a grouped K-fold of the train CSV; ``sweep`` runs every fit a sweep file lists
+    ``folds`` >= 2 runs a grouped K-fold of the train CSV; ``repeats`` >= 1 runs that many random grouped
+    splits holding out ``test_fraction`` of its groups; ``sweep`` runs every fit a sweep file lists
     (returning the best one's metrics); ``jobs`` fits run in parallel.
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
-    if folds == 1 or folds < 0:
-        raise UsageError(f"--folds must be 0 (no folds) or >= 2, got {folds}")
     coarse, fine_cfg = resolve_configs(config, fine, overrides)
+    protocol = Protocol(folds, repeats, test_fraction)
     out = Path(out) if out is not None else default_run_dir(coarse)
     if sweep is not None:
-        return _sweep(config, fine, overrides, Path(sweep), out, folds, jobs)
-    plan = _plan(coarse, fine_cfg, out, folds)
+        return _sweep(config, fine, overrides, Path(sweep), out, protocol, jobs)
+    plan = _plan(coarse, fine_cfg, out, protocol)
     results = list(run_jobs(plan, jobs))
-    return _summarise_folds(out, results) if folds else results[0]
+    return summarise(out, [job.holdout for job in plan], results) if plan[0].holdout else results[0]
 
 
 def resolve_configs(
@@ -66,48 +70,31 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _plan(coarse: Config, fine: Config | None, out: Path, folds: int) -> list[FitJob]:
-    if not folds:
+class Protocol(NamedTuple):
+    """The ``--folds`` / ``--repeats`` options of a run (both 0: one fit)."""
+
+    folds: int
+    repeats: int
+    test_fraction: float
+
+
+def _plan(coarse: Config, fine: Config | None, out: Path, protocol: Protocol) -> list[FitJob]:
+    held = holdouts(*protocol, seed=coarse.seed)
+    if not held:
         return [FitJob(coarse, fine, out)]
-    return [FitJob(coarse, fine, out / f"fold-{k + 1}", fold=(k, folds)) for k in range(folds)]
-
-
-def _summarise_folds(out: Path, results: list[Metrics]) -> Metrics:
-    """Write ``folds.csv`` (one row per fold, phase, split), ``folds.json`` (mean, std) and the report; print;
-    return the means."""
-    rows = [
-        {"fold": k + 1, "phase": phase, "split": split, **{c: values[c] for c in METRIC_COLUMNS}}
-        for k, metrics in enumerate(results)
-        for phase, by_split in metrics.items()
-        for split, values in by_split.items()
-    ]
-    table = pd.DataFrame(rows)
-    table.to_csv(out / "folds.csv", index=False)
-    stats = table.groupby(["phase", "split"], sort=False)[list(METRIC_COLUMNS)].agg(["mean", "std"])
-    summary = {
-        phase: {split: {c: {"mean": float(stats.loc[(phase, split), (c, "mean")]),
-                            "std": float(stats.loc[(phase, split), (c, "std")])} for c in METRIC_COLUMNS}
-                for split in by_split}
-        for phase, by_split in results[0].items()
-    }
-    write_json(out / "folds.json", summary)
-    write_run_report(out)
-    cells = [[phase, split, *(f"{cell(v['mean'])} ± {cell(v['std'])}" for v in values.values())]
-             for phase, by_split in summary.items() for split, values in by_split.items()]
-    print(f"\n{len(results)}-fold grouped cross-validation (mean ± std over folds), {out}:")
-    print(format_table(["phase", "split", *METRIC_COLUMNS], cells))
-    return {phase: {split: {c: v["mean"] for c, v in values.items()} for split, values in by_split.items()}
-            for phase, by_split in summary.items()}
+    check_holdout(coarse.data, held[0])  # now, not when the first fit reads its splits
+    return [FitJob(coarse, fine, out / holdout.name, holdout=holdout) for holdout in held]
 
 
 def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str], sweep: Path, out: Path,
-           folds: int, jobs: int) -> Metrics:
+           protocol: Protocol, jobs: int) -> Metrics:
     """Run every fit of ``sweep`` (each in ``out/run-NNN``), then rank them by the last phase's validation SROCC."""
     entries = read_sweep(sweep)
     configs = [resolve_configs(config, fine, [*overrides, *as_overrides(entry)]) for entry in entries]  # all checked first
-    plans = [_plan(coarse, fine_cfg, out / f"run-{i:03d}", folds) for i, (coarse, fine_cfg) in enumerate(configs)]
+    plans = [_plan(coarse, fine_cfg, out / f"run-{i:03d}", protocol) for i, (coarse, fine_cfg) in enumerate(configs)]
     flat = [job for plan in plans for job in plan]
-    print(f"sweep {sweep}: {len(entries)} fit(s){f' x {folds} folds' if folds else ''}, {jobs} in parallel -> {out}")
+    each = len(plans[0])
+    print(f"sweep {sweep}: {len(entries)} fit(s){f' x {each} held-out splits' if each > 1 else ''}, {jobs} in parallel -> {out}")
     results: list[Metrics] = []
     for job, metrics in zip(flat, run_jobs(flat, jobs)):
         results.append(metrics)
@@ -116,7 +103,8 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     summaries, at = [], 0
     for plan in plans:
         done, at = results[at:at + len(plan)], at + len(plan)
-        summaries.append(_summarise_folds(plan[0].out_dir.parent, done) if folds else done[0])
+        summaries.append(summarise(plan[0].out_dir.parent, [job.holdout for job in plan], done) if plan[0].holdout
+                         else done[0])
     names = [f"run-{i:03d}" for i in range(len(entries))]
     table = _ranking(entries, [coarse for coarse, _ in configs], summaries, names)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,23 +112,23 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     best = int(table.index[0])
     write_configs(out, *configs[best], names=("best_config.yml", "best_config_fine.yml"))
     write_run_report(out)
-    print(f"\nsweep results, best first by validation SROCC{' (fold means; test = the held-out folds)' if folds else ''}:")
+    held = " (fold means or repeat medians; test = the held-out splits)" if plans[0][0].holdout else ""
+    print(f"\nsweep results, best first by validation SROCC{held}:")
     print(format_table(list(table.columns), table.itertuples(index=False)))
     print(f"best: {table.iloc[0]['run']}; its config: {out / 'best_config.yml'}")
     return summaries[best]
 
 
 def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics], names: list[str]) -> pd.DataFrame:
-    """One row per fit: the swept keys' values and the last phase's val (and test) metrics, sorted by val SROCC."""
+    """One row per fit: the swept keys' values and the last phase's val (and test splits') metrics, by val SROCC."""
     swept = list(dict.fromkeys(key for entry in entries for key in entry))
     rows = []
     for name, cfg, metrics in zip(names, configs, summaries):
         values, phases = flatten(to_dict(cfg)), list(metrics)
         row = {"run": name, **{key: _resolved(values, key) for key in swept}}
         row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
-        for split in ("val", "test"):
-            if split in metrics[phases[-1]]:
-                row.update({f"{split}_{c}": metrics[phases[-1]][split][c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
+        for split, values in metrics[phases[-1]].items():  # val, then every test split
+            row.update({f"{split}_{c}": values[c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_srocc", ascending=False, na_position="last", kind="stable")

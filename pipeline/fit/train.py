@@ -1,4 +1,4 @@
-"""One training phase: the loop, model selection on validation SROCC, and the best model's predictions."""
+"""One training phase: the loop, the kept epoch (the last, or the best on validation SROCC), and its predictions."""
 
 from __future__ import annotations
 
@@ -28,12 +28,12 @@ _PREDICT_ROWS = 512
 
 @dataclass
 class PhaseResult:
-    """The best model of a phase and what it was judged by."""
+    """The kept model of a phase and what it was judged by."""
 
     phase: str
     model: ChunkRegressor  # best weights, eval mode
     spec: ModelSpec
-    best_epoch: int  # 0: the initial model (random for coarse, the coarse model for fine) was never beaten
+    best_epoch: int  # the kept epoch; 0: the initial model (random for coarse, the coarse model for fine)
     history: list[dict]  # one row per epoch
     predictions: dict[str, np.ndarray]  # split -> predictions on the MOS scale, before calibration
     metrics: dict[str, dict]  # split -> metrics.evaluate of those predictions (val and test)
@@ -47,11 +47,11 @@ def train_phase(
     init: ChunkRegressor | None = None,
     log: Log = print,
 ) -> PhaseResult:
-    """Train one phase on ``splits['train']`` and keep the epoch with the best validation SROCC.
+    """Train one phase on ``splits['train']`` and keep its last epoch, or the one with the best validation SROCC.
 
-    ``init`` (the previous phase's best model) gives the starting weights; the input standardisation is
-    always recomputed from this phase's training features. Epoch 0 is the starting model itself, so a
-    phase never returns something worse on validation than what it started from.
+    ``init`` (the previous phase's kept model) gives the starting weights; the input standardisation is
+    always recomputed from this phase's training features. With ``select_epoch: best_val`` epoch 0 is the
+    starting model itself, so a phase never returns something worse on validation than what it started from.
     """
     check_phase(cfg)
     started = time.perf_counter()
@@ -96,7 +96,7 @@ def train_phase(
             torch.cuda.synchronize(device)  # so the epoch's timing covers its queued GPU work
         trained = time.perf_counter()
         val = validate()
-        improved = _score(val) > best_srocc
+        improved = _score(val) > best_srocc or cfg.select_epoch == "last"
         if improved:
             best_srocc, best_epoch, best_state = _score(val), epoch, copy.deepcopy(model.state_dict())
         seconds = (trained - started, time.perf_counter() - trained)
@@ -105,8 +105,8 @@ def train_phase(
 
     model.load_state_dict(best_state)
     model.eval()
-    log(f"{phase}: best epoch {best_epoch} (val srocc {best_srocc:.4f})"
-        + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
+    log(f"{phase}: kept epoch {best_epoch} ({'the last' if cfg.select_epoch == 'last' else 'best val'}, "
+        f"val srocc {best_srocc:.4f})" + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
     predictions = {
         name: _predict(model, features, videos[name], spec.kinds) * mos_std + mos_mean
         for name in splits if name != "train"

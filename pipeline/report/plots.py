@@ -64,7 +64,7 @@ def scatter(predicted: np.ndarray, mos: np.ndarray, logistic: Logistic4, title: 
 
 
 def training_curves(history: pd.DataFrame, best_epoch: int | None, phase: str) -> str:
-    """One phase's training loss (and its terms) and validation SROCC/PLCC per epoch; the best epoch marked."""
+    """One phase's training loss (and its terms) and validation SROCC/PLCC per epoch; the kept epoch marked."""
     fig, (loss, val) = _figure(9.0, 3.0, columns=2)
     trained = history[history["epoch"] > 0]
     loss.plot(trained["epoch"], trained["train_loss"], color=_BLUE, marker="o", ms=3, label="loss")
@@ -82,7 +82,7 @@ def training_curves(history: pd.DataFrame, best_epoch: int | None, phase: str) -
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if best_epoch is not None:
-            ax.axvline(best_epoch, color=_RED, lw=1, ls=":", label=f"best epoch {best_epoch}")
+            ax.axvline(best_epoch, color=_RED, lw=1, ls=":", label=f"kept epoch {best_epoch}")
         ax.legend(fontsize=8, frameon=False)
     if best_epoch is not None:
         best = history[history["epoch"] == best_epoch]["val_srocc"]

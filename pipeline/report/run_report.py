@@ -1,7 +1,7 @@
 """The run report (``RUN_DIR/report.html``): how a fit went, from the files its run directory already holds.
 
-Each section appears when its file is there: the metrics (``metrics.json``), loss and validation curves per
-phase (``history.csv``), the scatter (``scatter.png``), the tables of ``--folds`` (``folds.csv``/``folds.json``),
+Each section appears when its file is there: the metrics (``metrics.json``, and ``baselines.json`` when ridge
+or SVR was scored beside the MLP), loss and validation curves per phase (``history.csv``), the scatter (``scatter.png``), the tables of ``--folds`` (``folds.csv``/``folds.json``),
 ``--repeats`` (``repeats.csv``/``repeats.json``) and ``--sweep`` (``sweep.csv``), links to the reports of the
 fits below (``fold-*``, ``run-*``...), the resolved configs and the log. Building from files means a report can
 be made again for any run directory, and a new output file needs only a new section here.
@@ -18,6 +18,7 @@ import pandas as pd
 from pipeline.files import write_atomic
 from pipeline.report import plots
 from pipeline.report.html import data_uri, esc, image, page, plain_table
+from pipeline.tables import METRIC_COLUMNS
 
 REPORT_NAME = "report.html"
 _CONFIGS = ("config_coarse.yml", "config_fine.yml", "best_config.yml", "best_config_fine.yml")
@@ -41,7 +42,7 @@ def run_report(run_dir: Path, best_epochs: Mapping[str, int]) -> str:
     """The report of :func:`write_run_report` as one HTML string."""
     sections = [
         f"<h1>Fit run: {esc(run_dir.name)}</h1><p class=\"meta\">{esc(run_dir.resolve())}</p>",
-        _metrics(run_dir / "metrics.json"),
+        _metrics(run_dir / "metrics.json", run_dir / "baselines.json"),
         _curves(run_dir / "history.csv", best_epochs),
         _scatter(run_dir / "scatter.png"),
         *(_many_fits(run_dir, *files) for files in _MANY_FITS),
@@ -52,14 +53,15 @@ def run_report(run_dir: Path, best_epochs: Mapping[str, int]) -> str:
     return page(f"Fit run {run_dir.name}", "\n".join(s for s in sections if s), sortable=True)
 
 
-def _metrics(path: Path) -> str:
+def _metrics(path: Path, baselines: Path) -> str:
+    """The MLP's phases, then the baselines (rows ``ridge``, ``svr``) on the same test splits."""
     if not path.exists():
         return ""
-    metrics = json.loads(path.read_text())
+    metrics = {**json.loads(path.read_text()), **(json.loads(baselines.read_text()) if baselines.exists() else {})}
     columns = list(dict.fromkeys(c for by_split in metrics.values() for values in by_split.values() for c in values))
-    rows = [[phase, split, *(_value(values.get(c)) for c in columns)]
-            for phase, by_split in metrics.items() for split, values in by_split.items()]
-    return ("<h2>Metrics</h2>" + plain_table(["phase", "split", *columns], rows)
+    rows = [[model, split, *(_value(values.get(c)) for c in columns)]
+            for model, by_split in metrics.items() for split, values in by_split.items()]
+    return ("<h2>Metrics</h2>" + plain_table(["model", "split", *columns], rows)
             + '<p class="note">plcc, rmse: after the logistic fitted on validation; *_raw: before it.</p>')
 
 
@@ -69,7 +71,8 @@ def _curves(path: Path, best_epochs: Mapping[str, int]) -> str:
     history = pd.read_csv(path)
     figures = plots.curves_by_phase(history, best_epochs)
     marked = ", ".join(f"{phase} {epoch}" for phase, epoch in best_epochs.items())
-    note = f"Best epoch (highest validation SROCC, the model kept): {marked}. " if marked else ""
+    note = (f"Kept epoch (the last, or the best validation SROCC with select_epoch: best_val): {marked}. "
+            if marked else "")
     return ("<h2>Training</h2>" + "".join(image(uri, f"{phase} phase per epoch") for phase, uri in figures.items())
             + f'<p class="note">{note}Epoch 0 is the model a phase starts from.</p>')
 
@@ -83,7 +86,7 @@ def _scatter(path: Path) -> str:
 def _many_fits(run_dir: Path, table_name: str, summary_name: str | None, title: str) -> str:
     if not (run_dir / table_name).exists():
         return ""
-    table = pd.read_csv(run_dir / table_name)
+    table = _by_model(pd.read_csv(run_dir / table_name))
     parts = [f"<h2>{esc(title)}</h2>"]
     summary = run_dir / summary_name if summary_name else None
     if summary is not None and summary.exists():
@@ -93,9 +96,35 @@ def _many_fits(run_dir: Path, table_name: str, summary_name: str | None, title: 
     return "".join(parts)
 
 
+def _by_model(table: pd.DataFrame) -> pd.DataFrame:
+    """``repeats.csv``'s wide rows (a column ``<model>_<split>_<metric>`` each) as one row per repeat, model and
+    split, as ``folds.csv`` has them; a table whose columns are not all named so is returned as it is."""
+    index = table.columns[0]
+    parsed = {column: _model_split_metric(column) for column in table.columns[1:]}
+    if index != "repeat" or not parsed or None in parsed.values():
+        return table
+    rows = []
+    for row in table.to_dict("records"):
+        by_model: dict[tuple[str, str], dict] = {}
+        for column, (model, split, metric) in parsed.items():
+            by_model.setdefault((model, split), {})[metric] = row[column]
+        rows += [{index: row[index], "model": model, "split": split, **values}
+                 for (model, split), values in by_model.items()]
+    return pd.DataFrame(rows)
+
+
+def _model_split_metric(column: str) -> tuple[str, str, str] | None:
+    model, _, rest = column.partition("_")
+    metric = max((c for c in METRIC_COLUMNS if rest.endswith(f"_{c}")), key=len, default=None)
+    return (model, rest[:-len(metric) - 1], metric) if metric and len(rest) > len(metric) + 1 else None
+
+
 def _summary(summary: dict) -> str:
-    """A ``folds.json``/``repeats.json`` summary as a table: one row per path to a set of metrics, a column per
-    metric, each cell its statistics (``mean ± std``, with the median first where there is one)."""
+    """A ``folds.json``/``repeats.json`` summary as a table: one row per model and split, a column per metric,
+    each cell its statistics (``mean ± std``, with the median first where there is one). ``repeats.json`` gives
+    every model under ``models`` (its top-level splits repeat the last phase's) and how the splits were drawn."""
+    drawn = {key: value for key, value in summary.items() if not isinstance(value, dict)}
+    summary = summary.get("models", summary)
     rows: list[tuple[list[str], dict]] = []
 
     def walk(node: dict, path: list[str]) -> None:
@@ -108,9 +137,10 @@ def _summary(summary: dict) -> str:
     walk(summary, [])
     metrics = list(dict.fromkeys(m for _, node in rows for m in node))
     depth = max(len(path) for path, _ in rows)
-    labels = ["phase", "split"][-depth:] if depth <= 2 else [f"level {i + 1}" for i in range(depth)]
+    labels = ["model", "split"][-depth:] if depth <= 2 else [f"level {i + 1}" for i in range(depth)]
     body = [[*path, *(_stats(node.get(m, {})) for m in metrics)] for path, node in rows]
-    return plain_table([*labels, *metrics], body)
+    note = ", ".join(f"{key} {value}" for key, value in drawn.items())
+    return plain_table([*labels, *metrics], body) + (f'<p class="note">{esc(note)}</p>' if note else "")
 
 
 def _stats(values: dict) -> str:
