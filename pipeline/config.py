@@ -269,7 +269,8 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             try:
                 return _coerce(alternative, value, source, key)
             except ConfigError:
-                continue
+                if isinstance(value, list) and typing.get_origin(alternative) is list:
+                    raise  # a list for a str-or-list key: the list's own message names the bad item
         expected = " or ".join(_describe(a) for a in alternatives)
         raise ConfigError(f"{source}: {key} must be {expected}; got {value!r}")
     if origin is Literal:
