@@ -83,6 +83,7 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
     from pipeline.labels import read_labels
     from pipeline.metrics import evaluate
     from pipeline.scoring import Scorer, write_per_second, write_scores
+    from pipeline.report.score_report import write_score_report
     from pipeline.tables import metrics_table
 
     started = time.perf_counter()
@@ -107,10 +108,14 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
 
     model = out / "best_model.pth"
     _step(f"3/3 score: python score.py --model {model} --csv {SAMPLE_CSV} --video-root {cfg.data.video_root} "
-          f"--out {out / 'scores.csv'} --per-second {out / 'scores_per_second.jsonl'}")
+          f"--out {out / 'scores.csv'} --per-second {out / 'scores_per_second.jsonl'} "
+          f"--report {out / 'scores.html'} --report-worst 4")
     table, _ = Scorer.load(model).score_csv(cfg.data.train_csv, cfg.data.video_root, progress=True)
     write_scores(table, out / "scores.csv")
     write_per_second(table, out / "scores_per_second.jsonl")
+    # No metrics in the report: 20 of these clips trained the model (the table below scores the held-out one).
+    write_score_report(out / "scores.html", table, videos=dict(zip(labels["filename"], labels["path"])), worst=4,
+                       title=f"{SAMPLE_CSV} scored with {model}")
     took["score"] = time.perf_counter() - started - sum(took.values())
 
     held_out = set(read_splits(cfg, log=lambda line: None)["val"].keys)
@@ -120,8 +125,9 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
     click.echo("\n" + metrics_table(["step", "videos"], rows, columns=_METRICS))
     click.echo(f"\nplcc/rmse after a 4-parameter logistic fit (VQEG practice); MOS here is VMAF, a proxy "
                f"(data/sample/README.md).\nAll {len(table)} clips are scored in scores.csv; no metrics are claimed "
-               f"for the {len(table) - len(scored)} the model was trained on.\nweights: {weights}. Outputs in {out}/: best_model.pth, metrics.json, "
-               f"scatter.png, scores.csv, scores_per_second.jsonl.\n"
+               f"for the {len(table) - len(scored)} the model was trained on.\nweights: {weights}. Outputs in {out}/: "
+               f"best_model.pth, metrics.json, scatter.png, report.html, scores.csv, scores_per_second.jsonl, "
+               f"scores.html (open the two .html files in a browser).\n"
                f"Demo finished in {time.perf_counter() - started:.0f} s ("
                + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in took.items()) + ").")
     return 0
