@@ -229,7 +229,9 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
             videos.append((f"copy{i}.mp4", Path(tmp) / f"copy{i}.mp4"))
         batches.Batcher.add = add
         try:
-            with TreeUsage() as usage:
+            # One sample a second: reading every process's smaps_rollup 20 times a second (the default) cost
+            # as much CPU as the decoding it was measuring, and halved the rate on 2 cores.
+            with TreeUsage(interval_s=1.0) as usage:
                 summary = extract.extract_videos(videos, Path(tmp) / "store", cfg, progress=False)
         finally:
             batches.Batcher.add = original
