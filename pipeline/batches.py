@@ -49,11 +49,14 @@ class Video:
     size: int
     mtime: float
     info: VideoInfo | None = None
-    chunks: int = 0
-    decoded: bool = False
     error: str | None = None
     rows: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     seconds: list[int] = field(default_factory=list)  # the second each chunk starts at, in chunk order
+
+    @property
+    def chunks(self) -> int:
+        """Chunks received so far (each brought its start second)."""
+        return len(self.seconds)
 
     def has_all_rows(self, kinds: Iterable[str]) -> bool:
         return all(len(self.rows.get(kind, ())) == self.chunks for kind in kinds)
@@ -165,7 +168,7 @@ class Batcher:
 
     def add(self, video: Video, chunk: DecodedChunk) -> None:
         """Queue a chunk's key frame (once per level) and clip; run the batches this fills."""
-        index, video.chunks = video.chunks, video.chunks + 1
+        index = video.chunks
         video.seconds.append(chunk.second)
         if chunk.nss is not None:
             video.rows.setdefault("nss", {})[index] = chunk.nss
@@ -183,7 +186,6 @@ class Batcher:
 
     def decoded(self, video: Video) -> None:
         """No more chunks come for ``video``: it ends once its rows are all back."""
-        video.decoded = True
         self._waiting[video] = None
         if not self.span:
             self.flush(video)

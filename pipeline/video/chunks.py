@@ -132,8 +132,8 @@ def open_chunks(path: str | Path, *, decoder: str = "pyav", max_chunks: int = 0,
     """Open a video and plan its chunks; iterate the returned stream to decode them.
 
     ``decoder`` is ``pyav`` or ``decord``; decord hands over to PyAV for files it cannot decode
-    (``stream.info.decoder`` says which decodes); ``threads`` is its thread count (0: its own choice). ``max_chunks`` (0 = all) keeps that many chunks
-    spread evenly over the video. ``timeout_s`` bounds how long opening, and then each step of
+    (``stream.info.decoder`` says which decodes); ``threads`` is its thread count (0: its own choice).
+    ``max_chunks`` (0 = all) keeps that many chunks spread evenly over the video. ``timeout_s`` bounds how long opening, and then each step of
     decoding, may make no progress before ``DecodeTimeoutError``. Raises ``VideoError``
     subclasses naming the file; ``ValueError`` for invalid arguments.
     """

@@ -1,4 +1,4 @@
-"""The two decoding backends: decord (the default) and PyAV (the fallback, and for what decord cannot do).
+"""The two decoding backends: PyAV (the default, and the fallback for what decord cannot do) and decord.
 
 A backend turns the sorted indices of the frames a plan needs into ``(index, frame)`` pairs, in
 order, each frame a :class:`~.frames.Frame` in stored orientation (rotation is applied later, with
