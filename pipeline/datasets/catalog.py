@@ -245,8 +245,6 @@ def cvd2014(paths: list[Path]) -> Imported:
     return Imported(records)
 
 
-
-
 def _unique(table: Table, column: str) -> list[str]:
     """The cells of ``column``; a MetadataError naming every line that repeats an earlier one."""
     cells = table.column(column)

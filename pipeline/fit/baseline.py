@@ -52,7 +52,7 @@ def run_baselines(names: list[str], features: ChunkFeatures, splits: dict[str, S
         search = search_baseline(name, x, y, groups)
         params = {key.rsplit("__", 1)[-1]: value for key, value in search.best_params_.items()}
         results[name] = {split: evaluate(splits[split].mos, search.predict(inputs[split])) for split in tests}
-        log(f"baseline {name}: {len(y)} training videos, {min(INNER_FOLDS, n_groups)}-fold grouped search chose "
+        log(f"baseline {name}: {len(y)} training videos, {search.n_splits_}-fold grouped search chose "
             + ", ".join(f"{key}={value:.3g}" for key, value in params.items()))
     return results
 

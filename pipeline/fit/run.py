@@ -51,7 +51,7 @@ def fit(
         return _sweep(config, fine, overrides, Path(sweep), out, protocol, jobs)
     plan = _plan(coarse, fine_cfg, out, protocol)
     results = list(run_jobs(plan, jobs))
-    return summarise(out, [job.holdout for job in plan], results) if plan[0].holdout else results[0]
+    return _summary(plan, results)
 
 
 def resolve_configs(
@@ -86,6 +86,13 @@ def _plan(coarse: Config, fine: Config | None, out: Path, protocol: Protocol) ->
     return [FitJob(coarse, fine, out / holdout.name, holdout=holdout) for holdout in held]
 
 
+def _summary(plan: list[FitJob], results: list[Metrics]) -> Metrics:
+    """A plan's metrics: its protocol's summary (written beside its fits) when it holds splits out, else its one fit's."""
+    if plan[0].holdout is None:
+        return results[0]
+    return summarise(plan[0].out_dir.parent, [job.holdout for job in plan], results)
+
+
 def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str], sweep: Path, out: Path,
            protocol: Protocol, jobs: int) -> Metrics:
     """Run every fit of ``sweep`` (each in ``out/run-NNN``), then rank them by the last phase's validation SROCC."""
@@ -103,8 +110,7 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     summaries, at = [], 0
     for plan in plans:
         done, at = results[at:at + len(plan)], at + len(plan)
-        summaries.append(summarise(plan[0].out_dir.parent, [job.holdout for job in plan], done) if plan[0].holdout
-                         else done[0])
+        summaries.append(_summary(plan, done))
     names = [f"run-{i:03d}" for i in range(len(entries))]
     table = _ranking(entries, [coarse for coarse, _ in configs], summaries, names)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,8 +133,8 @@ def _ranking(entries: list[dict], configs: list[Config], summaries: list[Metrics
         values, phases = flatten(to_dict(cfg)), list(metrics)
         row = {"run": name, **{key: _resolved(values, key) for key in swept}}
         row.update({f"{phase}_val_srocc": metrics[phase]["val"]["srocc"] for phase in phases[:-1]})
-        for split, values in metrics[phases[-1]].items():  # val, then every test split
-            row.update({f"{split}_{c}": values[c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
+        for split, scores in metrics[phases[-1]].items():  # val, then every test split
+            row.update({f"{split}_{c}": scores[c] for c in ("srocc", "krocc", "plcc", "rmse", "n")})
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values("val_srocc", ascending=False, na_position="last", kind="stable")
