@@ -149,17 +149,19 @@ class Scorer:
             {str(v): str(v) for v in videos}
         errors = {key: f"{path}: video file not found" for key, path in paths.items() if not Path(path).exists()}
         present = {key: path for key, path in paths.items() if key not in errors}
-        errors.update(self.extract_missing(present, progress=progress))
+        store = self._open_store() if (self.store / MANIFEST).exists() else None  # opened once: indexes read once
+        errors.update(self.extract_missing(present, store, progress=progress))
         scored = [key for key in present if key not in errors]
         if not scored:
             return _table(list(paths), errors, None, {})
-        store = self._open_store()
+        store = store or self._open_store()  # created by the extraction when there was none
         predictions = self.score_table(store.read(self.kinds, scored))
         return _table(list(paths), errors, predictions, store.chunk_seconds(scored))
 
-    def extract_missing(self, videos: Mapping[str, str], *, progress: bool = False) -> dict[str, str]:
-        """Extract the ``{key: path}`` videos the store does not hold (from that same file); return failures."""
-        store = self._open_store() if (self.store / MANIFEST).exists() else None
+    def extract_missing(self, videos: Mapping[str, str], store: FeatureStore | None, *,
+                        progress: bool = False) -> dict[str, str]:
+        """Extract the ``{key: path}`` videos ``store`` (this scorer's, opened; None: not made yet) does not hold
+        (from that same file); return failures."""
         cached = store.cached() if store is not None else {}
         needed = [(key, path) for key, path in videos.items() if extraction_need(cached.get(key), path, self.kinds)]
         if not needed:
@@ -282,7 +284,6 @@ def write_per_second(table: pd.DataFrame, path: str | Path) -> None:
         json.dumps({"filename": row.filename, "score": row.score, "seconds": row.seconds.tolist(),
                     "scores": row.chunk_scores.tolist()}) + "\n"
         for row in table[table["status"] == "ok"].itertuples(index=False)))
-
 
 
 def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions | None,

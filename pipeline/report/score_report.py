@@ -22,9 +22,11 @@ from pipeline.report import plots
 from pipeline.report.html import cell, data_table, esc, image, number, page, plain_table
 from pipeline.report.sparklines import sparkline
 from pipeline.report.thumbnails import key_frames
+from pipeline.tables import METRIC_COLUMNS
 
 SECONDS_PER_VIDEO = 4  # thumbnails per worst video: its lowest-scoring seconds
-METRIC_ORDER = ("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "pair_accuracy", "n")
+#: The metrics of evaluate() shown against MOS: metrics.json's (METRIC_COLUMNS), with pair_accuracy before ``n``.
+METRIC_ORDER = (*METRIC_COLUMNS[:-1], "pair_accuracy", "n")
 _EXAMPLES = 3  # videos named per failure reason
 
 
