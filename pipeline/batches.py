@@ -8,6 +8,11 @@ one batch while the host prepares the next. On a CPU the backbones run one item 
 (:func:`pipeline.backbones.device.forward_batch`), so there batches stay within one video and a video's
 rows are complete as soon as it is decoded, as before.
 
+Where the recipe converts clips on the device, a chunk's clip arrives as YUV planes: it is uploaded
+(on CUDA through a stream of its own, so the copy does not wait for the models) and converted
+(:func:`pipeline.video.yuv.clip_from_yuv`) as it arrives, and its shared memory is released at once;
+the NSS row of such a chunk is computed on the device too, in batches like the backbones' rows.
+
 A video's rows never depend on its batch neighbours beyond the recipe's precision: bit for bit on the
 CPU; within bf16 rounding on an accelerator, where cuDNN may choose other kernels for other batch sizes.
 A batch that fails runs again one video at a time, so a bad video still fails alone. An error that
@@ -28,8 +33,10 @@ import torch
 from pipeline.backbones.device import is_sticky_device_error
 from pipeline.decode_pool import DecodedChunk, Event, describe
 from pipeline.errors import CorruptVideoError, DeviceError
+from pipeline.nss import nss_features_batch
 from pipeline.store import ShardWriter, VideoRecord, checked_rows
 from pipeline.video import VideoInfo
+from pipeline.video.yuv import YUVClip, clip_from_yuv
 
 if TYPE_CHECKING:
     from pipeline.extract import Backbones
@@ -84,25 +91,34 @@ def assemble(events: Iterable[Event], videos: list[Video], backbones: Backbones,
     batcher = Batcher(backbones, batch_size)
     for task, kind, payload in events:
         video = videos[task]
-        if video.error is None:  # else it already failed: the rest of its events mean nothing
-            try:
-                if kind == "info":
-                    video.info = payload
-                elif kind == "chunk":
-                    batcher.add(video, payload)
-                elif kind == "done":
-                    batcher.decoded(video)
-                else:
-                    stop_if_device_broken(payload, video.path)  # decoding on the device (workers 0) hit it
-                    batcher.fail(video, str(payload))
-            except DeviceError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
-                stop_if_device_broken(exc, video.path)
-                batcher.fail(video, describe(exc, video.path))
+        try:
+            if video.error is None:  # else it already failed: the rest of its events mean nothing
+                _handle(batcher, video, kind, payload)
+        finally:
+            if kind == "chunk" and payload.release:  # its planes are read (converted) or not wanted
+                payload.release()
         yield from _store(batcher.finished(), writer)
     batcher.flush()
     yield from _store(batcher.finished(), writer)
+
+
+def _handle(batcher: Batcher, video: Video, kind: str, payload: object) -> None:
+    """One decode event of a video still in the run; a failure fails that video, a broken device stops the run."""
+    try:
+        if kind == "info":
+            video.info = payload
+        elif kind == "chunk":
+            batcher.add(video, payload)
+        elif kind == "done":
+            batcher.decoded(video)
+        else:
+            stop_if_device_broken(payload, video.path)  # decoding on the device (workers 0) hit it
+            batcher.fail(video, str(payload))
+    except DeviceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of one video must not stop the run
+        stop_if_device_broken(exc, video.path)
+        batcher.fail(video, describe(exc, video.path))
 
 
 def stop_if_device_broken(error: BaseException | str, path: str) -> None:
@@ -130,11 +146,11 @@ def _store(videos: list[Video], writer: ShardWriter) -> Iterator[tuple[str, str 
 
 @dataclass
 class _Item:
-    """A tensor a backbone reads (a key frame or a clip), and the video chunk its rows belong to."""
+    """A tensor a backbone reads (a key frame or a clip; for NSS, both), and the video chunk its rows belong to."""
 
     video: Video
     index: int
-    tensor: torch.Tensor
+    tensor: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -167,15 +183,23 @@ class Batcher:
         self._finished: list[Video] = []
 
     def add(self, video: Video, chunk: DecodedChunk) -> None:
-        """Queue a chunk's key frame (once per level) and clip; run the batches this fills."""
+        """Queue a chunk's key frame (once per level), clip, and NSS when it has none yet; run the batches this fills.
+
+        A clip given as YUV planes is converted on the device before this returns, so they may be released then.
+        """
         index = video.chunks
         video.seconds.append(chunk.second)
-        if chunk.nss is not None:
-            video.rows.setdefault("nss", {})[index] = chunk.nss
+        clip = chunk.clip
+        if isinstance(clip, YUVClip):
+            clip = clip_from_yuv(to_device(clip, self.backbones.device), self.backbones.cfg.clip.size)
         owner = None if self.span else video
         queued = [(("spatial", level, tuple(chunk.key_frame.shape), owner), chunk.key_frame) for level in video.levels]
         if self.backbones.temporal:
-            queued.append((("temporal", None, tuple(chunk.clip.shape), owner), chunk.clip))
+            queued.append((("temporal", None, tuple(clip.shape), owner), clip))
+        if chunk.nss is not None:
+            video.rows.setdefault("nss", {})[index] = chunk.nss
+        elif self.backbones.cfg.nss:
+            queued.append((("nss", None, None, owner), (chunk.key_frame, clip)))
         for key, tensor in queued:
             if video.error is not None:  # a batch launched for an earlier part of this chunk failed it
                 return
@@ -238,6 +262,11 @@ class Batcher:
 
     def _run(self, key: tuple, items: list[_Item]) -> _Pending:
         part, level = key[:2]
+        if part == "nss":  # key frames of any size: uploaded one by one; one synchronisation for the batch
+            device = self.backbones.device
+            rows = nss_features_batch([k.to(device) for k, _ in (i.tensor for i in items)],
+                                      [c.to(device) for _, c in (i.tensor for i in items)])
+            return download(items, {"nss": torch.from_numpy(rows)})
         batch = upload([item.tensor for item in items], self.backbones.device)
         if part == "spatial":
             outputs = {f"spatial_{level}": self.backbones.spatial_batch(batch, level)}
@@ -265,6 +294,34 @@ class Batcher:
         if video in self._waiting and video.has_all_rows(self.backbones.kinds(video.levels)):
             del self._waiting[video]
             self._finished.append(video)
+
+
+def to_device(clip: YUVClip, device: torch.device) -> YUVClip:
+    """A clip's planes on ``device``, copied by the time this returns (their shared memory may then be reused).
+
+    On CUDA the copy runs on a stream of its own, so it waits for no batch of the models, and the stream the
+    models run on waits for it. Elsewhere the planes are read where they are.
+    """
+    if device.type != "cuda":
+        return clip
+    compute = torch.cuda.current_stream(device)
+    copies = _copy_stream(device)
+    with torch.cuda.stream(copies):
+        moved = clip.to(device)  # from pageable memory: returns once the planes are staged for the copy
+    copies.synchronize()
+    compute.wait_stream(copies)
+    for plane in moved.planes:
+        plane.record_stream(compute)
+    return moved
+
+
+_COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _copy_stream(device: torch.device) -> torch.cuda.Stream:
+    if device not in _COPY_STREAMS:
+        _COPY_STREAMS[device] = torch.cuda.Stream(device)
+    return _COPY_STREAMS[device]
 
 
 def upload(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:

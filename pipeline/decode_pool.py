@@ -4,6 +4,10 @@ A decoder library that crashes (segfault) or hangs on a bad file must cost that 
 run: :class:`DecodePool` decodes each video in a worker process, streams its chunks back over a pipe,
 and replaces a worker that dies or stays silent too long. This module is what those workers import,
 so it stays light: video decoding and the weight-free NSS features, no models, no store.
+
+When the device converts clips (``DecodeOptions.planes``, the accelerator recipe), clips come as YUV
+planes in shared memory (:mod:`pipeline.plane_ring`) and NSS is left to the device as well: the
+decoder processes then only decode and copy planes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import torch
 from pipeline.config import ExtractConfig
 from pipeline.errors import UsageError, VQAError
 from pipeline.nss import nss_features
+from pipeline.plane_ring import SLOTS, PlaneRing, planes_at
 from pipeline.video import VideoInfo, open_chunks
+from pipeline.video.yuv import PlaneBuffers, YUVClip, new_planes
 
 #: Seconds a decoder process may stay silent beyond the decoder's own timeout before it is killed.
 _KILL_GRACE_S = 10.0
@@ -43,11 +49,13 @@ class DecodeOptions:
     nss: bool
     device: str = "cpu"
     threads: int = 0  # the decoder's threads (0: its own choice)
+    planes: bool = False  # clips the device can convert come as YUV planes, and NSS is left to the device
 
     @classmethod
-    def from_config(cls, cfg: ExtractConfig, device: str = "cpu", threads: int = 0) -> DecodeOptions:
+    def from_config(cls, cfg: ExtractConfig, device: str = "cpu", threads: int = 0,
+                    planes: bool = False) -> DecodeOptions:
         return cls(cfg.decoder, cfg.max_chunks, cfg.clip.frames, cfg.clip.size, cfg.decode_timeout_s, cfg.nss, device,
-                   threads)
+                   threads, planes)
 
 
 def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tuple[int, int]:
@@ -72,23 +80,27 @@ def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tup
 
 @dataclass
 class DecodedChunk:
-    """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S), NSS row or None,
-    and the second of the video it starts at (the store records it: per-second scores name that second)."""
+    """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S) or its YUV planes, NSS row
+    or None (then the device computes it), and the second of the video it starts at (the store records it:
+    per-second scores name that second). ``release`` frees the shared memory the planes lie in, once read."""
 
     key_frame: torch.Tensor
-    clip: torch.Tensor
+    clip: torch.Tensor | YUVClip
     nss: np.ndarray | None
     second: int
+    release: Callable[[], None] | None = None
 
 
-def decode_video(path: str, options: DecodeOptions) -> Iterator[VideoInfo | DecodedChunk]:
-    """Yield the video's :class:`VideoInfo`, then each chunk in order (with NSS when ``options.nss``)."""
+def decode_video(path: str, options: DecodeOptions,
+                 buffers: PlaneBuffers = new_planes) -> Iterator[VideoInfo | DecodedChunk]:
+    """Yield the video's :class:`VideoInfo`, then each chunk in order (with NSS when ``options.nss``, unless
+    ``options.planes`` leaves it to the device; YUV clips are written into ``buffers``)."""
     with open_chunks(path, decoder=options.decoder, max_chunks=options.max_chunks, clip_frames=options.clip_frames,
                      clip_size=options.clip_size, timeout_s=options.timeout_s, device=options.device,
-                     threads=options.threads) as stream:
+                     threads=options.threads, planes=buffers if options.planes else None) as stream:
         yield stream.info
         for chunk in stream:
-            nss = nss_features(chunk.key_frame, chunk.clip) if options.nss else None
+            nss = nss_features(chunk.key_frame, chunk.clip) if options.nss and not options.planes else None
             yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
 
 
@@ -168,10 +180,11 @@ class DecodePool:
 
     def _start(self) -> _Worker:
         ours, theirs = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(theirs, self.options, self.decode), daemon=True)
+        free = self._ctx.Semaphore(SLOTS) if self.options.planes else None
+        process = self._ctx.Process(target=_worker_main, args=(theirs, self.options, self.decode, free), daemon=True)
         process.start()
         theirs.close()  # so a dead worker shows up here as end-of-file
-        return _Worker(process, ours)
+        return _Worker(process, ours, free)
 
     def _receive(self, worker: _Worker) -> Iterator[Event]:
         try:
@@ -188,9 +201,12 @@ class DecodePool:
             worker.started = True
             return
         task, kind, payload = message
+        if kind == "planes":  # the worker's new shared buffer: later YUV clips lie in it
+            worker.planes = payload
+            return
         if kind == "chunk":
             try:
-                payload = _receive_chunk(worker.conn, payload)
+                payload = _receive_chunk(worker, payload)
             except (EOFError, OSError):  # died mid-chunk: reported as its death when its pipe is read next
                 return
         if kind in ("done", "failed"):
@@ -211,6 +227,8 @@ class _Worker:
 
     process: mp.process.BaseProcess
     conn: Connection
+    free: object = None  # the semaphore its plane ring's slots come back through (None: no planes)
+    planes: torch.Tensor | None = None  # this process's mapping of the worker's shared plane buffer
     task: int | None = None
     path: str = ""
     started: bool = False
@@ -233,18 +251,20 @@ class _Worker:
         self.conn.close()
 
 
-def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> None:
-    """Decoder process: decode each video it is sent and stream its chunks back as plain arrays."""
+def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable, free=None) -> None:
+    """Decoder process: decode each video it is sent and stream its chunks back (YUV clips through ``ring``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
+    path = ""
+    ring = PlaneRing(free, options.timeout_s, lambda: path) if options.planes else None
     try:
         conn.send(_READY)
         while (message := conn.recv()) is not None:
             task, path = message
             try:
-                for item in decode(path, options):
+                for item in decode(path, options, ring) if ring else decode(path, options):
                     if isinstance(item, DecodedChunk):
-                        _send_chunk(conn, task, item)
+                        _send_chunk(conn, task, item, ring)
                     else:
                         conn.send((task, "info", item))
             except (EOFError, BrokenPipeError):
@@ -252,6 +272,9 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> 
             except Exception as exc:  # noqa: BLE001 - reported to the main process as this video's failure
                 conn.send((task, "failed", describe(exc, path)))
                 continue
+            finally:
+                if ring:
+                    ring.reclaim()
             conn.send((task, "done", None))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the main process is gone: nothing left to do
@@ -259,21 +282,35 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable) -> 
         conn.close()
 
 
-# A chunk crosses the pipe as a small pickled header (shapes, NSS row) followed by the raw bytes of its two
-# arrays: no pickled copy of the 10 MB of pixels on either side, only the pipe's own (half the hand-off's CPU
-# time: BENCHMARKS.md, "The CPU feed").
-def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk) -> None:
-    arrays = (chunk.key_frame, chunk.clip)
-    conn.send((task, "chunk", (tuple(tuple(a.shape) for a in arrays), chunk.nss, chunk.second)))
+# A chunk crosses the pipe as a small pickled header (shapes, NSS row) followed by the raw bytes of its arrays:
+# no pickled copy of the 10 MB of pixels on either side, only the pipe's own (half the hand-off's CPU time:
+# BENCHMARKS.md, "The CPU feed"). A YUV clip stays in shared memory: the header says where its planes lie.
+def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRing | None = None) -> None:
+    if isinstance(chunk.clip, YUVClip):
+        if ring.announced is not ring.buffer:
+            conn.send((task, "planes", ring.buffer))
+            ring.announced = ring.buffer
+        yuv = chunk.clip
+        clip = (ring.locate(yuv), yuv.colorspace, yuv.full_range, yuv.rotation)
+        arrays = (chunk.key_frame,)
+    else:
+        clip, arrays = tuple(chunk.clip.shape), (chunk.key_frame, chunk.clip)
+    conn.send((task, "chunk", (tuple(chunk.key_frame.shape), clip, chunk.nss, chunk.second)))
     for array in arrays:
         conn.send_bytes(array.contiguous().view(-1).numpy())
 
 
-def _receive_chunk(conn: Connection, header: tuple) -> DecodedChunk:
-    shapes, nss, second = header
-    arrays = []
-    for shape in shapes:
-        array = torch.empty(shape, dtype=torch.uint8)
-        conn.recv_bytes_into(array.view(-1).numpy())
-        arrays.append(array)
-    return DecodedChunk(arrays[0], arrays[1], nss, second)
+def _receive_chunk(worker: _Worker, header: tuple) -> DecodedChunk:
+    key_shape, clip, nss, second = header
+    key_frame = _receive_array(worker.conn, key_shape)
+    if isinstance(clip[0], tuple):  # (plane layout, colour space, full range, rotation): in shared memory
+        layout, colorspace, full_range, rotation = clip
+        yuv = YUVClip(*planes_at(worker.planes, layout), colorspace, full_range, rotation)
+        return DecodedChunk(key_frame, yuv, nss, second, release=worker.free.release)
+    return DecodedChunk(key_frame, _receive_array(worker.conn, clip), nss, second)
+
+
+def _receive_array(conn: Connection, shape: tuple[int, ...]) -> torch.Tensor:
+    array = torch.empty(shape, dtype=torch.uint8)
+    conn.recv_bytes_into(array.view(-1).numpy())
+    return array

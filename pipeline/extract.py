@@ -99,17 +99,20 @@ def extract_videos(
     if unknown:
         raise UsageError(f"unknown level(s) {unknown}; the config defines {sorted(cfg.levels)}")
     videos = list(videos)
-    workers, threads = feed_plan(cfg.workers, usable_cpus(), cuda=resolve_device(cfg.device).type == "cuda",
+    device = resolve_device(cfg.device)
+    workers, threads = feed_plan(cfg.workers, usable_cpus(), cuda=device.type == "cuda",
                                  models=bool(cfg.levels or cfg.temporal))
+    planes = (backbones.recipe if backbones else recipe_for(device)).clips_on_device
     # Decoder processes first: they start up while the models are built.
-    pool = DecodePool(workers, DecodeOptions.from_config(cfg, threads=threads)) if workers and videos else None
+    options = DecodeOptions.from_config(cfg, threads=threads, planes=planes)
+    pool = DecodePool(workers, options) if workers and videos else None
     try:
         backbones = backbones or Backbones(cfg)
         if not backbones.kinds(levels):
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
         _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, threads,
-             progress, summary)
+             planes, progress, summary)
     finally:
         if pool:
             pool.close()
@@ -139,7 +142,8 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
-         backbones: Backbones, pool: DecodePool | None, threads: int, progress: bool, summary: ExtractSummary) -> None:
+         backbones: Backbones, pool: DecodePool | None, threads: int, planes: bool, progress: bool,
+         summary: ExtractSummary) -> None:
     """Extract what ``_plan`` leaves to do, filling ``summary``."""
     with store.writer(flush_videos=cfg.shard_videos) as writer:
         jobs = _plan(videos, store, backbones, levels, summary)
@@ -148,7 +152,7 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
         try:
             events = pool.events(tasks) if pool else inline_events(
-                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device), threads=threads))
+                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device), threads=threads, planes=planes))
             for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)

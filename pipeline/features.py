@@ -22,7 +22,9 @@ from pipeline.trees import differences
 #: so features made under an older definition are never mixed with new ones. Bump on any change.
 #: 2: clip frames are scaled from the decoder's pixels to the clip size in one area-averaging swscale call,
 #: and key frames are resized to each level in 8 bits on the CPU (docs/design.md says exactly how).
-FEATURE_VERSION = 2
+#: 3: every YUV to RGB conversion gives each pixel its own chroma, with exact rounding (the arithmetic the
+#: accelerator recipe repeats on the device from the decoder's planes: video/yuv.py).
+FEATURE_VERSION = 3
 #: What the backbones computed at: float32 on a CPU, bfloat16 autocast on CUDA (backbones/device.py).
 PRECISIONS = ("float32", "bf16")
 #: Settings in which a model's features and a scorer's may differ: a model trained on bf16 (GPU) features

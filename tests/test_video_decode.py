@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 import pytest
 import torch
@@ -24,11 +25,13 @@ def reference_frames(path: Path) -> list[av.VideoFrame]:
 
 
 def expected_clip(frames: list[av.VideoFrame], indices: tuple[int, ...], size: int, decoder: str) -> torch.Tensor:
-    """The clip by its definition: swscale (area) to the clip size, from YUV (PyAV) or from decord's RGB."""
+    """The clip by its definition: swscale (area, full chroma, exact rounding) to the clip size, from YUV (PyAV) or
+    from decord's RGB."""
     def scaled(frame: av.VideoFrame) -> np.ndarray:
         if decoder == "decord":
             frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-        return frame.reformat(width=size, height=size, format="rgb24", interpolation="AREA").to_ndarray()
+        flags = Interpolation.AREA | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+        return frame.reformat(width=size, height=size, format="rgb24", interpolation=flags).to_ndarray()
 
     return torch.from_numpy(np.stack([scaled(frames[i]) for i in indices])).permute(0, 3, 1, 2)
 

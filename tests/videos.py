@@ -64,6 +64,7 @@ def make_video(
     seed: int = 0,
     gop: int | None = None,
     options: Mapping[str, str] | None = None,
+    colour: tuple[int, int] | None = None,
 ) -> Path:
     """Write a test video to ``path`` (container from the suffix) and return the path.
 
@@ -72,7 +73,8 @@ def make_video(
     90 degrees clockwise, so it displays as ``height`` x ``width``). ``pts`` gives each frame's
     presentation time in seconds (variable frame rate; ``frames`` is then ``len(pts)``).
     ``gop`` sets the key frame interval (encoder default when None); ``options`` go to the
-    encoder (e.g. ``{"preset": "ultrafast"}`` for large frames).
+    encoder (e.g. ``{"preset": "ultrafast"}`` for large frames). ``colour`` tags the stream with an
+    (AVColorSpace, AVColorRange) pair, as the decoded frames then report them.
     """
     path = Path(path)
     times = [k / fps for k in range(frames)] if pts is None else list(pts)
@@ -84,6 +86,8 @@ def make_video(
         stream.options = {**_QUIET.get(codec, {}), **(options or {})}
         if gop is not None:
             stream.codec_context.gop_size = gop
+        if colour is not None:
+            stream.codec_context.colorspace, stream.codec_context.color_range = colour
         if rotation % 360:
             stream.set_display_rotation(-rotation % 360)
         for k, t in enumerate(times):

@@ -78,7 +78,8 @@ def limit_cpu_threads() -> int:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a frozen backbone runs: its precision, whole batches or one item per call, and its memory layout.
+    """How a frozen backbone runs: its precision, whole batches or one item per call, its memory layout, and
+    where the clips are converted from the decoder's YUV (the same definition either way, video/yuv.py).
 
     Two recipes exist, one per kind of device (:func:`recipe_for`). The accelerator one can also be asked for
     on the CPU (bf16 autocast works there too, only slowly), which is how the tests cover the GPU path's
@@ -88,13 +89,15 @@ class Recipe:
     precision: str  # "float32" or "bf16": part of a store's settings, so two precisions never mix in one store
     batched: bool  # the whole batch in one call (accelerators) or one item per call (CPU)
     channels_last: bool  # NHWC / NDHWC tensors, the layout tensor cores read fastest
+    clips_on_device: bool = False  # decoders hand over YUV planes; the device converts them and computes NSS
 
 
 #: CPU: float32 (bf16 convolutions are slow there), one item per call (batches only cost page faults, see
-#: :func:`forward_batch`), the default layout.
+#: :func:`forward_batch`), the default layout, clips converted by swscale in the decoder.
 CPU_RECIPE = Recipe(precision="float32", batched=False, channels_last=False)
-#: CUDA: bf16 autocast (statistics and pooling still in float32), whole batches, channels-last.
-ACCELERATOR_RECIPE = Recipe(precision="bf16", batched=True, channels_last=True)
+#: CUDA: bf16 autocast (statistics and pooling still in float32), whole batches, channels-last, clips and NSS
+#: on the device (the CPU only decodes: BENCHMARKS.md, "The CPU feed").
+ACCELERATOR_RECIPE = Recipe(precision="bf16", batched=True, channels_last=True, clips_on_device=True)
 
 
 def recipe_for(device: torch.device) -> Recipe:

@@ -6,8 +6,10 @@ overlaps with whatever the consumer does with the chunks. Only the frames of chu
 assembled are held (at most ``clip_frames`` resized frames and one native key frame per open
 chunk), so memory does not grow with the length of the video. Frames no chunk needs are never
 converted to RGB; clip frames are converted straight to the clip size (``frames``), and only key
-frames at full size. The clip is made on the CPU whatever ``device`` is (then moved there), so the
-clips of a video are the same whichever device or process runs the models.
+frames at full size. The clip is made on the CPU whatever ``device`` is (then moved there), unless the
+caller asks for clips as YUV planes (``planes``): then clips of 8-bit 4:2:0 frames large enough come as
+:class:`~.yuv.YUVClip` (one copy of each frame's planes), for the device to convert with the same
+definition (:mod:`.yuv`), and only the other clips are converted here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .probe import VideoInfo, probe
 from .sampling import ChunkPlan, needed_frames, plan_chunks
 from .frames import Frame
 from .views import display_frame
+from .yuv import PlaneBuffers, YUVClip, converts_on_device, stack_planes
 from .watchdog import Prefetcher, call_with_timeout
 
 _PREFETCH_CHUNKS = 2  # finished chunks waiting for the consumer: decoding runs ahead, memory stays bounded
@@ -38,19 +41,22 @@ class Chunk:
     index: int                # position in the (possibly max_chunks-subsampled) plan, 0-based
     second: int               # the second of the video the chunk starts at
     key_frame: torch.Tensor   # uint8 (3, H, W) RGB, display size, on the stream's device
-    clip: torch.Tensor        # uint8 (clip_frames, 3, clip_size, clip_size) RGB, on the stream's device
+    clip: torch.Tensor | YUVClip  # uint8 (clip_frames, 3, clip_size, clip_size) RGB on the stream's device, or planes
 
 
 class ChunkStream:
     """The chunks of one video, decoded on demand. Iterate once; use as a context manager to release the file."""
 
     def __init__(self, info: VideoInfo, plans: Sequence[ChunkPlan], decoder: Decoder, *,
-                 clip_size: int, device: torch.device, timeout_s: float):
+                 clip_size: int, device: torch.device, timeout_s: float, planes: PlaneBuffers | None = None):
         self.info = info
         self._plans = list(plans)
         self._decoder: Decoder | None = decoder
         self._clip_size = clip_size
         self._device = device
+        stored = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        device_clips = planes is not None and info.decoder == "pyav"
+        self._planes = planes if device_clips and converts_on_device(info.codec, info.pix_fmt, *stored, clip_size) else None
         self._timeout_s = timeout_s
         self._chunks: Prefetcher | None = None
 
@@ -112,10 +118,10 @@ class ChunkStream:
             while opened < len(plans) and plans[opened].key == j:
                 pending.append(plans[opened])
                 opened += 1
-            small[j] = display_frame(frame.resized(size, size), rotation, self._device)
+            small[j] = frame if self._planes else display_frame(frame.resized(size, size), rotation, self._device)
             while pending and pending[0].last <= j:
                 plan = pending.popleft()
-                clip = torch.stack([small[i] for i in plan.frames])
+                clip = self._clip([small[i] for i in plan.frames])
                 yield Chunk(index=emitted, second=plan.second, key_frame=keys[plan.key], clip=clip)
                 emitted += 1
                 lowest = pending[0].key if pending else plans[opened].key if opened < len(plans) else math.inf
@@ -125,14 +131,26 @@ class ChunkStream:
         if emitted < len(plans):
             raise CorruptVideoError(self.info.path, f"decoding ended after {emitted} of {len(plans)} chunks")
 
+    def _clip(self, views: list[torch.Tensor] | list[Frame]) -> torch.Tensor | YUVClip:
+        """The clip of a chunk's views: stacked RGB, or (frames kept for the device) their planes when they all
+        have the planes of the video's first frame; a frame that does not (a mid-stream change) converts here."""
+        if not self._planes:
+            return torch.stack(views)
+        planes = [frame.planes() for frame in views]
+        if all(p is not None and [a.shape for a in p] == [a.shape for a in planes[0]] for p in planes):
+            return stack_planes(planes, views[0].colour, self.info.rotation, self._planes)
+        size = self._clip_size
+        return torch.stack([display_frame(f.resized(size, size), self.info.rotation, self._device) for f in views])
+
 
 def open_chunks(path: str | Path, *, decoder: str = "pyav", max_chunks: int = 0, clip_frames: int = 32,
                 clip_size: int = 224, timeout_s: float = 120.0, device: str | torch.device = "cpu",
-                threads: int = 0) -> ChunkStream:
+                threads: int = 0, planes: PlaneBuffers | None = None) -> ChunkStream:
     """Open a video and plan its chunks; iterate the returned stream to decode them.
 
     ``decoder`` is ``pyav`` or ``decord``; decord hands over to PyAV for files it cannot decode
     (``stream.info.decoder`` says which decodes); ``threads`` is its thread count (0: its own choice).
+    ``planes``: clips the device can convert come as YUV planes written where it says (module docstring).
     ``max_chunks`` (0 = all) keeps that many chunks spread evenly over the video. ``timeout_s`` bounds how long opening, and then each step of
     decoding, may make no progress before ``DecodeTimeoutError``. Raises ``VideoError``
     subclasses naming the file; ``ValueError`` for invalid arguments.
@@ -154,4 +172,5 @@ def open_chunks(path: str | Path, *, decoder: str = "pyav", max_chunks: int = 0,
         return replace(info, decoder=backend.name), plans, backend
 
     info, plans, backend = call_with_timeout(prepare, timeout_s, path, "opening")
-    return ChunkStream(info, plans, backend, clip_size=clip_size, device=torch.device(device), timeout_s=timeout_s)
+    return ChunkStream(info, plans, backend, clip_size=clip_size, device=torch.device(device), timeout_s=timeout_s,
+                       planes=planes)

@@ -1,12 +1,14 @@
-"""A decoded frame and the two views a chunk takes of it: full-size RGB, and RGB scaled straight to a size.
+"""A decoded frame and the views a chunk takes of it: full-size RGB, RGB scaled straight to a size, YUV planes.
 
 Both decoders hand over frames as :class:`Frame` objects and leave the conversion to the chunk
 assembly, which asks each frame only for what its chunks use: the full-size RGB of key frames, and
 the small square clip view of every clip frame. The clip view is made by one swscale call from the
 decoder's own pixels (YUV for PyAV) to RGB at the clip size, with area averaging (``AREA``): the
 cheapest antialiased path measured (BENCHMARKS.md, "The CPU feed"), cheaper than converting the whole
-frame to RGB and resizing that. Resizing this way on every device and with any ``--workers`` value
-is what keeps the clips identical whatever runs the models.
+frame to RGB and resizing that. Every pixel gets its own chroma and exact rounding
+(``FULL_CHR_H_INT``, ``ACCURATE_RND``, ``BITEXACT``), so the result is the plain arithmetic that
+:mod:`.yuv` restates in torch: an accelerator computes the same view from a frame's uploaded
+:meth:`AVFrame.planes` (8-bit 4:2:0), and the CPU only decodes.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Protocol
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Interpolation, VideoReformatter
 
-#: swscale's area-averaging filter: antialiased when shrinking (bilinear when enlarging), and the cheapest such.
-INTERPOLATION = "AREA"
+from .yuv import DEVICE_PIX_FMTS
+
+#: swscale's area-averaging filter (antialiased when shrinking, and the cheapest such), with full chroma
+#: resolution and exact, SIMD-independent rounding: the RGB every feature sees (feature definitions version 3).
+CLIP_FLAGS = Interpolation.AREA | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
 
 
 class Frame(Protocol):
@@ -26,7 +31,11 @@ class Frame(Protocol):
         """RGB uint8 (height, width, 3) at the stored size."""
 
     def resized(self, width: int, height: int) -> np.ndarray:
-        """RGB uint8 (height, width, 3), scaled (aspect not kept) with :data:`INTERPOLATION`."""
+        """RGB uint8 (height, width, 3), scaled (aspect not kept) with :data:`CLIP_FLAGS`."""
+
+    def planes(self) -> tuple[np.ndarray, ...] | None:
+        """The 8-bit 4:2:0 Y, U, V planes as (rows, columns) views of the decoder's buffers, or None when the
+        frame is in another pixel format (its views then come from :meth:`resized`)."""
 
 
 class AVFrame:
@@ -37,12 +46,23 @@ class AVFrame:
         self._reformatter = reformatter  # one per decoder: swscale's context is reused frame after frame
 
     def rgb(self) -> np.ndarray:
-        return self._frame.to_ndarray(format="rgb24")
+        return self._frame.to_ndarray(format="rgb24")  # swscale's default, as decord's frames: the backends agree
 
     def resized(self, width: int, height: int) -> np.ndarray:
         scaled = self._reformatter.reformat(self._frame, width=width, height=height, format="rgb24",
-                                            interpolation=INTERPOLATION, threads=1)  # parallel: across videos
+                                            interpolation=CLIP_FLAGS, threads=1)  # parallel: across videos
         return scaled.to_ndarray()
+
+    def planes(self) -> tuple[np.ndarray, ...] | None:
+        if self._frame.format.name not in DEVICE_PIX_FMTS:
+            return None
+        return tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in self._frame.planes)
+
+    @property
+    def colour(self) -> tuple[int, bool]:
+        """(AVColorSpace number, full range): how the planes read as colour, as swscale reads them."""
+        frame = self._frame
+        return int(frame.colorspace), frame.format.name == "yuvj420p" or int(frame.color_range) == 2  # 2: JPEG
 
 
 class RGBFrame:
@@ -58,3 +78,6 @@ class RGBFrame:
     def resized(self, width: int, height: int) -> np.ndarray:
         frame = av.VideoFrame.from_ndarray(self._rgb, format="rgb24")
         return AVFrame(frame, self._reformatter).resized(width, height)
+
+    def planes(self) -> None:
+        return None

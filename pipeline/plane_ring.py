@@ -1,0 +1,91 @@
+"""Shared memory for the YUV clips a decoder process hands to the main process, which converts them on the device.
+
+A 1080p clip's planes are about 100 MB; through the pipe they would cost the CPU what converting them
+saves (BENCHMARKS.md, "The CPU feed"). So each decoder process writes its clips into a ring of
+:data:`SLOTS` slots of shared memory and sends only where each plane lies. The main process converts a
+clip (on the device: upload, then :func:`pipeline.video.yuv.clip_from_yuv`) and releases its slot
+through a process-shared semaphore, which the decoder waits on before it reuses the slot. The ring grows
+(a new buffer, sent once over the pipe) when a larger video comes, after every slot of the old one is back.
+
+The decoding thread takes slots (:meth:`PlaneRing.__call__` is the chunk assembly's
+:data:`~pipeline.video.yuv.PlaneBuffers`); the process's main thread sends the chunks (:meth:`PlaneRing.locate`)
+and, after each video, hands back the slots of clips that were never sent (:meth:`PlaneRing.reclaim`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+import torch
+import torch.multiprocessing  # noqa: F401 - registers the reductions that send a shared tensor as a file descriptor
+
+from pipeline.errors import DecodeTimeoutError
+from pipeline.video.yuv import YUVClip
+
+#: Clips a decoder process may have written that the main process has not released: one being converted
+#: while the next is written.
+SLOTS = 2
+
+PlaneLayout = tuple[tuple[int, tuple[int, ...]], ...]  # (offset in the buffer, shape) of Y, U and V
+
+
+class PlaneRing:
+    """The decoder process's side: slots of one shared buffer, taken in turn, each free again once released."""
+
+    def __init__(self, free, timeout_s: float, path: Callable[[], str]):
+        self._free = free  # a multiprocessing semaphore of SLOTS, released by the main process
+        self._timeout_s = timeout_s
+        self._path = path  # the video being decoded, for the timeout's message
+        self._lock = threading.Lock()
+        self.buffer: torch.Tensor | None = None
+        self.announced: torch.Tensor | None = None  # the buffer the main process has been sent
+        self._slot_bytes = 0
+        self._next = 0
+        self._taken = 0
+        self._sent = 0
+
+    def __call__(self, frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        sizes = [frames * luma[0] * luma[1], frames * chroma[0] * chroma[1], frames * chroma[0] * chroma[1]]
+        need = sum(sizes)
+        self._take()
+        if need > self._slot_bytes:  # a larger video: wait for every slot, then a new buffer
+            for _ in range(SLOTS - 1):
+                self._take()
+            self.buffer = torch.empty(SLOTS * need, dtype=torch.uint8).share_memory_()
+            self._slot_bytes, self._next = need, 0
+            for _ in range(SLOTS - 1):
+                self._free.release()
+        start = self._next * self._slot_bytes
+        self._next = (self._next + 1) % SLOTS
+        with self._lock:
+            self._taken += 1
+        planes, offset = [], start
+        for size, shape in zip(sizes, (luma, chroma, chroma)):
+            planes.append(self.buffer[offset : offset + size].view(frames, *shape))
+            offset += size
+        return tuple(planes)
+
+    def locate(self, clip: YUVClip) -> PlaneLayout:
+        """Where the clip's planes lie in :attr:`buffer` (the main thread sends this, and the buffer first if new)."""
+        with self._lock:
+            self._sent += 1
+        base = self.buffer.data_ptr()
+        return tuple((plane.data_ptr() - base, tuple(plane.shape)) for plane in clip.planes)
+
+    def reclaim(self) -> None:
+        """Free the slots of clips taken but never sent (a video that failed or stopped): call between videos."""
+        with self._lock:
+            unsent, self._taken, self._sent = self._taken - self._sent, 0, 0
+        for _ in range(unsent):
+            self._free.release()
+
+    def _take(self) -> None:
+        if not self._free.acquire(timeout=self._timeout_s):
+            raise DecodeTimeoutError(self._path(), f"the main process took no clip for {self._timeout_s:.0f} s")
+
+
+def planes_at(buffer: torch.Tensor, layout: PlaneLayout) -> tuple[torch.Tensor, ...]:
+    """The main process's side: views of Y, U and V in its mapping of a decoder process's buffer."""
+    return tuple(buffer[offset : offset + math.prod(shape)].view(shape) for offset, shape in layout)

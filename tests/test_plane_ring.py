@@ -1,0 +1,117 @@
+"""Clips converted on the device: the shared-memory ring of YUV planes, and extraction through it.
+
+A recipe that converts clips on the device runs on the CPU too (the device is then the CPU), so these tests
+cover the decoder processes' hand-over of planes, their conversion in the main process and NSS computed
+there, against the CPU recipe where swscale converts in the decoder.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pipeline.batches as batches
+from pipeline.backbones.device import CPU_RECIPE, Recipe
+from pipeline.config import load_config
+from pipeline.errors import DecodeTimeoutError
+from pipeline.extract import Backbones, extract_videos
+from pipeline.plane_ring import SLOTS, PlaneRing, planes_at
+from pipeline.store import FeatureStore
+from pipeline.video.yuv import YUVClip, clip_from_yuv
+
+from videos import TINY_EXTRACT_YAML, make_video
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: Clips and NSS on the device, everything else as on the CPU: isolates the conversion from bf16 rounding.
+DEVICE_CLIPS = Recipe(precision="float32", batched=True, channels_last=False, clips_on_device=True)
+KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast", "nss")
+
+
+def ring(timeout_s: float = 5.0) -> tuple[PlaneRing, threading.Semaphore]:
+    free = threading.Semaphore(SLOTS)
+    return PlaneRing(free, timeout_s, lambda: "v.mp4"), free
+
+
+def clip_of(planes: tuple[torch.Tensor, ...]) -> YUVClip:
+    return YUVClip(*planes, colorspace=2, full_range=False)
+
+
+def test_slots_come_back_when_released_and_the_ring_grows_for_larger_clips():
+    plane_ring, free = ring()
+    first = plane_ring(2, (4, 6), (2, 3))
+    first[0].fill_(7)
+    layout = plane_ring.locate(clip_of(first))
+    assert planes_at(plane_ring.buffer, layout)[0].eq(7).all()  # the main process's view of the same memory
+    second = plane_ring(2, (4, 6), (2, 3))
+    assert second[0].data_ptr() != first[0].data_ptr()
+    plane_ring.locate(clip_of(second))
+    free.release(), free.release()  # the main process converted both
+    small_buffer = plane_ring.buffer
+    larger = plane_ring(2, (8, 12), (4, 6))  # waits for every slot, then a new buffer
+    assert plane_ring.buffer is not small_buffer and larger[0].shape == (2, 8, 12)
+
+
+def test_slots_of_clips_never_sent_are_reclaimed_between_videos():
+    plane_ring, _ = ring(timeout_s=0.2)
+    plane_ring(2, (4, 6), (2, 3))
+    plane_ring(2, (4, 6), (2, 3))  # both taken, neither sent: the video failed
+    with pytest.raises(DecodeTimeoutError, match="v.mp4: the main process took no clip"):
+        plane_ring(2, (4, 6), (2, 3))
+    plane_ring.reclaim()
+    plane_ring(2, (4, 6), (2, 3))  # free again
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two videos the device converts (one rotated), one too small for it, and one truncated mid-stream."""
+    root = tmp_path_factory.mktemp("device-clips")
+    make_video(root / "a.mp4", width=96, height=80, frames=30, fps=12, seed=1)
+    make_video(root / "b.mp4", width=96, height=72, frames=30, fps=12, seed=2, rotation=90)
+    make_video(root / "small.mp4", width=48, height=40, frames=30, fps=12, seed=3)
+    whole = make_video(root / "whole.mp4", width=96, height=80, frames=60, fps=12, seed=4).read_bytes()
+    (root / "cut.mp4").write_bytes(whole[: len(whole) * 2 // 3])
+    (root / "config.yml").write_text(TINY_EXTRACT_YAML)
+    return root
+
+
+def extracted(videos: Path, store: Path, recipe: Recipe, workers: int) -> dict[str, dict[str, np.ndarray]]:
+    cfg = replace(load_config(videos / "config.yml").extract, workers=workers, decode_timeout_s=30.0)
+    keys = ["a", "b", "small"]
+    summary = extract_videos([(k, videos / f"{k}.mp4") for k in keys], store, cfg,
+                             backbones=Backbones(cfg, recipe=recipe), progress=False)
+    assert sorted(summary.done) == keys, summary.failed
+    read = FeatureStore.open(store).read(KINDS)
+    return {key: {kind: read.features[kind][read.rows(key)] for kind in KINDS} for key in keys}
+
+
+def test_device_clips_give_the_same_rows_with_any_workers_and_the_cpu_rows_within_rounding(
+        videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    converted = []
+    monkeypatch.setattr(batches, "clip_from_yuv", lambda clip, size: converted.append(clip.y.shape) or
+                        clip_from_yuv(clip, size))
+    cpu = extracted(videos, tmp_path / "cpu", CPU_RECIPE, workers=0)
+    assert not converted
+    inline = extracted(videos, tmp_path / "inline", DEVICE_CLIPS, workers=0)
+    assert converted == [(8, 80, 96)] * 2 + [(8, 72, 96)] * 2  # a and b (stored orientation), not the small one
+    shared = extracted(videos, tmp_path / "shared", DEVICE_CLIPS, workers=1)  # planes through shared memory
+    for key in cpu:
+        for kind in KINDS:
+            assert np.array_equal(inline[key][kind], shared[key][kind]), (key, kind)
+            # Clip pixels within one grey level, batches instead of single items: rows within a small fraction.
+            a, b = cpu[key][kind].astype(np.float64), inline[key][kind].astype(np.float64)
+            assert np.linalg.norm(a - b) <= 0.01 * np.linalg.norm(a), (key, kind)
+
+
+def test_a_video_failing_mid_clip_fails_alone_and_hands_back_its_slots(videos: Path, tmp_path: Path):
+    cfg = replace(load_config(videos / "config.yml").extract, workers=1, decode_timeout_s=10.0)
+    names = ["cut", "a", "cut", "b", "a"]
+    summary = extract_videos([(f"{n}{i}", videos / f"{n}.mp4") for i, n in enumerate(names)], tmp_path / "s", cfg,
+                             backbones=Backbones(cfg, recipe=DEVICE_CLIPS), progress=False)
+    assert {"a1", "a4", "b3"} <= set(summary.done)  # a slot lost to the cut video would stall these
+    assert set(summary.done) | set(summary.failed) == {f"{n}{i}" for i, n in enumerate(names)}
