@@ -163,6 +163,9 @@ def _video_cases() -> list[VideoCase]:
         VideoCase("folder.mp4", "a directory, not a file", False, lambda root: (root / "folder.mp4").mkdir(),
                   "directory"),
         VideoCase("missing.mp4", "missing file", False, lambda root: None, "not found"),
+        VideoCase("timestamp_jump.mp4", "a frame shown for hours", False,
+                  _clip("timestamp_jump.mp4", pts=[k / 8 for k in range(13)] + [10243 + k / 8 for k in range(11)]),
+                  "its timestamps are corrupt"),
         *(VideoCase(f"mutated_{seed}.mp4", f"mutated bytes, seed {seed}", False, _mutated(f"mutated_{seed}.mp4", seed),
                     either=True) for seed in range(3)),
     ]
