@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -19,6 +20,7 @@ from pipeline.errors import (
 )
 from pipeline.video import open_chunks
 from pipeline.video.decoders import PyAVDecoder
+from pipeline.video.probe import MAX_FRAME_GAP_S, probe
 from videos import frame_content, make_audio_only, make_video
 
 CLIP = dict(clip_frames=4, clip_size=16)
@@ -29,10 +31,10 @@ def decode_all(path, **kwargs):
         return stream.info, list(stream)
 
 
-def raises_naming(error: type[VideoError], path, match: str):
+def raises_naming(error: type[VideoError], path, match: str, **kwargs):
     """Expect ``error`` whose message names ``path`` and says ``match``."""
     with pytest.raises(error, match=match) as caught:
-        decode_all(path)
+        decode_all(path, **kwargs)
     assert str(path) in str(caught.value) and caught.value.path == str(path)
 
 
@@ -105,6 +107,32 @@ def test_mp4_truncated_after_a_front_index_keeps_the_intact_frames(tmp_path):
     path.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
     info, chunks = decode_all(path, decoder="pyav")
     assert 0 < info.frames < 48 and len(chunks) == 1
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_a_frame_shown_for_hours_is_corrupt(tmp_path, decoder):
+    # 8 fps, then the timestamps jump by 10,241.5 s after frame 12: believed, that would be 10,254 chunks
+    pts = [k / 8 for k in range(13)] + [10243 + k / 8 for k in range(11)]
+    path = make_video(tmp_path / "jump.mp4", pts=pts)
+    raises_naming(CorruptVideoError, path, re.escape(
+        "frame 12 of 24 is shown for 10,241.5 s (timestamps jump from 1.5 s to 10,243 s; more than 60 s is not "
+        "believable): its timestamps are corrupt"), decoder=decoder)
+
+
+def test_a_frame_shown_for_seconds_is_kept(tmp_path):
+    path = make_video(tmp_path / "slideshow.mkv", pts=[0, 0.5, 1, 6, 6.5, 7])  # the frame at 1 s is held for 5 s
+    info, chunks = decode_all(path)
+    assert info.frames == 6 and 7 < info.duration < 8
+    assert [c.second for c in chunks] == list(range(7))
+    assert all((c.key_frame == chunks[2].key_frame).all() for c in chunks[2:6])  # seconds 2-6 start at 6 s
+    assert not (chunks[1].key_frame == chunks[2].key_frame).all()
+
+
+def test_the_gap_limit_is_inclusive(tmp_path):
+    _, index, _ = probe(make_video(tmp_path / "at.mkv", pts=[0, MAX_FRAME_GAP_S]))
+    assert index.seconds() == [0, MAX_FRAME_GAP_S]
+    with pytest.raises(CorruptVideoError, match="frame 0 of 2 is shown for 60.5 s"):
+        probe(make_video(tmp_path / "over.mkv", pts=[0, MAX_FRAME_GAP_S + 0.5]))
 
 
 def test_a_stalled_open_times_out(tmp_path):

@@ -16,7 +16,18 @@ import numpy as np
 
 # Fine enough for VFR timestamps given in milliseconds or as multiples of common frame rates.
 _TIME_BASE = Fraction(1, 90000)
-_QUIET = {"libx265": {"x265-params": "log-level=error"}}
+# The same arguments must give the same bytes (the reliability suite mutates seeded byte offsets of a test video):
+# - one encoder thread: x264's output depends on its thread count, which "auto" takes from the CPUs this process
+#   may use (a 640x480 clip: 17,459 bytes on 2 CPUs, 16,778 under taskset -c 0); x265 picks its frame threads
+#   from the core count the same way;
+# - x264 without macroblock-tree rate control: with it, this x264 (core 165) encodes small frames (64x48, 320x240)
+#   differently from run to run, evidently from uninitialised memory: the same frames encoded 12 times in one
+#   process gave 6,368 to 6,521 bytes, equal only under a constant MALLOC_PERTURB_ (and then different for each
+#   value); with mbtree=0 every value gives the same bytes;
+# - bit-exact muxing: Matroska and WebM files otherwise get random segment and track UIDs.
+_ENCODER_OPTIONS = {"threads": "1"}
+_CODEC_OPTIONS = {"libx264": {"x264-params": "mbtree=0"}, "libx265": {"x265-params": "log-level=error:frame-threads=1"}}
+_CONTAINER_OPTIONS = {"fflags": "+bitexact"}
 
 # An extraction config sized for these videos: random weights, short sides 64/80, 8-frame clips of 32x32.
 TINY_EXTRACT_YAML = """\
@@ -73,17 +84,18 @@ def make_video(
     90 degrees clockwise, so it displays as ``height`` x ``width``). ``pts`` gives each frame's
     presentation time in seconds (variable frame rate; ``frames`` is then ``len(pts)``).
     ``gop`` sets the key frame interval (encoder default when None); ``options`` go to the
-    encoder (e.g. ``{"preset": "ultrafast"}`` for large frames). ``colour`` tags the stream with an
-    (AVColorSpace, AVColorRange) pair, as the decoded frames then report them.
+    encoder (e.g. ``{"preset": "ultrafast"}`` for large frames) and replace the defaults that make
+    the bytes reproducible (``_ENCODER_OPTIONS``, ``_CODEC_OPTIONS``) key by key. ``colour`` tags the
+    stream with an (AVColorSpace, AVColorRange) pair, as the decoded frames then report them.
     """
     path = Path(path)
     times = [k / fps for k in range(frames)] if pts is None else list(pts)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", container_options=_CONTAINER_OPTIONS) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = _TIME_BASE
         stream.codec_context.time_base = _TIME_BASE
-        stream.options = {**_QUIET.get(codec, {}), **(options or {})}
+        stream.options = {**_ENCODER_OPTIONS, **_CODEC_OPTIONS.get(codec, {}), **(options or {})}
         if gop is not None:
             stream.codec_context.gop_size = gop
         if colour is not None:
@@ -103,7 +115,7 @@ def make_audio_only(path: str | Path, *, seconds: float = 1.0) -> Path:
     """Write a file that holds a sine tone and no video stream."""
     path = Path(path)
     rate = 16000
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", container_options=_CONTAINER_OPTIONS) as container:
         stream = container.add_stream("aac", rate=rate)
         t = np.arange(int(seconds * rate)) / rate
         samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]

@@ -9,7 +9,9 @@ a damaged tail (a short last packet, a read error) is cut off, a packet the demu
 corrupt is left out (and never decoded), and the video is what remains, provided at least one
 frame decodes. An MP4 whose index (``moov``) was at the cut-off end cannot be opened at all:
 ``CorruptVideoError``. Packets without timestamps (raw ``.h264`` streams) are timed by their
-order at the stream's nominal frame rate.
+order at the stream's nominal frame rate. Timestamps that hold one frame for longer than
+:data:`MAX_FRAME_GAP_S` are corrupt (``CorruptVideoError``): every second of a video is a chunk, so
+believing them would plan hours of chunks that repeat one frame.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ from ..errors import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The longest time, in seconds, one frame may be shown before the next: a longer gap between consecutive
+#: timestamps is damage, not content. Variable frame rate video holds a frame for seconds (slideshows, screen
+#: recordings that write a frame only when the screen changes, a phone pausing its camera), so a minute leaves a
+#: wide margin; damaged timestamps can jump by hours (a mutated 3 s test clip claimed a 10,241 s gap, which
+#: planned 10,254 one-second chunks of one frame). A damaged gap under the limit costs at most a minute of chunks.
+MAX_FRAME_GAP_S = 60
 
 # First bytes of the containers a camera, phone or encoder writes: a file that starts like one
 # of these but does not open is damaged, anything else is not a video file at all.
@@ -215,6 +224,7 @@ def _index(stream, pts: list[int | None], keys: list[bool], durations: list[int]
         time_base = stream.time_base
         order = sorted(range(len(pts)), key=lambda i: pts[i])
         sorted_pts = tuple(pts[i] for i in order)
+        _check_gaps(sorted_pts, time_base, path)
         last_duration = Fraction(durations[order[-1]]) or _typical_step(sorted_pts)
     else:
         rate = _nominal_rate(stream)
@@ -228,6 +238,25 @@ def _index(stream, pts: list[int | None], keys: list[bool], durations: list[int]
     keyframes = tuple(sorted(position[i] for i, key in enumerate(keys) if key))
     duration = (sorted_pts[-1] - sorted_pts[0] + last_duration) * time_base
     return FrameIndex(stream.index, sorted_pts, time_base, keyframes, duration, timed)
+
+
+def _check_gaps(pts: tuple[int, ...], time_base: Fraction, path: Path) -> None:
+    """Refuse timestamps that show a frame for longer than :data:`MAX_FRAME_GAP_S` (``pts`` sorted)."""
+    if len(pts) < 2:
+        return
+    frame = max(range(len(pts) - 1), key=lambda i: pts[i + 1] - pts[i])
+    if (pts[frame + 1] - pts[frame]) * time_base > MAX_FRAME_GAP_S:
+        start = float((pts[frame] - pts[0]) * time_base)
+        end = float((pts[frame + 1] - pts[0]) * time_base)
+        raise CorruptVideoError(
+            path, f"frame {frame} of {len(pts)} is shown for {_seconds(end - start)} s (timestamps jump from "
+                  f"{_seconds(start)} s to {_seconds(end)} s; more than {MAX_FRAME_GAP_S} s is not believable): "
+                  "its timestamps are corrupt")
+
+
+def _seconds(value: float) -> str:
+    """``value`` for a message: thousands separated, at most one decimal (``1.5``, ``10,243``)."""
+    return f"{value:,.1f}".removesuffix(".0")
 
 
 def _typical_step(pts: tuple[int, ...]) -> Fraction:
