@@ -14,9 +14,13 @@ seconds per one-second chunk, split by part:
   level, clip scaled to [0, 1]): work the design puts on the device when there is one;
 - ``store``: the rows of every kind through ``ShardWriter`` into a shard.
 
-Two figures follow, as issue 14 asks: a GPU node (the CPU work that stays on the CPU there: decode layer
-without NSS, hand-off, store; NSS, levels and clip scaling, device work, are timed on this CPU as an upper
-bound) against <= 1.15x decoding, and a CPU-only machine with NSS on (everything) against <= 1.5x.
+Two figures follow, as issue 14 asks. A GPU node, against <= 1.15x decoding: the CPU work that stays on the
+CPU under the accelerator recipe, where decoder processes hand over YUV planes through shared memory
+(``decode layer, planes``: decoding, one copy of each clip frame's planes into the ring, the key frame's RGB;
+``hand-off, planes``: header and key frame through the pipe, both ends; ``upload staging``: a host copy of
+the planes, what CUDA's copy from pageable memory costs the main process; store). The device's work
+(clips from planes, NSS, levels, clip scaling) is timed on this CPU as an upper bound. And a CPU-only
+machine with NSS on (everything, swscale clips) against <= 1.5x.
 
 ``--feed`` then runs backbone-free extraction (NSS only, ``extract_videos``) of ``--copies`` copies of the
 1080p30 clip at each ``--workers`` value and reports steady-state chunks/s (from the first chunk handed to
@@ -52,10 +56,12 @@ import pipeline.video.chunks as chunks
 from pipeline.backbones.device import usable_cpus
 from pipeline.config import load_config
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, decode_video
-from pipeline.nss import NSS_DIM
+from pipeline.nss import NSS_DIM, nss_features
+from pipeline.plane_ring import SLOTS, PlaneRing
 from pipeline.store import FeatureStore, VideoRecord
 from pipeline.video import VideoInfo, resize_short_side
 from pipeline.video.frames import AVFrame
+from pipeline.video.yuv import YUVClip, clip_from_yuv
 
 SOURCES = ("bbb_f00307", "vid4_calendar", "bbb_f02980", "skv_bikes", "vid4_walk")  # 2 s each in vqa-dev
 CLIPS = {"1080p30": (1920, 1080, 30), "720p24": (1280, 720, 24)}
@@ -120,7 +126,8 @@ def timed_parts() -> Iterator[PartTimer]:
     """Time the decode layer's parts by wrapping the functions that do them, restored afterwards."""
     timer = PartTimer()
     patches = [(AVFrame, "resized", "clip views"), (AVFrame, "rgb", "key frame RGB"),
-               (chunks, "display_frame", "tensor views"), (decode_pool, "nss_features", "NSS")]
+               (chunks, "display_frame", "tensor views"), (decode_pool, "nss_features", "NSS"),
+               (chunks, "stack_planes", "plane copies")]
     originals = [getattr(owner, attr) for owner, attr, _ in patches]
     for (owner, attr, name), original in zip(patches, originals):
         setattr(owner, attr, timer.wrap(name, original))
@@ -136,12 +143,35 @@ def decoded(path: Path, options: DecodeOptions) -> tuple[VideoInfo, list[Decoded
     return items[0], items[1:]
 
 
+_FREE = threading.Semaphore(SLOTS)
+_RING = (_FREE, PlaneRing(_FREE, 60.0, lambda: "bench"))
+
+
+def through_ring(path: Path, options: DecodeOptions, consume: Callable[[DecodedChunk, PlaneRing], None] | None = None
+                 ) -> tuple[VideoInfo, int]:
+    """Decode as a decoder process does under the accelerator recipe: YUV clips written into a plane ring whose
+    slots ``consume`` (default: nothing) reads before they are released, as the main process would. The ring
+    lives as long as a decoder process does (its pages are mapped once, not per video)."""
+    free, ring = _RING
+    items = decode_video(str(path), options, ring)
+    info, count = next(items), 0
+    for chunk in items:
+        if isinstance(chunk.clip, YUVClip):
+            if consume:
+                consume(chunk, ring)
+            ring.locate(chunk.clip)
+            free.release()
+        count += 1
+    return info, count
+
+
 def layer_parts(path: Path, options: DecodeOptions, repeats: int) -> dict[str, float]:
     """CPU seconds of the decode layer on ``path``: its total and its timed parts (best total of ``repeats``)."""
     best: dict[str, float] = {"total": float("inf")}
+    run = (lambda: through_ring(path, options)) if options.planes else (lambda: decoded(path, options))
     for _ in range(repeats):
         with timed_parts() as timer:
-            total = best_cpu(lambda: decoded(path, options), 1)
+            total = best_cpu(run, 1)
         if total < best["total"]:
             best = {"total": total, **timer.seconds}
     best["decoding and assembly"] = best["total"] - sum(v for k, v in best.items() if k != "total")
@@ -151,16 +181,64 @@ def layer_parts(path: Path, options: DecodeOptions, repeats: int) -> dict[str, f
 def hand_off(chunks_: list[DecodedChunk]) -> None:
     """The chunks through a pipe as a decoder process sends them and DecodePool receives them (here: two threads)."""
     ours, theirs = Pipe(duplex=False)
+    worker = decode_pool._Worker(process=None, conn=ours)
 
     def receive() -> None:
         for _ in chunks_:
-            decode_pool._receive_chunk(ours, ours.recv()[2])
+            decode_pool._receive_chunk(worker, ours.recv()[2])
 
     reader = threading.Thread(target=receive)
     reader.start()
     for c in chunks_:
         decode_pool._send_chunk(theirs, 0, c)
     reader.join()
+
+
+def planes_hand_off(path: Path, options: DecodeOptions) -> float:
+    """CPU seconds of the planes' hand-off, both ends, over the whole clip: each chunk's header and key frame
+    through a pipe as a decoder process sends them and DecodePool receives them (the planes stay put)."""
+    ours, theirs = Pipe(duplex=False)
+    spent = 0.0
+
+    def consume(chunk: DecodedChunk, ring: PlaneRing) -> None:
+        nonlocal spent
+        start = time.thread_time()  # per thread: the decoding thread runs meanwhile
+        worker = decode_pool._Worker(process=None, conn=ours, free=threading.Semaphore(0), planes=ring.buffer)
+        sent = []
+
+        def send() -> None:
+            begin = time.thread_time()
+            decode_pool._send_chunk(theirs, 0, chunk, ring)
+            sent.append(time.thread_time() - begin)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        while (message := ours.recv())[1] != "chunk":
+            pass  # the ring's buffer, announced once: a file descriptor
+        decode_pool._receive_chunk(worker, message[2])
+        sender.join()
+        spent += time.thread_time() - start + sent[0]
+
+    through_ring(path, options, consume)
+    return spent
+
+
+def upload_staging(chunks_: list[DecodedChunk], staging: list[torch.Tensor]) -> None:
+    """What CUDA's copy of the planes from pageable memory costs the host: one copy into its (reused) staging
+    buffers."""
+    for c in chunks_:
+        for plane, buffer in zip(c.clip.planes, staging):
+            buffer.copy_(plane)
+
+
+def device_work(chunks_: list[DecodedChunk]) -> None:
+    """The accelerator recipe's device work on a chunk, on this CPU: clip from planes, NSS, levels, clip scaling."""
+    for c in chunks_:
+        clip = clip_from_yuv(c.clip, 224)
+        nss_features(c.key_frame, clip)
+        for side in LEVELS:
+            resize_short_side(c.key_frame[None], side)
+        clip[None].float().div_(255)
 
 
 def main_non_model(chunks_: list[DecodedChunk]) -> None:
@@ -185,6 +263,13 @@ def store_writes(chunks_per_video: int, videos: int = 64) -> None:
                 writer.add(record, rows, range(chunks_per_video))
 
 
+def replace_clip(chunk: DecodedChunk) -> DecodedChunk:
+    """The chunk with its planes copied out of the ring (whose slots are reused), for the device-side timings."""
+    yuv = chunk.clip
+    return DecodedChunk(chunk.key_frame, YUVClip(*(p.clone() for p in yuv.planes), yuv.colorspace, yuv.full_range),
+                        chunk.nss, chunk.second)
+
+
 def measure_clip(path: Path, repeats: int) -> dict:
     """Every figure of one clip, in CPU seconds per chunk."""
     torch.set_num_threads(1)
@@ -200,13 +285,23 @@ def measure_clip(path: Path, repeats: int) -> dict:
     per["hand-off"] = best_cpu(lambda: hand_off(chunks_), repeats) / n
     per["levels + clip to float"] = best_cpu(lambda: main_non_model(chunks_), repeats) / n
     per["store"] = best_cpu(lambda: store_writes(n), repeats) / (64 * n)
-    gpu = per["decode layer, NSS off"] + per["hand-off"] + per["store"]
-    device = parts["NSS"] + per["levels + clip to float"]
+    planes_options = DecodeOptions("pyav", 0, 32, 224, 120.0, nss=True, threads=1, planes=True)
+    planar = layer_parts(path, planes_options, repeats)
+    per["decode layer, planes"] = planar["total"] / n
+    planes_parts = {k: v / n for k, v in planar.items() if k != "total"}
+    per["hand-off, planes"] = min(planes_hand_off(path, planes_options) for _ in range(repeats)) / n
+    kept: list[DecodedChunk] = []
+    through_ring(path, planes_options, lambda chunk, ring: kept.append(replace_clip(chunk)))
+    staging = [torch.empty_like(plane) for plane in kept[0].clip.planes]
+    per["upload staging"] = best_cpu(lambda: upload_staging(kept, staging), repeats) / n
+    per["device work (on this CPU)"] = best_cpu(lambda: device_work(kept), 1) / n
+    gpu = per["decode layer, planes"] + per["hand-off, planes"] + per["upload staging"] + per["store"]
     cpu = per["decode layer, NSS on"] + per["hand-off"] + per["levels + clip to float"] + per["store"]
     alone = per["decode alone"]
     return {"clip": path.name, "frames": info.frames, "chunks": n, "per_chunk": per, "decode_layer_parts": parts,
-            "gpu_node": {"cpu": gpu, "x_decoding": gpu / alone, "device_work_upper_bound": device,
-                         "target": TARGETS["gpu_node"]},
+            "decode_layer_planes_parts": planes_parts,
+            "gpu_node": {"cpu": gpu, "x_decoding": gpu / alone,
+                         "device_work_upper_bound": per["device work (on this CPU)"], "target": TARGETS["gpu_node"]},
             "cpu_only_nss": {"cpu": cpu, "x_decoding": cpu / alone, "target": TARGETS["cpu_only_nss"]}}
 
 

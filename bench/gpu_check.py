@@ -8,7 +8,8 @@ Missing packages are reported first (install them from carried wheels:
 
 Checks, in order (targets in brackets):
 1. ``preflight``: the packages the pipeline needs;
-2. ``cuda-tests``: ``pytest -m cuda`` (the tests that skip without a GPU);
+2. ``cuda-tests``: ``pytest -m cuda tests`` (the tests that skip without a GPU: backbones, NSS, views, clips
+   converted from uploaded YUV planes);
 3. ``parity``: backbone features on CUDA against the CPU: float32 (TF32 off) [relative L2 error per row
    <= 1e-3] and bf16, the CUDA default [cosine per row >= 0.999];
 4. ``throughput``: ResNet-50 at 448 and 720 and SlowFast on 32 x 224^2 in whole batches, bf16, in TFLOP/s,
@@ -178,8 +179,7 @@ def preflight(ctx: Context) -> str:
 def cuda_tests(ctx: Context) -> str:
     need_cuda(ctx)
     need("pytest", "av", "click")  # tests/conftest.py imports the test-video helpers (PyAV) and the CLI
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-o", "addopts=", "-p", "no:cacheprovider",
-               "tests/test_gpu_path.py"]
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-o", "addopts=", "-p", "no:cacheprovider", "tests"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     last = (result.stdout.strip().splitlines() or ["no output"])[-1]

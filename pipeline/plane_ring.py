@@ -10,11 +10,18 @@ through a process-shared semaphore, which the decoder waits on before it reuses 
 The decoding thread takes slots (:meth:`PlaneRing.__call__` is the chunk assembly's
 :data:`~pipeline.video.yuv.PlaneBuffers`); the process's main thread sends the chunks (:meth:`PlaneRing.locate`)
 and, after each video, hands back the slots of clips that were never sent (:meth:`PlaneRing.reclaim`).
+
+Shared memory lives in ``/dev/shm``, which containers often keep small (Docker: 64 MB). Writing past its
+end would kill the decoder process (SIGBUS), so a buffer that would not fit is not made: that video's clips
+are converted by swscale in the decoder instead (the same definition), with one warning saying how to
+make room.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 
@@ -29,15 +36,30 @@ from pipeline.video.yuv import YUVClip
 SLOTS = 2
 
 PlaneLayout = tuple[tuple[int, tuple[int, ...]], ...]  # (offset in the buffer, shape) of Y, U and V
+SHARED_MEMORY = "/dev/shm"
+
+log = logging.getLogger(__name__)
+
+
+def shared_memory_free(root: str = SHARED_MEMORY) -> int:
+    """Bytes free in the shared-memory file system (0 where there is none)."""
+    try:
+        stat = os.statvfs(root)
+    except OSError:
+        return 0
+    return stat.f_bavail * stat.f_frsize
 
 
 class PlaneRing:
     """The decoder process's side: slots of one shared buffer, taken in turn, each free again once released."""
 
-    def __init__(self, free, timeout_s: float, path: Callable[[], str]):
+    def __init__(self, free, timeout_s: float, path: Callable[[], str],
+                 room: Callable[[], int] = shared_memory_free):
         self._free = free  # a multiprocessing semaphore of SLOTS, released by the main process
         self._timeout_s = timeout_s
         self._path = path  # the video being decoded, for the timeout's message
+        self._room = room
+        self._no_room_for = math.inf  # the smallest slot size that did not fit
         self._lock = threading.Lock()
         self.buffer: torch.Tensor | None = None
         self.announced: torch.Tensor | None = None  # the buffer the main process has been sent
@@ -46,17 +68,13 @@ class PlaneRing:
         self._taken = 0
         self._sent = 0
 
-    def __call__(self, frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    def __call__(self, frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...] | None:
+        """Y, U and V of a clip in the next free slot (waiting for one), or None when shared memory has no room."""
         sizes = [frames * luma[0] * luma[1], frames * chroma[0] * chroma[1], frames * chroma[0] * chroma[1]]
         need = sum(sizes)
+        if need >= self._no_room_for or need > self._slot_bytes and not self._grow(need):
+            return None
         self._take()
-        if need > self._slot_bytes:  # a larger video: wait for every slot, then a new buffer
-            for _ in range(SLOTS - 1):
-                self._take()
-            self.buffer = torch.empty(SLOTS * need, dtype=torch.uint8).share_memory_()
-            self._slot_bytes, self._next = need, 0
-            for _ in range(SLOTS - 1):
-                self._free.release()
         start = self._next * self._slot_bytes
         self._next = (self._next + 1) % SLOTS
         with self._lock:
@@ -66,6 +84,30 @@ class PlaneRing:
             planes.append(self.buffer[offset : offset + size].view(frames, *shape))
             offset += size
         return tuple(planes)
+
+    def _grow(self, need: int) -> bool:
+        """A buffer of SLOTS slots of ``need`` bytes, once every slot of the old one is back; False if it cannot fit."""
+        for _ in range(SLOTS):
+            self._take()
+        try:
+            if SLOTS * need > self._room():  # the old buffer is not counted: the main process still maps it
+                self._warn(SLOTS * need)
+                self._no_room_for = need
+                return False
+            self.buffer = None  # unmapped here before the new one is made
+            self.buffer = torch.empty(SLOTS * need, dtype=torch.uint8).share_memory_()
+            self._slot_bytes, self._next = need, 0
+            return True
+        finally:
+            for _ in range(SLOTS):
+                self._free.release()
+
+    def _warn(self, size: int) -> None:
+        if self._no_room_for == math.inf:  # once per decoder process
+            log.warning("%s: %.0f MB of shared memory (%s) are needed to hand clips to the device and %.0f MB are "
+                        "free; clips of videos this large are converted on the CPU instead (slower on a GPU node). "
+                        "Make room, e.g. docker run --shm-size=%dg", self._path(), size / 2**20, SHARED_MEMORY,
+                        self._room() / 2**20, max(1, math.ceil(4 * size / 2**30)))
 
     def locate(self, clip: YUVClip) -> PlaneLayout:
         """Where the clip's planes lie in :attr:`buffer` (the main thread sends this, and the buffer first if new)."""

@@ -11,6 +11,14 @@ import torch
 from corpus import tiny_run
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip without a CUDA device (``bench/gpu_check.py`` runs them on a GPU node)."""
+    if not torch.cuda.is_available():
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny models gain

@@ -30,7 +30,6 @@ from pipeline.store import FeatureStore
 from pipeline.video import VideoInfo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 MIN_COSINE = 0.999  # bf16 vs float32, per row
 MAX_RELATIVE_ERROR = 0.02
@@ -204,7 +203,6 @@ def test_a_sticky_device_error_stops_the_run_and_keeps_what_was_stored(
 
 # -- on a GPU (bench/gpu_check.py runs these) ------------------------------------------------------------------
 
-@cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("extractor, shape", [(SpatialExtractor, (4, 3, 224, 320)), (TemporalExtractor, (2, 32, 3, 64, 64))])
 def test_cuda_features_match_the_cpu(extractor, shape, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,7 +218,6 @@ def test_cuda_features_match_the_cpu(extractor, shape, monkeypatch: pytest.Monke
         assert_close_rows(a.numpy(), c.numpy(), f"{extractor.__name__} bf16")
 
 
-@cuda
 @pytest.mark.cuda
 def test_cuda_batches_spanning_videos_match_videos_alone(videos: Path, cfg, tmp_path: Path) -> None:
     cuda_cfg = replace(cfg, device="cuda")
@@ -234,7 +231,6 @@ def test_cuda_batches_spanning_videos_match_videos_alone(videos: Path, cfg, tmp_
             assert_close_rows(rows(tmp_path / key, key)[kind], rows(tmp_path / "together", key)[kind], f"{key} {kind}")
 
 
-@cuda
 @pytest.mark.cuda
 def test_cpu_recipe_is_what_a_cpu_uses() -> None:
     assert SpatialExtractor("random", "cpu").recipe == CPU_RECIPE

@@ -11,7 +11,6 @@ from pipeline.nss import NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_featur
 
 # Many small tensor ops: intra-op threads only wait for each other on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def _unit_variance_ggd(shape: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -137,7 +136,7 @@ def test_features_are_deterministic_and_batch_matches_single() -> None:
     assert nss_features_batch([], []).shape == (0, NSS_DIM)
 
 
-@CUDA
+@pytest.mark.cuda
 def test_cuda_matches_cpu_in_float32() -> None:
     key_frames = [_rgb(_texture(300, seed=2)), _rgb(_texture(96, seed=3))]
     clips = [_clip(8, 64, seed=15), _clip(8, 64, seed=16)]

@@ -22,6 +22,7 @@ from pipeline.errors import DecodeTimeoutError
 from pipeline.extract import Backbones, extract_videos
 from pipeline.plane_ring import SLOTS, PlaneRing, planes_at
 from pipeline.store import FeatureStore
+from pipeline.video import open_chunks
 from pipeline.video.yuv import YUVClip, clip_from_yuv
 
 from videos import TINY_EXTRACT_YAML, make_video
@@ -65,6 +66,20 @@ def test_slots_of_clips_never_sent_are_reclaimed_between_videos():
         plane_ring(2, (4, 6), (2, 3))
     plane_ring.reclaim()
     plane_ring(2, (4, 6), (2, 3))  # free again
+
+
+def test_without_room_in_shared_memory_clips_are_converted_in_the_decoder(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture):
+    full, _ = ring()
+    full._room = lambda: 10_000  # bytes free in /dev/shm
+    assert full(2, (40, 60), (20, 30)) is None and full.buffer is None
+    assert full(2, (40, 60), (20, 30)) is None  # not tried again, nor warned again
+    assert full(1, (20, 30), (10, 15)) is not None  # a smaller video still fits
+    assert len([r for r in caplog.records if "--shm-size" in r.getMessage()]) == 1
+    path = make_video(tmp_path / "v.mp4", width=96, height=80, frames=20, fps=10)
+    streams = [open_chunks(path, clip_size=32, clip_frames=8, planes=planes) for planes in (None, lambda *shape: None)]
+    for on_cpu, no_room in zip(*(list(stream) for stream in streams)):
+        assert isinstance(no_room.clip, torch.Tensor) and torch.equal(on_cpu.clip, no_room.clip)
 
 
 @pytest.fixture(scope="module")

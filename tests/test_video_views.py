@@ -71,7 +71,7 @@ def test_display_frame_rotates_clockwise(rotation, corner):
     assert shown[0, corner[0], corner[1]] == 255 and shown[0].sum() == 255
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_views_on_a_gpu_match_the_cpu():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)

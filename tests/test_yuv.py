@@ -105,3 +105,15 @@ def test_stack_planes_copies_each_frame_once_into_the_buffers():
     assert given == [(3, (4, 6), (2, 3))]
     assert clip.rotation == 180 and clip.colorspace == 1 and not clip.full_range
     assert [int(clip.y[k, 0, 0]) for k in range(3)] == [0, 1, 2] and clip.v.shape == (3, 2, 3)
+
+
+@pytest.mark.cuda
+def test_cuda_converts_uploaded_planes_as_the_cpu_does(tmp_path: Path):
+    from pipeline.batches import to_device  # the upload a decoder process's planes take on a GPU node
+
+    path = make_video(tmp_path / "v.mp4", width=640, height=360, frames=20, fps=10)
+    for chunk, reference in zip(chunks(path, planes=True), chunks(path, planes=False)):
+        on_gpu = clip_from_yuv(to_device(chunk.clip, torch.device("cuda")), SIZE)
+        assert on_gpu.device.type == "cuda"
+        mean, worst = differences(on_gpu.cpu(), reference.clip)
+        assert mean < 0.05 and worst <= 1, (mean, worst)

@@ -133,12 +133,14 @@ class ChunkStream:
 
     def _clip(self, views: list[torch.Tensor] | list[Frame]) -> torch.Tensor | YUVClip:
         """The clip of a chunk's views: stacked RGB, or (frames kept for the device) their planes when they all
-        have the planes of the video's first frame; a frame that does not (a mid-stream change) converts here."""
+        have the planes of the video's first frame and there is room for them; else they are converted here."""
         if not self._planes:
             return torch.stack(views)
         planes = [frame.planes() for frame in views]
         if all(p is not None and [a.shape for a in p] == [a.shape for a in planes[0]] for p in planes):
-            return stack_planes(planes, views[0].colour, self.info.rotation, self._planes)
+            clip = stack_planes(planes, views[0].colour, self.info.rotation, self._planes)
+            if clip is not None:  # else the planes have no room to go (shared memory full)
+                return clip
         size = self._clip_size
         return torch.stack([display_frame(f.resized(size, size), self.info.rotation, self._device) for f in views])
 

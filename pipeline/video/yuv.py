@@ -68,8 +68,9 @@ class YUVClip:
 
 
 #: Where a clip's planes are written: (frames, luma (rows, columns), chroma (rows, columns)) -> uint8 tensors
-#: Y (frames, *luma), U and V (frames, *chroma). A decoder process hands out shared memory (decode_pool).
-PlaneBuffers = Callable[[int, tuple[int, int], tuple[int, int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+#: Y (frames, *luma), U and V (frames, *chroma), or None when there is no room (the clip is then converted on
+#: the CPU). A decoder process hands out shared memory (plane_ring).
+PlaneBuffers = Callable[[int, tuple[int, int], tuple[int, int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]
 
 
 def new_planes(frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -78,9 +79,13 @@ def new_planes(frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> t
 
 
 def stack_planes(frames: Sequence[Sequence[np.ndarray]], colour: tuple[int, bool], rotation: int,
-                 buffers: PlaneBuffers = new_planes) -> YUVClip:
-    """A :class:`YUVClip` of frames given as (Y, U, V) arrays of one shape: one copy of each, into ``buffers``."""
-    y, u, v = buffers(len(frames), frames[0][0].shape, frames[0][1].shape)
+                 buffers: PlaneBuffers = new_planes) -> YUVClip | None:
+    """A :class:`YUVClip` of frames given as (Y, U, V) arrays of one shape: one copy of each, into ``buffers``
+    (None when they have no room)."""
+    given = buffers(len(frames), frames[0][0].shape, frames[0][1].shape)
+    if given is None:
+        return None
+    y, u, v = given
     for t, planes in enumerate(frames):
         for out, plane in zip((y, u, v), planes):
             np.copyto(out[t].numpy(), plane)
