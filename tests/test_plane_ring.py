@@ -77,9 +77,11 @@ def test_without_room_in_shared_memory_clips_are_converted_in_the_decoder(tmp_pa
     assert full(1, (20, 30), (10, 15)) is not None  # a smaller video still fits
     assert len([r for r in caplog.records if "--shm-size" in r.getMessage()]) == 1
     path = make_video(tmp_path / "v.mp4", width=96, height=80, frames=20, fps=10)
-    streams = [open_chunks(path, clip_size=32, clip_frames=8, planes=planes) for planes in (None, lambda *shape: None)]
-    for on_cpu, no_room in zip(*(list(stream) for stream in streams)):
-        assert isinstance(no_room.clip, torch.Tensor) and torch.equal(on_cpu.clip, no_room.clip)
+    with open_chunks(path, clip_size=32, clip_frames=8) as on_cpu, \
+            open_chunks(path, clip_size=32, clip_frames=8, planes=lambda *shapes: None) as no_room:
+        assert on_cpu.num_chunks == no_room.num_chunks == 2
+        for rgb, fallback in zip(on_cpu, no_room):
+            assert isinstance(fallback.clip, torch.Tensor) and torch.equal(rgb.clip, fallback.clip)
 
 
 @pytest.fixture(scope="module")
