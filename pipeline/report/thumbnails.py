@@ -7,7 +7,6 @@ RGB), so a thumbnail shows exactly the frame the model scored. Each is a small J
 from __future__ import annotations
 
 import io
-from bisect import bisect_left
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from pipeline.report.html import data_uri
 from pipeline.video.decoders import PyAVDecoder
 from pipeline.video.probe import probe
+from pipeline.video.sampling import key_frame_at
 
 THUMBNAIL_HEIGHT = 96  # pixels; twice that would cost about three times the bytes per image
 _QUALITY = 80
@@ -28,7 +28,7 @@ def key_frames(path: str | Path, seconds: Sequence[int], height: int = THUMBNAIL
     """
     info, index, _ = probe(path)
     times = index.seconds()
-    frame_of = {s: min(bisect_left(times, s), len(times) - 1) for s in seconds}
+    frame_of = {s: min(key_frame_at(times, s), len(times) - 1) for s in seconds}
     decoder = PyAVDecoder(Path(path), index)
     try:
         frames = {i: frame.rgb() for i, frame in decoder.frames(sorted(set(frame_of.values())))}

@@ -43,6 +43,12 @@ class ChunkPlan:
         return self.frames[-1]
 
 
+def key_frame_at(seconds: Sequence[float], second: float) -> int:
+    """Index of the key frame of the chunk starting at ``second``: the first frame at or after it (``seconds``: each
+    frame's time from the first frame, ascending); ``len(seconds)`` when no frame is that late."""
+    return bisect_left(seconds, second)
+
+
 def plan_chunks(
     timestamps: Sequence[float], duration: float, *, max_chunks: int = 0, clip_frames: int = 32
 ) -> list[ChunkPlan]:
@@ -58,7 +64,7 @@ def plan_chunks(
     last = len(relative) - 1
     plans = []
     for second in range(max(1, math.floor(duration))):
-        start = bisect_left(relative, second)
+        start = key_frame_at(relative, second)
         if start > last:
             break  # no frame at or after this second, nor after any later one
         plans.append(ChunkPlan(second, tuple(min(start + k, last) for k in range(clip_frames))))
