@@ -35,6 +35,7 @@ _KILL_GRACE_S = 10.0
 _READY = "ready"
 
 Event = tuple[int, str, object]  # (task id, "info" | "chunk" | "done" | "failed", payload)
+_NO_PIXELS = torch.empty(0, dtype=torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ class DecodeOptions:
     device: str = "cpu"
     threads: int = 0  # the decoder's threads (0: its own choice)
     planes: bool = False  # clips the device can convert come as YUV planes, and NSS is left to the device
+    pixels: bool = True  # chunks carry their pixels; without a model to read them, only NSS rows need to cross
 
     @classmethod
     def from_config(cls, cfg: ExtractConfig, device: str = "cpu", threads: int = 0,
                     planes: bool = False) -> DecodeOptions:
+        pixels = bool(cfg.levels or cfg.temporal) or (cfg.nss and planes)
         return cls(cfg.decoder, cfg.max_chunks, cfg.clip.frames, cfg.clip.size, cfg.decode_timeout_s, cfg.nss, device,
-                   threads, planes)
+                   threads, planes, pixels)
 
 
 def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tuple[int, int]:
@@ -94,14 +97,18 @@ class DecodedChunk:
 def decode_video(path: str, options: DecodeOptions,
                  buffers: PlaneBuffers = new_planes) -> Iterator[VideoInfo | DecodedChunk]:
     """Yield the video's :class:`VideoInfo`, then each chunk in order (with NSS when ``options.nss``, unless
-    ``options.planes`` leaves it to the device; YUV clips are written into ``buffers``)."""
+    ``options.planes`` leaves it to the device; YUV clips are written into ``buffers``; no pixels unless
+    ``options.pixels``)."""
     with open_chunks(path, decoder=options.decoder, max_chunks=options.max_chunks, clip_frames=options.clip_frames,
                      clip_size=options.clip_size, timeout_s=options.timeout_s, device=options.device,
                      threads=options.threads, planes=buffers if options.planes else None) as stream:
         yield stream.info
         for chunk in stream:
             nss = nss_features(chunk.key_frame, chunk.clip) if options.nss and not options.planes else None
-            yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
+            if options.pixels:
+                yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
+            else:  # NSS only, computed here: the 10 MB of pixels a 1080p chunk holds would cross the pipe for nothing
+                yield DecodedChunk(_NO_PIXELS, _NO_PIXELS, nss, chunk.second)
 
 
 def describe(exc: BaseException, path: str) -> str:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,10 @@ from click.testing import CliRunner
 from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.store import shards as shard_files
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, feed_plan
+from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, decode_video, feed_plan
 from pipeline.errors import StoreError
 from pipeline.extract import Backbones, extract_videos
+from pipeline.nss import NSS_DIM
 from pipeline.store import FEATURE_KINDS, FeatureStore
 from decode_stubs import crashing_decode
 from videos import TINY_EXTRACT_YAML, make_video
@@ -206,3 +208,30 @@ def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
     monkeypatch.setattr(shard_files, "write_shard", disk_full)
     with pytest.raises(StoreError, match="disk full"):
         extract_videos([("c", videos / "clip2.mp4")], tmp_path / "store", cfg, levels=["coarse"], progress=False)
+
+
+def test_nss_only_chunks_cross_without_their_pixels_and_give_the_same_rows(videos: Path, tmp_path: Path) -> None:
+    cfg = replace(load_config(videos / "config.yml").extract, levels={}, temporal=False, nss=True)
+    options = DecodeOptions.from_config(cfg)
+    assert not options.pixels and DecodeOptions.from_config(cfg, planes=True).pixels  # the device needs them for NSS
+    assert DecodeOptions.from_config(load_config(videos / "config.yml").extract).pixels
+    pool = DecodePool(1, options)
+    try:
+        events = list(pool.events([(0, str(videos / "clip0.mp4"))]))
+    finally:
+        pool.close()
+    chunks = [payload for _, kind, payload in events if kind == "chunk"]
+    assert len(chunks) == 2 and all(c.key_frame.numel() == c.clip.numel() == 0 for c in chunks)
+    with_pixels = [c for c in decode_video(str(videos / "clip0.mp4"), replace(options, pixels=True))
+                   if isinstance(c, DecodedChunk)]
+    assert with_pixels[0].clip.numel() > 0
+    for bare, full in zip(chunks, with_pixels):
+        assert np.array_equal(bare.nss, full.nss)
+    stores = {}
+    for workers in (0, 1):
+        stores[workers] = tmp_path / f"w{workers}"
+        summary = extract_videos([("a", videos / "clip0.mp4")], stores[workers], replace(cfg, workers=workers),
+                                 progress=False)
+        assert summary.done == ["a"], summary.failed
+    rows = [FeatureStore.open(stores[w]).read(["nss"]).features["nss"] for w in (0, 1)]
+    assert rows[0].shape == (2, NSS_DIM) and np.array_equal(rows[0], rows[1])
