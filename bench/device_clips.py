@@ -17,6 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import av
 import click
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ from pipeline.backbones.device import CPU_RECIPE
 from pipeline.config import load_config
 from pipeline.extract import Backbones, extract_videos
 from pipeline.store import FeatureStore
-from pipeline.video import open_chunks
+from pipeline.video import open_chunks, plan_chunks
+from pipeline.video.probe import probe
 from pipeline.video.yuv import clip_from_yuv, new_planes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +37,22 @@ KINDS = ("temporal_slow", "temporal_fast", "nss")
 
 
 def pixel_differences(path: Path) -> dict:
-    """Clip pixels of every chunk both ways: mean and largest absolute difference, and the share that differ."""
+    """Clip pixels of every chunk both ways: mean and largest absolute difference, and the share that differ; and
+    the same between the clips and feature definitions version 2's (swscale's default RGB output, ``AREA``)."""
     with open_chunks(path) as swscale, open_chunks(path, planes=new_planes) as planar:
-        diffs = [(clip_from_yuv(b.clip, 224).int() - a.clip.int()).abs() for a, b in zip(swscale, planar)]
+        pairs = [(a.clip, clip_from_yuv(b.clip, 224)) for a, b in zip(swscale, planar)]
+    with av.open(str(path)) as container:
+        version_2 = torch.from_numpy(np.stack([
+            frame.reformat(width=224, height=224, format="rgb24", interpolation="AREA").to_ndarray()
+            for frame in container.decode(video=0)])).permute(0, 3, 1, 2)
+    _, index, _ = probe(path)
+    plans = plan_chunks(index.seconds(), float(index.duration), clip_frames=32)
+    return {"device_vs_swscale": _summary([(device.int() - cpu.int()).abs() for cpu, device in pairs]),
+            "version_3_vs_2": _summary([(cpu.int() - version_2[list(plan.frames)].int()).abs()
+                                        for (cpu, _), plan in zip(pairs, plans)])}
+
+
+def _summary(diffs: list[torch.Tensor]) -> dict:
     every = torch.cat([d.flatten() for d in diffs]).float()
     return {"mean": every.mean().item(), "max": every.max().item(), "share_differing": (every > 0).float().mean().item()}
 

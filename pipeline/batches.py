@@ -264,8 +264,8 @@ class Batcher:
         part, level = key[:2]
         if part == "nss":  # key frames of any size: uploaded one by one; one synchronisation for the batch
             device = self.backbones.device
-            rows = nss_features_batch([k.to(device) for k, _ in (i.tensor for i in items)],
-                                      [c.to(device) for _, c in (i.tensor for i in items)])
+            key_frames, clips = zip(*(item.tensor for item in items))
+            rows = nss_features_batch([k.to(device) for k in key_frames], [c.to(device) for c in clips])
             return download(items, {"nss": torch.from_numpy(rows)})
         batch = upload([item.tensor for item in items], self.backbones.device)
         if part == "spatial":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -111,8 +111,8 @@ def extract_videos(
         if not backbones.kinds(levels):
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
-        _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, threads,
-             planes, progress, summary)
+        _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, options,
+             progress, summary)
     finally:
         if pool:
             pool.close()
@@ -142,17 +142,16 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
-         backbones: Backbones, pool: DecodePool | None, threads: int, planes: bool, progress: bool,
+         backbones: Backbones, pool: DecodePool | None, options: DecodeOptions, progress: bool,
          summary: ExtractSummary) -> None:
-    """Extract what ``_plan`` leaves to do, filling ``summary``."""
+    """Extract what ``_plan`` leaves to do, filling ``summary``; without a pool, decoding with ``options`` here."""
     with store.writer(flush_videos=cfg.shard_videos) as writer:
         jobs = _plan(videos, store, backbones, levels, summary)
         store.record_failures(summary.failed)  # the unreadable files, in one update
         tasks = [(i, job.path) for i, job in enumerate(jobs)]
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
         try:
-            events = pool.events(tasks) if pool else inline_events(
-                tasks, DecodeOptions.from_config(cfg, device=str(backbones.device), threads=threads, planes=planes))
+            events = pool.events(tasks) if pool else inline_events(tasks, replace(options, device=str(backbones.device)))
             for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)

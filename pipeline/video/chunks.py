@@ -109,16 +109,16 @@ class ChunkStream:
         opened = 0                            # plans[:opened] have seen their key frame
         pending: deque[ChunkPlan] = deque()   # opened, not yet complete, in order
         keys: dict[int, torch.Tensor] = {}    # native key frames of pending chunks
-        small: dict[int, torch.Tensor] = {}   # resized clip frames pending chunks may still use
+        small: dict[int, torch.Tensor | Frame] = {}  # clip views pending chunks may still use (frames, for the device)
         emitted = 0
-        rotation, size = self.info.rotation, self._clip_size
+        rotation = self.info.rotation
         for j, frame in frames:
             if opened < len(plans) and plans[opened].key == j:
                 keys[j] = display_frame(frame.rgb(), rotation, self._device).contiguous()
             while opened < len(plans) and plans[opened].key == j:
                 pending.append(plans[opened])
                 opened += 1
-            small[j] = frame if self._planes else display_frame(frame.resized(size, size), rotation, self._device)
+            small[j] = frame if self._planes else self._clip_frame(frame)
             while pending and pending[0].last <= j:
                 plan = pending.popleft()
                 clip = self._clip([small[i] for i in plan.frames])
@@ -141,8 +141,12 @@ class ChunkStream:
             clip = stack_planes(planes, views[0].colour, self.info.rotation, self._planes)
             if clip is not None:  # else the planes have no room to go (shared memory full)
                 return clip
+        return torch.stack([self._clip_frame(frame) for frame in views])
+
+    def _clip_frame(self, frame: Frame) -> torch.Tensor:
+        """A frame's clip view converted here: RGB at the clip size, display-oriented, on the stream's device."""
         size = self._clip_size
-        return torch.stack([display_frame(f.resized(size, size), self.info.rotation, self._device) for f in views])
+        return display_frame(frame.resized(size, size), self.info.rotation, self._device)
 
 
 def open_chunks(path: str | Path, *, decoder: str = "pyav", max_chunks: int = 0, clip_frames: int = 32,
