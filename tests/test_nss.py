@@ -186,6 +186,17 @@ def test_key_frame_part_ignores_the_clip() -> None:
     assert not np.array_equal(a, b)
 
 
+def test_temporal_statistics_use_four_frame_pairs_spread_over_the_clip() -> None:
+    # 32 frames: the pairs start at frames 0, 10, 20 and 30 (evenly spread); other frames feed only the motion values.
+    key_frame, clip = _rgb(_texture(32)), _clip(frames=32, size=96, seed=3)
+    temporal = [i for i, n in enumerate(NSS_NAMES) if n.startswith("temporal_")]
+    reference = nss_features(key_frame, clip)[temporal]
+    for frame, used in ((5, False), (11, True), (29, False), (31, True)):
+        changed = clip.clone()
+        changed[frame] = _clip(frames=1, size=96, seed=100 + frame)[0]
+        assert np.array_equal(nss_features(key_frame, changed)[temporal], reference) != used, frame
+
+
 @pytest.mark.parametrize(
     ("key_frame", "clip", "message"),
     [

@@ -46,6 +46,12 @@ def test_levels_of_uint8_frames_are_8_bit_images():
     assert (levels - levels.round()).abs().max() < 1e-4
 
 
+def test_a_level_of_the_frames_own_size_is_the_frame_itself():
+    frames = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (1, 3, 72, 128), dtype=np.uint8))
+    assert resize_frames(frames, 72, 128) is frames
+    assert torch.equal(resize_short_side(frames, 72), frames.float() / 255)
+
+
 def test_resize_short_side_rejects_bad_input():
     with pytest.raises(ValueError, match="N, 3, H, W"):
         resize_short_side(torch.zeros(3, 10, 10), 5)

@@ -30,7 +30,13 @@ def display_frame(rgb: np.ndarray, rotation: int, device: torch.device) -> torch
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize uint8 (N, 3, H, W) frames to uint8 (N, 3, height, width), antialiased, aspect not kept."""
+    """Resize uint8 (N, 3, H, W) frames to uint8 (N, 3, height, width), antialiased, aspect not kept.
+
+    Frames already of that size come back as they are (the filter is the identity there), so a level equal
+    to the key frame's size costs nothing.
+    """
+    if tuple(frames.shape[-2:]) == (height, width):
+        return frames
     if frames.device.type == "cpu":
         return F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     resized = F.interpolate(frames.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
