@@ -8,7 +8,8 @@ seconds per one-second chunk, split by part:
 - ``decode alone``: PyAV decoding every frame on one thread, nothing else (the yardstick);
 - ``decode layer``: ``pipeline.decode_pool.decode_video`` on one decoder thread, as a decoder process runs
   it, NSS off and on; within it, timed per call: the clip views (decoder pixels -> 224x224 RGB), the key
-  frames' full-size RGB, the tensor views (rotation, placement) and NSS; the rest is decoding and assembly;
+  frames' full-size RGB, the tensor views (rotation, placement), NSS and the probe (opening, indexing, first frame); the rest is
+  decoding and assembly;
 - ``hand-off``: a decoder process's chunks through a pipe as ``DecodePool`` sends them, both ends;
 - ``levels + clip to float``: the main process's non-model work on a chunk (key frame resized to each
   level, clip scaled to [0, 1]): work the design puts on the device when there is one;
@@ -22,6 +23,9 @@ the planes, what CUDA's copy from pageable memory costs the main process; store)
 (clips from planes, NSS, levels, clip scaling) is timed on this CPU as an upper bound. And a CPU-only
 machine with NSS on (everything, swscale clips) against <= 1.5x, twice: with the backbones (the chunks'
 pixels cross the pipe, levels and clip scaling follow) and weight-free (NSS only: only NSS rows cross).
+Decoding alone and the three decode layers run in ``--repeats`` interleaved rounds; each figure is the median over
+rounds of its ratio within a round (with the range over rounds, and the ratio of best rounds that runs J-M used);
+the split by part is the best round's.
 
 ``--feed`` then runs backbone-free extraction (NSS only, ``extract_videos``) of ``--copies`` copies of the
 1080p30 clip at each ``--workers`` value and reports steady-state chunks/s (from the first chunk handed to
@@ -128,7 +132,7 @@ def timed_parts() -> Iterator[PartTimer]:
     timer = PartTimer()
     patches = [(AVFrame, "resized", "clip views"), (AVFrame, "rgb", "key frame RGB"),
                (chunks, "display_frame", "tensor views"), (decode_pool, "nss_features", "NSS"),
-               (chunks, "stack_planes", "plane copies")]
+               (chunks, "stack_planes", "plane copies"), (chunks, "probe", "probe (open, index, first frame)")]
     originals = [getattr(owner, attr) for owner, attr, _ in patches]
     for (owner, attr, name), original in zip(patches, originals):
         setattr(owner, attr, timer.wrap(name, original))
@@ -175,17 +179,33 @@ def layer_run(path: Path, options: DecodeOptions) -> dict[str, float]:
     return {"total": total, **parts, "decoding and assembly": total - sum(parts.values())}
 
 
-def interleaved(runs: dict[str, Callable[[], dict[str, float]]], repeats: int) -> dict[str, dict[str, float]]:
-    """Each run once per round, ``repeats`` rounds; per run, its round with the least total. Interleaved, every
-    run meets the same spells of a shared machine's speed, so the ratios between them hold (one after the
-    other, a slow minute under one of them moved a ratio by 10-15 %)."""
+def interleaved(runs: dict[str, Callable[[], dict[str, float]]], repeats: int
+                ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
+    """Each run once per round, ``repeats`` rounds: per run, its round with the least total (for the split by part),
+    and every round's total (for ratios taken within a round). Interleaved, every run meets the same spells of a
+    shared machine's speed (one after the other, a slow minute under one of them moved a ratio by 10-15 %)."""
     best = {name: {"total": float("inf")} for name in runs}
+    totals: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             result = run()
+            totals[name].append(result["total"])
             if result["total"] < best[name]["total"]:
                 best[name] = result
-    return best
+    return best, totals
+
+
+def figure(layer: list[float], alone: list[float], chunks: int, extra: float, target: float) -> dict:
+    """A figure (a decode layer's CPU per chunk plus ``extra``, as a multiple of decoding alone) from interleaved rounds.
+
+    The ratio is taken within each round, then the median over rounds: a slow spell then moves both sides of one
+    ratio, where the best round of each side alone (the statistic of runs J-M) could pair a lucky decoding run with
+    an unlucky layer run or the other way round, which moved a figure by up to 0.1x between runs.
+    """
+    ratios = sorted((lay / chunks + extra) / (dec / chunks) for lay, dec in zip(layer, alone))
+    return {"cpu": float(np.median(layer)) / chunks + extra, "x_decoding": float(np.median(ratios)),
+            "x_range": [ratios[0], ratios[-1]],
+            "x_best_rounds": (min(layer) / chunks + extra) / (min(alone) / chunks), "target": target}
 
 
 def hand_off(chunks_: list[DecodedChunk]) -> None:
@@ -288,7 +308,7 @@ def measure_clip(path: Path, repeats: int) -> dict:
     n = len(chunks_)
     planes_options = DecodeOptions("pyav", 0, 32, 224, 120.0, nss=True, threads=1, planes=True)
     through_ring(path, planes_options)  # the ring's pages mapped once, as in a decoder process
-    layers = interleaved({
+    layers, rounds = interleaved({
         "decode alone": lambda: {"total": best_cpu(lambda: decode_alone(path), 1)},
         "off": lambda: layer_run(path, DecodeOptions("pyav", 0, 32, 224, 120.0, nss=False, threads=1)),
         "on": lambda: layer_run(path, options),
@@ -311,17 +331,18 @@ def measure_clip(path: Path, repeats: int) -> dict:
     staging = [torch.empty_like(plane) for plane in kept[0].clip.planes]
     per["upload staging"] = best_cpu(lambda: upload_staging(kept, staging), repeats) / n
     per["device work (on this CPU)"] = best_cpu(lambda: device_work(kept), 1) / n
-    gpu = per["decode layer, planes"] + per["hand-off, planes"] + per["upload staging"] + per["store"]
-    cpu = per["decode layer, NSS on"] + per["hand-off"] + per["levels + clip to float"] + per["store"]
-    weight_free = per["decode layer, NSS on"] + per["hand-off, NSS rows only"] + per["store"]
-    alone = per["decode alone"]
+    alone = rounds["decode alone"]
+    gpu_extra = per["hand-off, planes"] + per["upload staging"] + per["store"]
     return {"clip": path.name, "frames": info.frames, "chunks": n, "per_chunk": per, "decode_layer_parts": parts,
             "decode_layer_planes_parts": planes_parts,
-            "gpu_node": {"cpu": gpu, "x_decoding": gpu / alone,
-                         "device_work_upper_bound": per["device work (on this CPU)"], "target": TARGETS["gpu_node"]},
-            "cpu_only_nss": {"cpu": cpu, "x_decoding": cpu / alone, "target": TARGETS["cpu_only_nss"]},
-            "cpu_only_nss_weight_free": {"cpu": weight_free, "x_decoding": weight_free / alone,
-                                         "target": TARGETS["cpu_only_nss"]}}
+            "gpu_node": {**figure(rounds["planes"], alone, n, gpu_extra, TARGETS["gpu_node"]),
+                         "device_work_upper_bound": per["device work (on this CPU)"]},
+            "cpu_only_nss": figure(rounds["on"], alone, n, per["hand-off"] + per["levels + clip to float"] + per["store"],
+                                   TARGETS["cpu_only_nss"]),
+            "cpu_only_nss_workers_0": figure(rounds["on"], alone, n, per["levels + clip to float"] + per["store"],
+                                             TARGETS["cpu_only_nss"]),
+            "cpu_only_nss_weight_free": figure(rounds["on"], alone, n, per["hand-off, NSS rows only"] + per["store"],
+                                               TARGETS["cpu_only_nss"])}
 
 
 def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
@@ -363,7 +384,8 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
 @click.command()
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=Path("/work/shared/data/vqa-dev"))
 @click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/vqa-bench-feed"), show_default=True)
-@click.option("--repeats", default=3, show_default=True, help="runs per measurement; the least CPU time counts")
+@click.option("--repeats", default=7, show_default=True,
+              help="rounds of the decode measurements (median ratio), runs of the others (least CPU time)")
 @click.option("--clips", default=",".join(CLIPS), show_default=True)
 @click.option("--feed", "feed", default="", help="extract.workers values to run the feed-rate check at, e.g. auto,0,2")
 @click.option("--copies", default=8, show_default=True, help="copies of the 1080p30 clip in the feed-rate check")
