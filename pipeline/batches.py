@@ -300,16 +300,20 @@ def to_device(clip: YUVClip, device: torch.device) -> YUVClip:
     """A clip's planes on ``device``, copied by the time this returns (their shared memory may then be reused).
 
     On CUDA the copy runs on a stream of its own, so it waits for no batch of the models, and the stream the
-    models run on waits for it. Elsewhere the planes are read where they are.
+    models run on waits for it; from a decoder's ring, page-locked by :class:`~pipeline.decode_pool.DecodePool`,
+    it is one direct copy. The host then sleeps until the copy is done (a blocking event: CUDA's default wait
+    spins, burning a core the decoders could use). Elsewhere the planes are read where they are.
     """
     if device.type != "cuda":
         return clip
     compute = torch.cuda.current_stream(device)
     copies = _copy_stream(device)
+    copied = torch.cuda.Event(blocking=True)
     with torch.cuda.stream(copies):
-        moved = clip.to(device)  # from pageable memory: returns once the planes are staged for the copy
-    copies.synchronize()
-    compute.wait_stream(copies)
+        moved = clip.to(device, non_blocking=True)  # from pageable memory: returns once staged
+        copied.record(copies)
+    compute.wait_event(copied)
+    copied.synchronize()
     for plane in moved.planes:
         plane.record_stream(compute)
     return moved
@@ -342,6 +346,6 @@ def download(items: list[_Item], outputs: dict[str, torch.Tensor]) -> _Pending:
     for kind, rows in outputs.items():
         host[kind] = torch.empty(rows.shape, dtype=torch.float32, pin_memory=True)
         host[kind].copy_(rows, non_blocking=True)
-    done = torch.cuda.Event()
+    done = torch.cuda.Event(blocking=True)  # waited on by sleeping, not spinning (see to_device)
     done.record()
     return _Pending(items, host, done)

@@ -26,7 +26,7 @@ import torch
 from pipeline.config import ExtractConfig
 from pipeline.errors import UsageError, VQAError
 from pipeline.nss import nss_features
-from pipeline.plane_ring import SLOTS, PlaneRing, planes_at
+from pipeline.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
 from pipeline.video import VideoInfo, open_chunks
 from pipeline.video.yuv import PlaneBuffers, YUVClip, new_planes
 
@@ -140,12 +140,14 @@ class DecodePool:
     """
 
     def __init__(self, workers: int, options: DecodeOptions, timeout_s: float | None = None,
-                 decode: Callable[[str, DecodeOptions], Iterator[VideoInfo | DecodedChunk]] = decode_video):
+                 decode: Callable[[str, DecodeOptions], Iterator[VideoInfo | DecodedChunk]] = decode_video,
+                 device: torch.device = torch.device("cpu")):
         if workers < 1:
             raise UsageError(f"workers must be >= 1 for a decode pool, got {workers}")
         self.options = options
         self.timeout_s = options.timeout_s + _KILL_GRACE_S if timeout_s is None else timeout_s
         self.decode = decode
+        self.device = device  # where the planes are copied to: on CUDA their buffers are page-locked
         # A fork server imports this module once and forks each worker from that clean, single-threaded
         # process: workers (and their replacements after a crash) start in milliseconds, not seconds.
         # Spawn where there is no fork server.
@@ -209,7 +211,7 @@ class DecodePool:
             return
         task, kind, payload = message
         if kind == "planes":  # the worker's new shared buffer: later YUV clips lie in it
-            worker.planes = payload
+            worker.take_planes(payload, self.device)
             return
         if kind == "chunk":
             try:
@@ -236,6 +238,7 @@ class _Worker:
     conn: Connection
     free: object = None  # the semaphore its plane ring's slots come back through (None: no planes)
     planes: torch.Tensor | None = None  # this process's mapping of the worker's shared plane buffer
+    unlock: Callable[[], None] | None = None  # undoes the page-locking of ``planes``
     task: int | None = None
     path: str = ""
     started: bool = False
@@ -245,7 +248,19 @@ class _Worker:
         self.task, self.path, self.silent_s = task, path, 0.0
         self.conn.send((task, path))
 
+    def take_planes(self, buffer: torch.Tensor, device: torch.device) -> None:
+        """Read later clips from ``buffer``, page-locked for ``device``; the old buffer's slots are all back by now
+        (the worker grows its ring only then), and its clips were converted as they came."""
+        self.drop_planes()
+        self.planes, self.unlock = buffer, page_lock(buffer, device)
+
+    def drop_planes(self) -> None:
+        if self.unlock is not None:
+            self.unlock()
+        self.planes = self.unlock = None
+
     def stop(self, force: bool = False) -> None:
+        self.drop_planes()
         if not force:
             try:
                 self.conn.send(None)

@@ -105,7 +105,7 @@ def extract_videos(
     planes = (backbones.recipe if backbones else recipe_for(device)).clips_on_device
     # Decoder processes first: they start up while the models are built.
     options = DecodeOptions.from_config(cfg, threads=threads, planes=planes)
-    pool = DecodePool(workers, options) if workers and videos else None
+    pool = DecodePool(workers, options, device=device) if workers and videos else None
     try:
         backbones = backbones or Backbones(cfg)
         if not backbones.kinds(levels):

@@ -11,6 +11,10 @@ The decoding thread takes slots (:meth:`PlaneRing.__call__` is the chunk assembl
 :data:`~pipeline.video.yuv.PlaneBuffers`); the process's main thread sends the chunks (:meth:`PlaneRing.locate`)
 and, after each video, hands back the slots of clips that were never sent (:meth:`PlaneRing.reclaim`).
 
+On CUDA the main process page-locks each buffer it is sent (:func:`page_lock`), so the device copies planes
+straight out of shared memory; from pageable memory CUDA would first copy them into a staging buffer of its
+own, which costs the host as much again (BENCHMARKS.md, "upload staging").
+
 Shared memory lives in ``/dev/shm``, which containers often keep small (Docker: 64 MB). Writing past its
 end would kill the decoder process (SIGBUS), so a buffer that would not fit is not made: that video's clips
 are converted by swscale in the decoder instead (the same definition), with one warning saying how to
@@ -126,6 +130,43 @@ class PlaneRing:
     def _take(self) -> None:
         if not self._free.acquire(timeout=self._timeout_s):
             raise DecodeTimeoutError(self._path(), f"the main process took no clip for {self._timeout_s:.0f} s")
+
+
+def page_lock(buffer: torch.Tensor, device: torch.device) -> Callable[[], None]:
+    """Page-lock ``buffer`` (this process's mapping of a decoder's ring) for copies to ``device``; return what
+    undoes it, to call before the buffer is dropped.
+
+    Only on CUDA; elsewhere, and where the driver refuses (one warning), the buffer stays pageable and copies
+    from it are staged as before. Registered as PyTorch registers shared memory for checkpoint staging
+    (``cudaHostRegisterPortable``).
+    """
+    if device.type != "cuda" or not buffer.numel():
+        return _nothing
+    cudart = torch.cuda.cudart()
+    address = buffer.data_ptr()
+    error = int(cudart.cudaHostRegister(address, buffer.numel() * buffer.element_size(), _HOST_REGISTER_PORTABLE))
+    if error:
+        global _lock_refused
+        if not _lock_refused:
+            log.warning("page-locking %.0f MB of a decoder's shared memory failed (cudaError %d); its clips are "
+                        "copied to the GPU through pageable memory instead (more CPU time per chunk)",
+                        buffer.numel() / 2**20, error)
+            _lock_refused = True
+        return _nothing
+
+    def unlock() -> None:
+        error = int(cudart.cudaHostUnregister(address))
+        if error:
+            log.debug("unregistering a decoder's shared memory failed (cudaError %d)", error)
+    return unlock
+
+
+def _nothing() -> None:
+    pass
+
+
+_HOST_REGISTER_PORTABLE = 1
+_lock_refused = False  # warned once per process
 
 
 def planes_at(buffer: torch.Tensor, layout: PlaneLayout) -> tuple[torch.Tensor, ...]:

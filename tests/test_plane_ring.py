@@ -16,11 +16,13 @@ import pytest
 import torch
 
 import pipeline.batches as batches
+import pipeline.decode_pool as decode_pool
+import pipeline.plane_ring as plane_ring
 from pipeline.backbones.device import CPU_RECIPE, Recipe
 from pipeline.config import load_config
 from pipeline.errors import DecodeTimeoutError
 from pipeline.extract import Backbones, extract_videos
-from pipeline.plane_ring import SLOTS, PlaneRing, planes_at
+from pipeline.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
 from pipeline.store import FeatureStore
 from pipeline.video import open_chunks
 from pipeline.video.yuv import YUVClip, clip_from_yuv
@@ -84,6 +86,57 @@ def test_without_room_in_shared_memory_clips_are_converted_in_the_decoder(tmp_pa
             assert isinstance(fallback.clip, torch.Tensor) and torch.equal(rgb.clip, fallback.clip)
 
 
+class FakeCudart:
+    """The two CUDA runtime calls page_lock makes, recorded; ``error`` is what registering returns."""
+
+    def __init__(self, calls: list, error: int = 0):
+        self.calls, self.error = calls, error
+
+    def cudaHostRegister(self, address: int, size: int, flags: int) -> int:  # noqa: N802 - CUDA's name
+        self.calls.append(("register", address, size, flags))
+        return self.error
+
+    def cudaHostUnregister(self, address: int) -> int:  # noqa: N802
+        self.calls.append(("unregister", address))
+        return 0
+
+
+def test_page_lock_registers_the_buffer_for_cuda_only_and_undoes_it(monkeypatch: pytest.MonkeyPatch):
+    calls: list = []
+    buffer = torch.zeros(1000, dtype=torch.uint8).share_memory_()
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: FakeCudart(calls))
+    page_lock(buffer, torch.device("cpu"))()
+    assert calls == []  # a CPU reads the planes where they are
+    unlock = page_lock(buffer, torch.device("cuda"))
+    assert calls == [("register", buffer.data_ptr(), 1000, 1)]  # cudaHostRegisterPortable, as PyTorch's own staging
+    unlock()
+    assert calls[-1] == ("unregister", buffer.data_ptr())
+
+
+def test_a_refused_page_lock_warns_once_and_leaves_the_buffer_pageable(monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture):
+    calls: list = []
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: FakeCudart(calls, error=2))
+    monkeypatch.setattr(plane_ring, "_lock_refused", False)
+    for _ in range(2):
+        page_lock(torch.zeros(2 << 20, dtype=torch.uint8), torch.device("cuda"))()
+    assert [call[0] for call in calls] == ["register", "register"]  # nothing to undo
+    warnings = [r.getMessage() for r in caplog.records if "page-locking" in r.getMessage()]
+    assert len(warnings) == 1 and "2 MB" in warnings[0] and "cudaError 2" in warnings[0]
+
+
+@pytest.mark.cuda
+def test_a_page_locked_ring_buffer_is_copied_to_the_gpu_directly():
+    buffer = torch.arange(1 << 16, dtype=torch.int32).to(torch.uint8).share_memory_()
+    unlock = page_lock(buffer, torch.device("cuda"))
+    assert buffer.is_pinned()  # CUDA copies it without staging
+    on_gpu = buffer.to("cuda", non_blocking=True)
+    torch.cuda.synchronize()
+    assert torch.equal(on_gpu.cpu(), buffer)
+    unlock()
+    assert not buffer.is_pinned()
+
+
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two videos the device converts (one rotated), one too small for it, and one truncated mid-stream."""
@@ -132,3 +185,22 @@ def test_a_video_failing_mid_clip_fails_alone_and_hands_back_its_slots(videos: P
                              backbones=Backbones(cfg, recipe=DEVICE_CLIPS), progress=False)
     assert {"a1", "a4", "b3"} <= set(summary.done)  # a slot lost to the cut video would stall these
     assert set(summary.done) | set(summary.failed) == {f"{n}{i}" for i, n in enumerate(names)}
+
+
+def test_the_main_process_page_locks_each_ring_buffer_and_unlocks_it_before_the_next(
+        videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    events: list[tuple[str, int]] = []
+
+    def recording_lock(buffer: torch.Tensor, device: torch.device):
+        assert device == torch.device("cpu")  # the extraction's device, whatever it is
+        events.append(("lock", buffer.data_ptr()))
+        return lambda: events.append(("unlock", buffer.data_ptr()))
+
+    monkeypatch.setattr(decode_pool, "page_lock", recording_lock)
+    cfg = replace(load_config(videos / "config.yml").extract, workers=1, decode_timeout_s=30.0)
+    # b's clips (96 x 72 stored) fill a ring that a's (96 x 80) outgrow: the decoder sends a second buffer.
+    summary = extract_videos([("b", videos / "b.mp4"), ("a", videos / "a.mp4")], tmp_path / "s", cfg,
+                             backbones=Backbones(cfg, recipe=DEVICE_CLIPS), progress=False)
+    assert sorted(summary.done) == ["a", "b"], summary.failed
+    assert [kind for kind, _ in events] == ["lock", "unlock", "lock", "unlock"]  # the last when the pool closed
+    assert events[0][1] == events[1][1] and events[2][1] == events[3][1]

@@ -62,8 +62,8 @@ class YUVClip:
     def planes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.y, self.u, self.v
 
-    def to(self, device: torch.device) -> YUVClip:
-        y, u, v = (p.to(device) for p in self.planes)
+    def to(self, device: torch.device, non_blocking: bool = False) -> YUVClip:
+        y, u, v = (p.to(device, non_blocking=non_blocking) for p in self.planes)
         return YUVClip(y, u, v, self.colorspace, self.full_range, self.rotation)
 
 
