@@ -18,8 +18,9 @@ seconds per one-second chunk, split by part:
 Two figures follow, as issue 14 asks. A GPU node, against <= 1.15x decoding: the CPU work that stays on the
 CPU under the accelerator recipe, where decoder processes hand over YUV planes through shared memory
 (``decode layer, planes``: decoding, one copy of each clip frame's planes into the ring, the key frame's RGB;
-``hand-off, planes``: header and key frame through the pipe, both ends; store). The main process page-locks
-each ring, so the device copies the planes by DMA; ``upload staging``, a host copy of the planes, is what
+``hand-off, planes``: the header through the pipe, both ends, the key frame lying beside the planes; store). The
+main process page-locks each ring, so the device copies planes and key frame by DMA; ``upload staging``, a host
+copy of them, is what
 CUDA's copy from pageable memory would cost the main process where page-locking is refused, and
 ``gpu_node_pageable`` adds it. The device's work
 (clips from planes, NSS, levels, clip scaling) is timed on this CPU as an upper bound. And a CPU-only
@@ -166,7 +167,7 @@ def through_ring(path: Path, options: DecodeOptions, consume: Callable[[DecodedC
         if isinstance(chunk.clip, YUVClip):
             if consume:
                 consume(chunk, ring)
-            ring.locate(chunk.clip)
+            ring.locate(chunk.clip, chunk.key_frame)
             free.release()
         count += 1
     return info, count
@@ -227,8 +228,8 @@ def hand_off(chunks_: list[DecodedChunk]) -> None:
 
 
 def planes_hand_off(path: Path, options: DecodeOptions) -> float:
-    """CPU seconds of the planes' hand-off, both ends, over the whole clip: each chunk's header and key frame
-    through a pipe as a decoder process sends them and DecodePool receives them (the planes stay put)."""
+    """CPU seconds of the planes' hand-off, both ends, over the whole clip: each chunk's header through a pipe as
+    a decoder process sends it and DecodePool receives it (planes and key frame stay put in shared memory)."""
     ours, theirs = Pipe(duplex=False)
     spent = 0.0
 
@@ -256,11 +257,11 @@ def planes_hand_off(path: Path, options: DecodeOptions) -> float:
 
 
 def upload_staging(chunks_: list[DecodedChunk], staging: list[torch.Tensor]) -> None:
-    """What CUDA's copy of the planes from pageable memory costs the host: one copy into its (reused) staging
-    buffers."""
+    """What CUDA's copy of the planes and key frame from pageable memory costs the host: one copy into its (reused)
+    staging buffers."""
     for c in chunks_:
-        for plane, buffer in zip(c.clip.planes, staging):
-            buffer.copy_(plane)
+        for tensor, buffer in zip((*c.clip.planes, c.key_frame), staging):
+            buffer.copy_(tensor)
 
 
 def device_work(chunks_: list[DecodedChunk]) -> None:
@@ -296,10 +297,11 @@ def store_writes(chunks_per_video: int, videos: int = 64) -> None:
 
 
 def replace_clip(chunk: DecodedChunk) -> DecodedChunk:
-    """The chunk with its planes copied out of the ring (whose slots are reused), for the device-side timings."""
+    """The chunk with its planes and key frame copied out of the ring (whose slots are reused), for the device-side
+    timings."""
     yuv = chunk.clip
-    return DecodedChunk(chunk.key_frame, YUVClip(*(p.clone() for p in yuv.planes), yuv.colorspace, yuv.full_range),
-                        chunk.nss, chunk.second)
+    return DecodedChunk(chunk.key_frame.clone(), YUVClip(*(p.clone() for p in yuv.planes), yuv.colorspace,
+                                                         yuv.full_range), chunk.nss, chunk.second)
 
 
 def measure_clip(path: Path, repeats: int) -> dict:
@@ -330,7 +332,7 @@ def measure_clip(path: Path, repeats: int) -> dict:
     per["hand-off, planes"] = min(planes_hand_off(path, planes_options) for _ in range(repeats)) / n
     kept: list[DecodedChunk] = []
     through_ring(path, planes_options, lambda chunk, ring: kept.append(replace_clip(chunk)))
-    staging = [torch.empty_like(plane) for plane in kept[0].clip.planes]
+    staging = [torch.empty_like(tensor) for tensor in (*kept[0].clip.planes, kept[0].key_frame)]
     per["upload staging"] = best_cpu(lambda: upload_staging(kept, staging), repeats) / n
     per["device work (on this CPU)"] = best_cpu(lambda: device_work(kept), 1) / n
     alone = rounds["decode alone"]

@@ -8,9 +8,9 @@ one batch while the host prepares the next. On a CPU the backbones run one item 
 (:func:`pipeline.backbones.device.forward_batch`), so there batches stay within one video and a video's
 rows are complete as soon as it is decoded, as before.
 
-Where the recipe converts clips on the device, a chunk's clip arrives as YUV planes: it is uploaded
-(on CUDA through a stream of its own, so the copy does not wait for the models) and converted
-(:func:`pipeline.video.yuv.clip_from_yuv`) as it arrives, and its shared memory is released at once;
+Where the recipe converts clips on the device, a chunk's clip arrives as YUV planes, its key frame beside
+them: both are uploaded (on CUDA through a stream of its own, so the copy does not wait for the models), the
+clip converted (:func:`pipeline.video.yuv.clip_from_yuv`) as it arrives, and their shared memory released at once;
 the NSS row of such a chunk is computed on the device too, in batches like the backbones' rows.
 
 A video's rows never depend on its batch neighbours beyond the recipe's precision: bit for bit on the
@@ -185,21 +185,23 @@ class Batcher:
     def add(self, video: Video, chunk: DecodedChunk) -> None:
         """Queue a chunk's key frame (once per level), clip, and NSS when it has none yet; run the batches this fills.
 
-        A clip given as YUV planes is converted on the device before this returns, so they may be released then.
+        A clip given as YUV planes is converted on the device, and its key frame copied there, before this returns,
+        so their shared memory may be released then.
         """
         index = video.chunks
         video.seconds.append(chunk.second)
-        clip = chunk.clip
+        key_frame, clip = chunk.key_frame, chunk.clip
         if isinstance(clip, YUVClip):
-            clip = clip_from_yuv(to_device(clip, self.backbones.device), self.backbones.cfg.clip.size)
+            clip, key_frame = to_device(clip, key_frame, self.backbones.device)
+            clip = clip_from_yuv(clip, self.backbones.cfg.clip.size)
         owner = None if self.span else video
-        queued = [(("spatial", level, tuple(chunk.key_frame.shape), owner), chunk.key_frame) for level in video.levels]
+        queued = [(("spatial", level, tuple(key_frame.shape), owner), key_frame) for level in video.levels]
         if self.backbones.temporal:
             queued.append((("temporal", None, tuple(clip.shape), owner), clip))
         if chunk.nss is not None:
             video.rows.setdefault("nss", {})[index] = chunk.nss
         elif self.backbones.cfg.nss:
-            queued.append((("nss", None, None, owner), (chunk.key_frame, clip)))
+            queued.append((("nss", None, None, owner), (key_frame, clip)))
         for key, tensor in queued:
             if video.error is not None:  # a batch launched for an earlier part of this chunk failed it
                 return
@@ -296,27 +298,30 @@ class Batcher:
             self._finished.append(video)
 
 
-def to_device(clip: YUVClip, device: torch.device) -> YUVClip:
-    """A clip's planes on ``device``, copied by the time this returns (their shared memory may then be reused).
+def to_device(clip: YUVClip, key_frame: torch.Tensor, device: torch.device) -> tuple[YUVClip, torch.Tensor]:
+    """A clip's planes and its key frame on ``device``, copied by the time this returns (the shared memory they lie
+    in may then be reused).
 
-    On CUDA the copy runs on a stream of its own, so it waits for no batch of the models, and the stream the
-    models run on waits for it; from a decoder's ring, page-locked by :class:`~pipeline.decode_pool.DecodePool`,
-    it is one direct copy. The host then sleeps until the copy is done (a blocking event: CUDA's default wait
-    spins, burning a core the decoders could use). Elsewhere the planes are read where they are.
+    On CUDA the copies run on a stream of their own, so they wait for no batch of the models, and the stream the
+    models run on waits for them; from a decoder's ring, page-locked by :class:`~pipeline.decode_pool.DecodePool`,
+    they are direct copies. The host then sleeps until they are done (a blocking event: CUDA's default wait
+    spins, burning a core the decoders could use). Elsewhere the planes are read where they are (they are
+    converted at once) and the key frame, which waits for its batches, is copied.
     """
     if device.type != "cuda":
-        return clip
+        return clip, key_frame.clone()
     compute = torch.cuda.current_stream(device)
     copies = _copy_stream(device)
     copied = torch.cuda.Event(blocking=True)
     with torch.cuda.stream(copies):
         moved = clip.to(device, non_blocking=True)  # from pageable memory: returns once staged
+        key_frame = key_frame.to(device, non_blocking=True)
         copied.record(copies)
     compute.wait_event(copied)
     copied.synchronize()
-    for plane in moved.planes:
-        plane.record_stream(compute)
-    return moved
+    for tensor in (*moved.planes, key_frame):
+        tensor.record_stream(compute)
+    return moved, key_frame
 
 
 _COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}

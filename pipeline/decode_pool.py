@@ -85,7 +85,8 @@ def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tup
 class DecodedChunk:
     """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S) or its YUV planes, NSS row
     or None (then the device computes it), and the second of the video it starts at (the store records it:
-    per-second scores name that second). ``release`` frees the shared memory the planes lie in, once read."""
+    per-second scores name that second). ``release`` frees the shared memory the planes and the key frame lie in,
+    once read."""
 
     key_frame: torch.Tensor
     clip: torch.Tensor | YUVClip
@@ -313,8 +314,8 @@ def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRin
             conn.send((task, "planes", ring.buffer))
             ring.announced = ring.buffer
         yuv = chunk.clip
-        clip = (ring.locate(yuv), yuv.colorspace, yuv.full_range, yuv.rotation)
-        arrays = (chunk.key_frame,)
+        clip = (ring.locate(yuv, chunk.key_frame), yuv.colorspace, yuv.full_range, yuv.rotation)
+        arrays = ()  # the key frame lies beside the planes
     else:
         clip, arrays = tuple(chunk.clip.shape), (chunk.key_frame, chunk.clip)
     conn.send((task, "chunk", (tuple(chunk.key_frame.shape), clip, chunk.nss, chunk.second)))
@@ -324,11 +325,12 @@ def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRin
 
 def _receive_chunk(worker: _Worker, header: tuple) -> DecodedChunk:
     key_shape, clip, nss, second = header
-    key_frame = _receive_array(worker.conn, key_shape)
-    if isinstance(clip[0], tuple):  # (plane layout, colour space, full range, rotation): in shared memory
+    if isinstance(clip[0], tuple):  # (layout of planes and key frame, colour space, full range, rotation): in shared memory
         layout, colorspace, full_range, rotation = clip
-        yuv = YUVClip(*planes_at(worker.planes, layout), colorspace, full_range, rotation)
-        return DecodedChunk(key_frame, yuv, nss, second, release=worker.free.release)
+        y, u, v, key_frame = planes_at(worker.planes, layout)
+        return DecodedChunk(key_frame, YUVClip(y, u, v, colorspace, full_range, rotation), nss, second,
+                            release=worker.free.release)
+    key_frame = _receive_array(worker.conn, key_shape)
     return DecodedChunk(key_frame, _receive_array(worker.conn, clip), nss, second)
 
 

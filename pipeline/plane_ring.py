@@ -1,8 +1,8 @@
 """Shared memory for the YUV clips a decoder process hands to the main process, which converts them on the device.
 
 A 1080p clip's planes are about 100 MB; through the pipe they would cost the CPU what converting them
-saves (BENCHMARKS.md, "The CPU feed"). So each decoder process writes its clips into a ring of
-:data:`SLOTS` slots of shared memory and sends only where each plane lies. The main process converts a
+saves (BENCHMARKS.md, "The CPU feed"). So each decoder process writes its clips, each with its chunk's key
+frame, into a ring of :data:`SLOTS` slots of shared memory and sends only where each lies. The main process converts a
 clip (on the device: upload, then :func:`pipeline.video.yuv.clip_from_yuv`) and releases its slot
 through a process-shared semaphore, which the decoder waits on before it reuses the slot. The ring grows
 (a new buffer, sent once over the pipe) when a larger video comes, after every slot of the old one is back.
@@ -39,7 +39,7 @@ from pipeline.video.yuv import YUVClip
 #: while the next is written.
 SLOTS = 2
 
-PlaneLayout = tuple[tuple[int, tuple[int, ...]], ...]  # (offset in the buffer, shape) of Y, U and V
+PlaneLayout = tuple[tuple[int, tuple[int, ...]], ...]  # (offset in the buffer, shape) of Y, U, V and the key frame
 SHARED_MEMORY = "/dev/shm"
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,12 @@ class PlaneRing:
         self._taken = 0
         self._sent = 0
 
-    def __call__(self, frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...] | None:
-        """Y, U and V of a clip in the next free slot (waiting for one), or None when shared memory has no room."""
-        sizes = [frames * luma[0] * luma[1], frames * chroma[0] * chroma[1], frames * chroma[0] * chroma[1]]
+    def __call__(self, frames: int, luma: tuple[int, int], chroma: tuple[int, int],
+                 key: tuple[int, int, int]) -> tuple[torch.Tensor, ...] | None:
+        """Y, U and V of a clip and its key frame in the next free slot (waiting for one), or None when shared
+        memory has no room."""
+        shapes = ((frames, *luma), (frames, *chroma), (frames, *chroma), key)
+        sizes = [math.prod(shape) for shape in shapes]
         need = sum(sizes)
         if need >= self._no_room_for or need > self._slot_bytes and not self._grow(need):
             return None
@@ -83,11 +86,11 @@ class PlaneRing:
         self._next = (self._next + 1) % SLOTS
         with self._lock:
             self._taken += 1
-        planes, offset = [], start
-        for size, shape in zip(sizes, (luma, chroma, chroma)):
-            planes.append(self.buffer[offset : offset + size].view(frames, *shape))
+        views, offset = [], start
+        for size, shape in zip(sizes, shapes):
+            views.append(self.buffer[offset : offset + size].view(shape))
             offset += size
-        return tuple(planes)
+        return tuple(views)
 
     def _grow(self, need: int) -> bool:
         """A buffer of SLOTS slots of ``need`` bytes, once every slot of the old one is back; False if it cannot fit."""
@@ -113,12 +116,13 @@ class PlaneRing:
                         "Make room, e.g. docker run --shm-size=%dg", self._path(), size / 2**20, SHARED_MEMORY,
                         self._room() / 2**20, max(1, math.ceil(4 * size / 2**30)))
 
-    def locate(self, clip: YUVClip) -> PlaneLayout:
-        """Where the clip's planes lie in :attr:`buffer` (the main thread sends this, and the buffer first if new)."""
+    def locate(self, clip: YUVClip, key_frame: torch.Tensor) -> PlaneLayout:
+        """Where a clip's planes and its key frame lie in :attr:`buffer` (the main thread sends this, and the buffer
+        first if new)."""
         with self._lock:
             self._sent += 1
         base = self.buffer.data_ptr()
-        return tuple((plane.data_ptr() - base, tuple(plane.shape)) for plane in clip.planes)
+        return tuple((view.data_ptr() - base, tuple(view.shape)) for view in (*clip.planes, key_frame))
 
     def reclaim(self) -> None:
         """Free the slots of clips taken but never sent (a video that failed or stopped): call between videos."""
@@ -170,5 +174,5 @@ _lock_refused = False  # warned once per process
 
 
 def planes_at(buffer: torch.Tensor, layout: PlaneLayout) -> tuple[torch.Tensor, ...]:
-    """The main process's side: views of Y, U and V in its mapping of a decoder process's buffer."""
+    """The main process's side: views of Y, U, V and the key frame in its mapping of a decoder process's buffer."""
     return tuple(buffer[offset : offset + math.prod(shape)].view(shape) for offset, shape in layout)

@@ -25,7 +25,7 @@ from pipeline.extract import Backbones, extract_videos
 from pipeline.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
 from pipeline.store import FeatureStore
 from pipeline.video import open_chunks
-from pipeline.video.yuv import YUVClip, clip_from_yuv
+from pipeline.video.yuv import YUVClip, clip_from_yuv, new_planes
 
 from videos import TINY_EXTRACT_YAML, make_video
 
@@ -41,42 +41,45 @@ def ring(timeout_s: float = 5.0) -> tuple[PlaneRing, threading.Semaphore]:
     return PlaneRing(free, timeout_s, lambda: "v.mp4"), free
 
 
-def clip_of(planes: tuple[torch.Tensor, ...]) -> YUVClip:
-    return YUVClip(*planes, colorspace=2, full_range=False)
+def locate(plane_ring: PlaneRing, views: tuple[torch.Tensor, ...]):
+    """Where a slot's clip planes and key frame lie, as the decoder process's main thread sends it."""
+    return plane_ring.locate(YUVClip(*views[:3], colorspace=2, full_range=False), views[3])
 
 
 def test_slots_come_back_when_released_and_the_ring_grows_for_larger_clips():
     plane_ring, free = ring()
-    first = plane_ring(2, (4, 6), (2, 3))
+    first = plane_ring(2, (4, 6), (2, 3), (3, 6, 4))
     first[0].fill_(7)
-    layout = plane_ring.locate(clip_of(first))
-    assert planes_at(plane_ring.buffer, layout)[0].eq(7).all()  # the main process's view of the same memory
-    second = plane_ring(2, (4, 6), (2, 3))
+    first[3].fill_(9)
+    y, u, v, key = planes_at(plane_ring.buffer, locate(plane_ring, first))  # the main process's view of the memory
+    assert y.eq(7).all() and key.eq(9).all() and key.shape == (3, 6, 4) and v.shape == (2, 2, 3)
+    second = plane_ring(2, (4, 6), (2, 3), (3, 6, 4))
     assert second[0].data_ptr() != first[0].data_ptr()
-    plane_ring.locate(clip_of(second))
+    assert second[0].data_ptr() >= first[3].data_ptr() + first[3].numel()  # slots hold their key frames apart
+    locate(plane_ring, second)
     free.release(), free.release()  # the main process converted both
     small_buffer = plane_ring.buffer
-    larger = plane_ring(2, (8, 12), (4, 6))  # waits for every slot, then a new buffer
+    larger = plane_ring(2, (8, 12), (4, 6), (3, 12, 8))  # waits for every slot, then a new buffer
     assert plane_ring.buffer is not small_buffer and larger[0].shape == (2, 8, 12)
 
 
 def test_slots_of_clips_never_sent_are_reclaimed_between_videos():
     plane_ring, _ = ring(timeout_s=0.2)
-    plane_ring(2, (4, 6), (2, 3))
-    plane_ring(2, (4, 6), (2, 3))  # both taken, neither sent: the video failed
+    plane_ring(2, (4, 6), (2, 3), (3, 4, 6))
+    plane_ring(2, (4, 6), (2, 3), (3, 4, 6))  # both taken, neither sent: the video failed
     with pytest.raises(DecodeTimeoutError, match="v.mp4: the main process took no clip"):
-        plane_ring(2, (4, 6), (2, 3))
+        plane_ring(2, (4, 6), (2, 3), (3, 4, 6))
     plane_ring.reclaim()
-    plane_ring(2, (4, 6), (2, 3))  # free again
+    plane_ring(2, (4, 6), (2, 3), (3, 4, 6))  # free again
 
 
 def test_without_room_in_shared_memory_clips_are_converted_in_the_decoder(tmp_path: Path,
                                                                          caplog: pytest.LogCaptureFixture):
     full, _ = ring()
     full._room = lambda: 10_000  # bytes free in /dev/shm
-    assert full(2, (40, 60), (20, 30)) is None and full.buffer is None
-    assert full(2, (40, 60), (20, 30)) is None  # not tried again, nor warned again
-    assert full(1, (20, 30), (10, 15)) is not None  # a smaller video still fits
+    assert full(2, (40, 60), (20, 30), (3, 40, 60)) is None and full.buffer is None
+    assert full(2, (40, 60), (20, 30), (3, 40, 60)) is None  # not tried again, nor warned again
+    assert full(1, (20, 30), (10, 15), (3, 20, 30)) is not None  # a smaller video still fits
     assert len([r for r in caplog.records if "--shm-size" in r.getMessage()]) == 1
     path = make_video(tmp_path / "v.mp4", width=96, height=80, frames=20, fps=10)
     with open_chunks(path, clip_size=32, clip_frames=8) as on_cpu, \
@@ -204,3 +207,27 @@ def test_the_main_process_page_locks_each_ring_buffer_and_unlocks_it_before_the_
     assert sorted(summary.done) == ["a", "b"], summary.failed
     assert [kind for kind, _ in events] == ["lock", "unlock", "lock", "unlock"]  # the last when the pool closed
     assert events[0][1] == events[1][1] and events[2][1] == events[3][1]
+
+
+def test_a_chunk_in_shared_memory_is_copied_out_before_its_slot_can_be_reused(videos: Path):
+    cfg = load_config(videos / "config.yml").extract
+    backbones = Backbones(cfg, recipe=DEVICE_CLIPS)
+    with open_chunks(videos / "a.mp4", clip_size=cfg.clip.size, clip_frames=cfg.clip.frames, planes=new_planes) as stream:
+        first = next(iter(stream))
+
+    def rows(reuse_slot: bool) -> dict[str, np.ndarray]:
+        key_frame, clip = first.key_frame.clone(), YUVClip(*(p.clone() for p in first.clip.planes), 1, False)
+        video = batches.Video("a", "a.mp4", tuple(cfg.levels), 0, 0.0)
+        batcher = batches.Batcher(backbones, batch_size=4)
+        batcher.add(video, decode_pool.DecodedChunk(key_frame, clip, None, 0))
+        if reuse_slot:  # the decoder writes its next chunk where this one lay
+            for tensor in (key_frame, *clip.planes):
+                tensor.fill_(0)
+        batcher.decoded(video)
+        batcher.flush()  # batches span videos under this recipe: run the partial ones
+        return {kind: rows[0] for kind, rows in video.rows.items()}
+
+    kept, reused = rows(reuse_slot=False), rows(reuse_slot=True)
+    assert set(kept) == set(KINDS)
+    for kind in KINDS:
+        assert np.array_equal(kept[kind], reused[kind]), kind

@@ -93,18 +93,21 @@ def test_small_frames_and_other_formats_keep_the_swscale_path(tmp_path: Path):
             assert isinstance(planar.clip, torch.Tensor) and torch.equal(rgb.clip, planar.clip)
 
 
-def test_stack_planes_copies_each_frame_once_into_the_buffers():
+def test_stack_planes_copies_each_frame_and_the_key_frame_once_into_the_buffers():
     frames = [tuple(np.full(shape, k, np.uint8) for shape in ((4, 6), (2, 3), (2, 3))) for k in range(3)]
+    key_frame = torch.arange(72, dtype=torch.uint8).reshape(6, 4, 3).permute(2, 1, 0)  # a rotated view
     given = []
 
-    def buffers(n: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-        given.append((n, luma, chroma))
-        return new_planes(n, luma, chroma)
+    def buffers(n: int, luma: tuple[int, int], chroma: tuple[int, int],
+                key: tuple[int, int, int]) -> tuple[torch.Tensor, ...]:
+        given.append((n, luma, chroma, key))
+        return new_planes(n, luma, chroma, key)
 
-    clip = stack_planes(frames, (1, False), 180, buffers)
-    assert given == [(3, (4, 6), (2, 3))]
+    clip, key = stack_planes(frames, (1, False), 180, key_frame, buffers)
+    assert given == [(3, (4, 6), (2, 3), (3, 4, 6))]
     assert clip.rotation == 180 and clip.colorspace == 1 and not clip.full_range
     assert [int(clip.y[k, 0, 0]) for k in range(3)] == [0, 1, 2] and clip.v.shape == (3, 2, 3)
+    assert key.is_contiguous() and torch.equal(key, key_frame)
 
 
 @pytest.mark.cuda
@@ -113,7 +116,9 @@ def test_cuda_converts_uploaded_planes_as_the_cpu_does(tmp_path: Path):
 
     path = make_video(tmp_path / "v.mp4", width=640, height=360, frames=20, fps=10)
     for chunk, reference in zip(chunks(path, planes=True), chunks(path, planes=False)):
-        on_gpu = clip_from_yuv(to_device(chunk.clip, torch.device("cuda")), SIZE)
+        planes, key_frame = to_device(chunk.clip, chunk.key_frame, torch.device("cuda"))
+        assert key_frame.device.type == "cuda" and torch.equal(key_frame.cpu(), chunk.key_frame)
+        on_gpu = clip_from_yuv(planes, SIZE)
         assert on_gpu.device.type == "cuda"
         mean, worst = differences(on_gpu.cpu(), reference.clip)
         assert mean < 0.05 and worst <= 1, (mean, worst)

@@ -8,8 +8,8 @@ chunk), so memory does not grow with the length of the video. Frames no chunk ne
 converted to RGB; clip frames are converted straight to the clip size (``frames``), and only key
 frames at full size. The clip is made on the CPU whatever ``device`` is (then moved there), unless the
 caller asks for clips as YUV planes (``planes``): then clips of 8-bit 4:2:0 frames large enough come as
-:class:`~.yuv.YUVClip` (one copy of each frame's planes), for the device to convert with the same
-definition (:mod:`.yuv`), and only the other clips are converted here.
+:class:`~.yuv.YUVClip` (one copy of each frame's planes, the key frame written beside them), for the device
+to convert with the same definition (:mod:`.yuv`), and only the other clips are converted here.
 """
 
 from __future__ import annotations
@@ -114,15 +114,15 @@ class ChunkStream:
         rotation = self.info.rotation
         for j, frame in frames:
             if opened < len(plans) and plans[opened].key == j:
-                keys[j] = display_frame(frame.rgb(), rotation, self._device).contiguous()
+                keys[j] = display_frame(frame.rgb(), rotation, self._device)  # made contiguous where it goes
             while opened < len(plans) and plans[opened].key == j:
                 pending.append(plans[opened])
                 opened += 1
             small[j] = frame if self._planes else self._clip_frame(frame)
             while pending and pending[0].last <= j:
                 plan = pending.popleft()
-                clip = self._clip([small[i] for i in plan.frames])
-                yield Chunk(index=emitted, second=plan.second, key_frame=keys[plan.key], clip=clip)
+                key_frame, clip = self._pixels(keys[plan.key], [small[i] for i in plan.frames])
+                yield Chunk(index=emitted, second=plan.second, key_frame=key_frame, clip=clip)
                 emitted += 1
                 lowest = pending[0].key if pending else plans[opened].key if opened < len(plans) else math.inf
                 for held in (keys, small):
@@ -131,17 +131,20 @@ class ChunkStream:
         if emitted < len(plans):
             raise CorruptVideoError(self.info.path, f"decoding ended after {emitted} of {len(plans)} chunks")
 
-    def _clip(self, views: list[torch.Tensor] | list[Frame]) -> torch.Tensor | YUVClip:
-        """The clip of a chunk's views: stacked RGB, or (frames kept for the device) their planes when they all
-        have the planes of the video's first frame and there is room for them; else they are converted here."""
-        if not self._planes:
-            return torch.stack(views)
-        planes = [frame.planes() for frame in views]
-        if all(p is not None and [a.shape for a in p] == [a.shape for a in planes[0]] for p in planes):
-            clip = stack_planes(planes, views[0].colour, self.info.rotation, self._planes)
-            if clip is not None:  # else the planes have no room to go (shared memory full)
-                return clip
-        return torch.stack([self._clip_frame(frame) for frame in views])
+    def _pixels(self, key_frame: torch.Tensor, views: list[torch.Tensor] | list[Frame]
+                ) -> tuple[torch.Tensor, torch.Tensor | YUVClip]:
+        """A chunk's key frame, contiguous, and its clip: stacked RGB views, or (frames kept for the device) their
+        planes, with the key frame beside them, when they all have the planes of the video's first frame and there
+        is room for them; else the frames are converted here."""
+        if self._planes:
+            planes = [frame.planes() for frame in views]
+            if all(p is not None and [a.shape for a in p] == [a.shape for a in planes[0]] for p in planes):
+                stacked = stack_planes(planes, views[0].colour, self.info.rotation, key_frame, self._planes)
+                if stacked is not None:  # else the planes have no room to go (shared memory full)
+                    clip, key_frame = stacked
+                    return key_frame, clip
+            views = [self._clip_frame(frame) for frame in views]
+        return key_frame.contiguous(), torch.stack(views)
 
     def _clip_frame(self, frame: Frame) -> torch.Tensor:
         """A frame's clip view converted here: RGB at the clip size, display-oriented, on the stream's device."""

@@ -67,29 +67,34 @@ class YUVClip:
         return YUVClip(y, u, v, self.colorspace, self.full_range, self.rotation)
 
 
-#: Where a clip's planes are written: (frames, luma (rows, columns), chroma (rows, columns)) -> uint8 tensors
-#: Y (frames, *luma), U and V (frames, *chroma), or None when there is no room (the clip is then converted on
-#: the CPU). A decoder process hands out shared memory (plane_ring).
-PlaneBuffers = Callable[[int, tuple[int, int], tuple[int, int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]
+#: Where a clip's planes and its chunk's key frame are written: (frames, luma (rows, columns), chroma (rows,
+#: columns), key frame (3, rows, columns)) -> uint8 tensors Y (frames, *luma), U and V (frames, *chroma) and the
+#: key frame, or None when there is no room (the clip is then converted on the CPU). A decoder process hands out
+#: shared memory (plane_ring), so that neither crosses a pipe.
+PlaneBuffers = Callable[[int, tuple[int, int], tuple[int, int], tuple[int, int, int]],
+                        tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None]
 
 
-def new_planes(frames: int, luma: tuple[int, int], chroma: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-    """Fresh planes in this process's memory (the default :data:`PlaneBuffers`)."""
-    return tuple(torch.empty((frames, *shape), dtype=torch.uint8) for shape in (luma, chroma, chroma))
+def new_planes(frames: int, luma: tuple[int, int], chroma: tuple[int, int],
+               key: tuple[int, int, int]) -> tuple[torch.Tensor, ...]:
+    """Fresh planes and key frame in this process's memory (the default :data:`PlaneBuffers`)."""
+    shapes = ((frames, *luma), (frames, *chroma), (frames, *chroma), key)
+    return tuple(torch.empty(shape, dtype=torch.uint8) for shape in shapes)
 
 
 def stack_planes(frames: Sequence[Sequence[np.ndarray]], colour: tuple[int, bool], rotation: int,
-                 buffers: PlaneBuffers = new_planes) -> YUVClip | None:
-    """A :class:`YUVClip` of frames given as (Y, U, V) arrays of one shape: one copy of each, into ``buffers``
-    (None when they have no room)."""
-    given = buffers(len(frames), frames[0][0].shape, frames[0][1].shape)
+                 key_frame: torch.Tensor, buffers: PlaneBuffers = new_planes) -> tuple[YUVClip, torch.Tensor] | None:
+    """A :class:`YUVClip` of frames given as (Y, U, V) arrays of one shape, and the chunk's (3, H, W) key frame
+    beside it: one copy of each, into ``buffers`` (None when they have no room)."""
+    given = buffers(len(frames), frames[0][0].shape, frames[0][1].shape, tuple(key_frame.shape))
     if given is None:
         return None
-    y, u, v = given
+    y, u, v, key = given
     for t, planes in enumerate(frames):
         for out, plane in zip((y, u, v), planes):
             np.copyto(out[t].numpy(), plane)
-    return YUVClip(y, u, v, *colour, rotation)
+    key.copy_(key_frame)
+    return YUVClip(y, u, v, *colour, rotation), key
 
 
 def converts_on_device(codec: str, pix_fmt: str, width: int, height: int, size: int) -> bool:
