@@ -8,8 +8,8 @@ seconds per one-second chunk, split by part:
 - ``decode alone``: PyAV decoding every frame on one thread, nothing else (the yardstick);
 - ``decode layer``: ``pipeline.decode_pool.decode_video`` on one decoder thread, as a decoder process runs
   it, NSS off and on; within it, timed per call: the clip views (decoder pixels -> 224x224 RGB), the key
-  frames' full-size RGB, the tensor views (rotation, placement), NSS and the probe (opening, indexing, first frame); the rest is
-  decoding and assembly;
+  frames' full-size RGB, the tensor views (rotation, placement), NSS and the probe (opening, indexing, first
+  frame); the rest is decoding and assembly;
 - ``hand-off``: a decoder process's chunks through a pipe as ``DecodePool`` sends them, both ends;
 - ``levels + clip to float``: the main process's non-model work on a chunk (key frame resized to each
   level, clip scaled to [0, 1]): work the design puts on the device when there is one;
@@ -17,18 +17,16 @@ seconds per one-second chunk, split by part:
 
 Two figures follow, as issue 14 asks. A GPU node, against <= 1.15x decoding: the CPU work that stays on the
 CPU under the accelerator recipe, where decoder processes hand over YUV planes through shared memory
-(``decode layer, planes``: decoding, one copy of each clip frame's planes into the ring, the key frame's RGB;
-``hand-off, planes``: the header through the pipe, both ends, the key frame lying beside the planes; store). The
-main process page-locks each ring, so the device copies planes and key frame by DMA; ``upload staging``, a host
-copy of them, is what
-CUDA's copy from pageable memory would cost the main process where page-locking is refused, and
-``gpu_node_pageable`` adds it. The device's work
-(clips from planes, NSS, levels, clip scaling) is timed on this CPU as an upper bound. And a CPU-only
-machine with NSS on (everything, swscale clips) against <= 1.5x, twice: with the backbones (the chunks'
-pixels cross the pipe, levels and clip scaling follow) and weight-free (NSS only: only NSS rows cross).
-Decoding alone and the three decode layers run in ``--repeats`` interleaved rounds; each figure is the median over
-rounds of its ratio within a round (with the range over rounds, and the ratio of best rounds that runs J-M used);
-the split by part is the best round's.
+(``decode layer, planes``: decoding, one copy of each clip frame's planes and of the key frame into the ring,
+the key frame's RGB; ``hand-off, planes``: the header through the pipe, both ends; store). The main process
+page-locks each ring, so the device copies planes and key frame by DMA; ``upload staging``, a host copy of them,
+is what CUDA's copy from pageable memory would cost the main process where page-locking is refused, and
+``gpu_node_pageable`` adds it. The device's work (clips from planes, NSS, levels, clip scaling) is timed on
+this CPU as an upper bound. And a CPU-only machine with NSS on (everything, swscale clips) against <= 1.5x:
+with the backbones (the chunks' pixels cross the pipe, or with ``workers: 0`` do not; levels and clip scaling
+follow) and weight-free (NSS only: only NSS rows cross). Decoding alone and the three decode layers run in
+``--repeats`` interleaved rounds; each figure is the median over rounds of its ratio within a round (with the
+range over rounds, and the ratio of best rounds that runs J-M used); the split by part is the best round's.
 
 ``--feed`` then runs backbone-free extraction (NSS only, ``extract_videos``) of ``--copies`` copies of the
 1080p30 clip at each ``--workers`` value and reports steady-state chunks/s (from the first chunk handed to
@@ -47,6 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 from multiprocessing import Pipe
 from pathlib import Path
@@ -310,11 +309,11 @@ def measure_clip(path: Path, repeats: int) -> dict:
     options = DecodeOptions("pyav", 0, 32, 224, 120.0, nss=True, threads=1)
     info, chunks_ = decoded(path, options)
     n = len(chunks_)
-    planes_options = DecodeOptions("pyav", 0, 32, 224, 120.0, nss=True, threads=1, planes=True)
+    planes_options = replace(options, planes=True)
     through_ring(path, planes_options)  # the ring's pages mapped once, as in a decoder process
     layers, rounds = interleaved({
         "decode alone": lambda: {"total": best_cpu(lambda: decode_alone(path), 1)},
-        "off": lambda: layer_run(path, DecodeOptions("pyav", 0, 32, 224, 120.0, nss=False, threads=1)),
+        "off": lambda: layer_run(path, replace(options, nss=False)),
         "on": lambda: layer_run(path, options),
         "planes": lambda: layer_run(path, planes_options),
     }, repeats)

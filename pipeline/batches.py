@@ -22,6 +22,7 @@ instead of failing every video after it.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -324,13 +325,10 @@ def to_device(clip: YUVClip, key_frame: torch.Tensor, device: torch.device) -> t
     return moved, key_frame
 
 
-_COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
+@functools.cache
 def _copy_stream(device: torch.device) -> torch.cuda.Stream:
-    if device not in _COPY_STREAMS:
-        _COPY_STREAMS[device] = torch.cuda.Stream(device)
-    return _COPY_STREAMS[device]
+    """The one stream plane copies to ``device`` run on."""
+    return torch.cuda.Stream(device)
 
 
 def upload(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
