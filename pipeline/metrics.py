@@ -47,7 +47,7 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray, asymptotes: tuple[float, flo
     """
     pred, mos = _validate(pred, mos)
     if np.ptp(pred) == 0:
-        return Logistic4(0.0, float(np.mean(mos)), 0.0, 1.0, linear=True)
+        return _affine(pred, mos)
     start = [float(mos.max()), float(mos.min()), float(np.mean(pred)), float(np.std(pred)) or 1.0]
     bounds = (-np.inf, np.inf)
     if asymptotes is not None and asymptotes[1] > asymptotes[0]:
@@ -67,8 +67,17 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray, asymptotes: tuple[float, flo
     warnings.warn(
         f"4-parameter logistic fit did not converge on {len(pred)} points; using an affine map instead", RuntimeWarning
     )
-    slope, intercept = np.polyfit(pred, mos, 1)
-    return Logistic4(float(slope), float(intercept), 0.0, 1.0, linear=True)
+    return _affine(pred, mos)
+
+
+def _affine(pred: np.ndarray, mos: np.ndarray) -> Logistic4:
+    """The least-squares line from ``pred`` to ``mos``, or their mean where the predictions' spread is too small
+    for one (a spread whose square underflows: numpy's polyfit fails to converge there)."""
+    centred = pred - pred.mean()
+    spread = float(centred @ centred)
+    slope = float(centred @ (mos - mos.mean())) / spread if spread > 0 else 0.0
+    slope = slope if np.isfinite(slope) else 0.0
+    return Logistic4(slope, float(mos.mean() - slope * pred.mean()), 0.0, 1.0, linear=True)
 
 
 def evaluate(mos: np.ndarray, pred: np.ndarray, logistic: Logistic4 | None = None) -> dict[str, float]:

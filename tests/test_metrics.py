@@ -66,6 +66,15 @@ def test_failed_fit_falls_back_to_affine_with_warning(monkeypatch):
     np.testing.assert_allclose(logistic([0.0, 1.0, 2.0]), [1.0, 3.0, 5.0])
 
 
+def test_predictions_too_close_for_a_line_map_to_the_mean():
+    # Found by tests/test_reliability_properties.py: a spread whose square underflows made numpy's polyfit raise.
+    with pytest.warns(RuntimeWarning):
+        logistic = fit_logistic([0.0, 6e-248], [0.0, 0.0])
+    assert logistic.linear and np.array_equal(logistic(np.array([0.0, 6e-248])), [0.0, 0.0])
+    with pytest.warns(RuntimeWarning):
+        assert fit_logistic([0.0, 1e-200, 2e-200], [1.0, 2.0, 4.0])(np.array([5.0])) == pytest.approx([7 / 3])
+
+
 def test_pair_accuracy():
     assert pair_accuracy([1, 2, 3], [1, 2, 3]) == 1.0
     assert pair_accuracy([1, 2, 3], [3, 2, 1]) == 0.0
