@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 import torch
 from av.video.reformatter import VideoReformatter
 
 from pipeline.video import resize_short_side
-from pipeline.video.frames import RGBFrame
+from pipeline.video.frames import CLIP_FLAGS, PLANAR_FROM, AVFrame, RGBFrame
 from pipeline.video.views import display_frame, resize_frames
 
 
@@ -37,7 +38,28 @@ def test_downscaling_is_antialiased():
     square = resize_frames(frames, 32, 32)
     assert (square.int() - 128).abs().max() <= 1
     clip_view = RGBFrame(np.ascontiguousarray(frames[0].permute(1, 2, 0).numpy()), VideoReformatter()).resized(32, 32)
-    assert clip_view.shape == (32, 32, 3) and np.abs(clip_view.astype(int) - 128).max() <= 1
+    assert clip_view.shape == (3, 32, 32) and np.abs(clip_view.astype(int) - 128).max() <= 1
+
+
+def _packed_view(frame: av.VideoFrame, size: int) -> np.ndarray:
+    """The clip view as defined: swscale's packed RGB, channels first."""
+    packed = frame.reformat(width=size, height=size, format="rgb24", interpolation=CLIP_FLAGS)
+    return packed.to_ndarray().transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuvj420p", "rgb24"])
+def test_clip_views_are_swscales_packed_rgb_whichever_output_makes_them(pix_fmt: str):
+    # From PLANAR_FROM x the view's height up, views come from planar RGB, below from packed: the same numbers
+    # either way. Noise, so that any difference in rounding shows.
+    rng, size = np.random.default_rng(3), 24
+    for height in [*range(size, int(1.6 * size)), *range(PLANAR_FROM * size, 4 * size + 1, 3)]:
+        rgb = rng.integers(0, 256, (height, height * 16 // 9 + 1, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        view = AVFrame(frame, VideoReformatter()).resized(size, size)
+        assert view.shape == (3, size, size) and view.flags.c_contiguous
+        assert np.array_equal(view, _packed_view(frame, size)), (pix_fmt, height)
+    if pix_fmt == "rgb24":  # decord's frames
+        assert np.array_equal(RGBFrame(rgb, VideoReformatter()).resized(size, size), _packed_view(frame, size))
 
 
 def test_levels_of_uint8_frames_are_8_bit_images():

@@ -55,7 +55,7 @@ def test_colour_matrix_and_range_follow_the_frame(tmp_path: Path, pix_fmt: str, 
     assert frame.colour == (colour[0], True if pix_fmt == "yuvj420p" else colour[1] == 2)
     y, u, v = (torch.from_numpy(p.copy())[None] for p in frame.planes())
     converted = clip_from_yuv(YUVClip(y, u, v, *frame.colour), SIZE)[0]
-    reference = torch.from_numpy(frame.resized(SIZE, SIZE)).permute(2, 0, 1)
+    reference = torch.from_numpy(frame.resized(SIZE, SIZE))
     mean, worst = differences(converted, reference)
     assert mean < 0.05 and worst <= 1, (mean, worst)
     wrong_range = clip_from_yuv(YUVClip(y, u, v, colour[0], not frame.colour[1]), SIZE)[0]

@@ -27,7 +27,7 @@ from .decoders import DECODERS, Decoder, open_decoder
 from .probe import VideoInfo, probe
 from .sampling import ChunkPlan, needed_frames, plan_chunks
 from .frames import Frame
-from .views import display_frame
+from .views import display_frame, displayed
 from .yuv import PlaneBuffers, YUVClip, converts_on_device, stack_planes
 from .watchdog import Prefetcher, call_with_timeout
 
@@ -149,7 +149,7 @@ class ChunkStream:
     def _clip_frame(self, frame: Frame) -> torch.Tensor:
         """A frame's clip view converted here: RGB at the clip size, display-oriented, on the stream's device."""
         size = self._clip_size
-        return display_frame(frame.resized(size, size), self.info.rotation, self._device)
+        return displayed(torch.from_numpy(frame.resized(size, size)).to(self._device), self.info.rotation)
 
 
 def open_chunks(path: str | Path, *, decoder: str = "pyav", max_chunks: int = 0, clip_frames: int = 32,

@@ -9,6 +9,13 @@ frame to RGB and resizing that. Every pixel gets its own chroma and exact roundi
 (``FULL_CHR_H_INT``, ``ACCURATE_RND``, ``BITEXACT``), so the result is the plain arithmetic that
 :mod:`.yuv` restates in torch: an accelerator computes the same view from a frame's uploaded
 :meth:`AVFrame.planes` (8-bit 4:2:0), and the CPU only decodes.
+
+The view is defined as swscale's packed RGB (``rgb24``), but comes channels first, as the models take it.
+Where a frame is at least :data:`PLANAR_FROM` times the view's height, swscale's planar RGB (``gbrp``) is
+the same numbers (tests/test_video_views.py pins it) at 60-75 % of the cost, already channels first:
+swscale has its own code for packed output whose vertical filter has one or two taps (a frame at most 1.5x
+the view's height), which rounds differently, and uses its general filter, the one planar output always
+uses, from three taps up.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from .yuv import DEVICE_PIX_FMTS
 #: swscale's area-averaging filter (antialiased when shrinking, and the cheapest such), with full chroma
 #: resolution and exact, SIMD-independent rounding: the RGB every feature sees (feature definitions version 3).
 CLIP_FLAGS = Interpolation.AREA | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+#: How many times the view's height a frame must be for its view to come from swscale's planar RGB (docstring).
+PLANAR_FROM = 2
+_GBR_TO_RGB = (2, 0, 1)  # gbrp's planes are green, blue, red
 
 
 class Frame(Protocol):
@@ -31,7 +41,7 @@ class Frame(Protocol):
         """RGB uint8 (height, width, 3) at the stored size."""
 
     def resized(self, width: int, height: int) -> np.ndarray:
-        """RGB uint8 (height, width, 3), scaled (aspect not kept) with :data:`CLIP_FLAGS`."""
+        """RGB uint8 (3, height, width), channels first, scaled (aspect not kept) with :data:`CLIP_FLAGS`."""
 
     def planes(self) -> tuple[np.ndarray, ...] | None:
         """The 8-bit 4:2:0 Y, U, V planes as (rows, columns) views of the decoder's buffers, or None when the
@@ -49,14 +59,17 @@ class AVFrame:
         return self._frame.to_ndarray(format="rgb24")  # swscale's default, as decord's frames: the backends agree
 
     def resized(self, width: int, height: int) -> np.ndarray:
-        scaled = self._reformatter.reformat(self._frame, width=width, height=height, format="rgb24",
+        planar = self._frame.height >= PLANAR_FROM * height
+        scaled = self._reformatter.reformat(self._frame, width=width, height=height, format="gbrp" if planar else "rgb24",
                                             interpolation=CLIP_FLAGS, threads=1)  # parallel: across videos
-        return scaled.to_ndarray()
+        if planar:
+            return np.stack([_plane(scaled.planes[i]) for i in _GBR_TO_RGB])
+        return np.ascontiguousarray(scaled.to_ndarray().transpose(2, 0, 1))
 
     def planes(self) -> tuple[np.ndarray, ...] | None:
         if self._frame.format.name not in DEVICE_PIX_FMTS:
             return None
-        return tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in self._frame.planes)
+        return tuple(_plane(p) for p in self._frame.planes)
 
     @property
     def colour(self) -> tuple[int, bool]:
@@ -81,3 +94,8 @@ class RGBFrame:
 
     def planes(self) -> None:
         return None
+
+
+def _plane(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """An 8-bit plane as a (rows, columns) view of the frame's buffer (its rows padded to ``line_size``)."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]

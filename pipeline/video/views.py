@@ -23,10 +23,12 @@ def display_frame(rgb: np.ndarray, rotation: int, device: torch.device) -> torch
     ``rotation`` is the clockwise rotation in degrees (0, 90, 180, 270). The result keeps the
     channels-last memory of the decoder's array (no copy on the CPU unless rotated).
     """
-    frame = torch.from_numpy(rgb).to(device).permute(2, 0, 1)
-    if rotation:
-        frame = torch.rot90(frame, k=-(rotation // 90), dims=(1, 2))
-    return frame
+    return displayed(torch.from_numpy(rgb).to(device).permute(2, 0, 1), rotation)
+
+
+def displayed(frames: torch.Tensor, rotation: int) -> torch.Tensor:
+    """``frames`` (..., H, W) in stored orientation turned ``rotation`` degrees clockwise (0, 90, 180, 270) for display."""
+    return torch.rot90(frames, k=-(rotation // 90), dims=(-2, -1)) if rotation else frames
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

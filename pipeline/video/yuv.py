@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ArrayError
+from .views import displayed
 
 #: Pixel formats whose frames the device path converts: 8-bit 4:2:0, limited range (yuv420p) or full (yuvj420p).
 DEVICE_PIX_FMTS = ("yuv420p", "yuvj420p")
@@ -165,5 +166,4 @@ def clip_from_yuv(clip: YUVClip, size: int) -> torch.Tensor:
     """uint8 (T, 3, size, size) RGB clip frames of a :class:`YUVClip`, display-oriented, computed where its planes are."""
     y = area_resize(clip.y, size)
     u, v = (area_resize(p, size, chroma=True) for p in (clip.u, clip.v))
-    rgb = yuv_to_rgb(y, u, v, clip.colorspace, clip.full_range)
-    return torch.rot90(rgb, k=-(clip.rotation // 90), dims=(2, 3)) if clip.rotation else rgb
+    return displayed(yuv_to_rgb(y, u, v, clip.colorspace, clip.full_range), clip.rotation)
