@@ -332,12 +332,20 @@ def _copy_stream(device: torch.device) -> torch.cuda.Stream:
 
 
 def upload(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Stack host tensors of one shape into a batch on ``device``: through pinned memory, without blocking, on CUDA."""
-    if device.type != "cuda" or tensors[0].device.type != "cpu":
+    """Stack host tensors of one shape into a batch on ``device``: through pinned memory, without blocking, on CUDA.
+
+    The batch keeps the tensors' memory layout (key frames: channels last, as decoded), so stacking copies rows
+    of bytes instead of transposing every pixel.
+    """
+    if tensors[0].device.type != "cpu":
         return torch.stack(tensors).to(device)
-    batch = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
+    pinned = device.type == "cuda"
+    first = tensors[0]
+    order = sorted(range(first.dim()), key=lambda dim: -first.stride(dim))  # outermost dimension first
+    batch = torch.empty((len(tensors), *(first.shape[dim] for dim in order)), dtype=first.dtype, pin_memory=pinned)
+    batch = batch.permute(0, *(1 + order.index(dim) for dim in range(first.dim())))
     torch.stack(tensors, out=batch)
-    return batch.to(device, non_blocking=True)
+    return batch.to(device, non_blocking=True) if pinned else batch
 
 
 def download(items: list[_Item], outputs: dict[str, torch.Tensor]) -> _Pending:

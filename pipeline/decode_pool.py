@@ -12,6 +12,7 @@ decoder processes then only decode and copy planes.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import signal
 import time
@@ -28,14 +29,14 @@ from pipeline.errors import UsageError, VQAError
 from pipeline.nss import nss_features
 from pipeline.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
 from pipeline.video import VideoInfo, open_chunks
-from pipeline.video.yuv import PlaneBuffers, YUVClip, new_planes
+from pipeline.video.yuv import PlaneBuffers, YUVClip, key_frame_view, new_planes
 
 #: Seconds a decoder process may stay silent beyond the decoder's own timeout before it is killed.
 _KILL_GRACE_S = 10.0
 _READY = "ready"
 
 Event = tuple[int, str, object]  # (task id, "info" | "chunk" | "done" | "failed", payload)
-_NO_PIXELS = torch.empty(0, dtype=torch.uint8)
+_NO_KEY_FRAME, _NO_CLIP = torch.empty(3, 0, 0, dtype=torch.uint8), torch.empty(0, 3, 0, 0, dtype=torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def decode_video(path: str, options: DecodeOptions,
             if options.pixels:
                 yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
             else:  # NSS only, computed here: the 10 MB of pixels a 1080p chunk holds would cross the pipe for nothing
-                yield DecodedChunk(_NO_PIXELS, _NO_PIXELS, nss, chunk.second)
+                yield DecodedChunk(_NO_KEY_FRAME, _NO_CLIP, nss, chunk.second)
 
 
 def describe(exc: BaseException, path: str) -> str:
@@ -316,8 +317,8 @@ def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRin
         yuv = chunk.clip
         clip = (ring.locate(yuv, chunk.key_frame), yuv.colorspace, yuv.full_range, yuv.rotation)
         arrays = ()  # the key frame lies beside the planes
-    else:
-        clip, arrays = tuple(chunk.clip.shape), (chunk.key_frame, chunk.clip)
+    else:  # the key frame's bytes channels last, as decoded and as the receiver lays them out
+        clip, arrays = tuple(chunk.clip.shape), (chunk.key_frame.permute(1, 2, 0), chunk.clip)
     conn.send((task, "chunk", (tuple(chunk.key_frame.shape), clip, chunk.nss, chunk.second)))
     for array in arrays:
         conn.send_bytes(array.contiguous().view(-1).numpy())
@@ -330,11 +331,11 @@ def _receive_chunk(worker: _Worker, header: tuple) -> DecodedChunk:
         y, u, v, key_frame = planes_at(worker.planes, layout)
         return DecodedChunk(key_frame, YUVClip(y, u, v, colorspace, full_range, rotation), nss, second,
                             release=worker.free.release)
-    key_frame = _receive_array(worker.conn, key_shape)
-    return DecodedChunk(key_frame, _receive_array(worker.conn, clip), nss, second)
+    key_frame = key_frame_view(_receive_bytes(worker.conn, math.prod(key_shape)), key_shape)
+    return DecodedChunk(key_frame, _receive_bytes(worker.conn, math.prod(clip)).view(clip), nss, second)
 
 
-def _receive_array(conn: Connection, shape: tuple[int, ...]) -> torch.Tensor:
-    array = torch.empty(shape, dtype=torch.uint8)
-    conn.recv_bytes_into(array.view(-1).numpy())
-    return array
+def _receive_bytes(conn: Connection, size: int) -> torch.Tensor:
+    memory = torch.empty(size, dtype=torch.uint8)
+    conn.recv_bytes_into(memory.numpy())
+    return memory

@@ -24,6 +24,7 @@ make room.
 from __future__ import annotations
 
 import logging
+import itertools
 import math
 import os
 import threading
@@ -33,7 +34,7 @@ import torch
 import torch.multiprocessing  # noqa: F401 - registers the reductions that send a shared tensor as a file descriptor
 
 from pipeline.errors import DecodeTimeoutError
-from pipeline.video.yuv import YUVClip
+from pipeline.video.yuv import YUVClip, key_frame_view
 
 #: Clips a decoder process may have written that the main process has not released: one being converted
 #: while the next is written.
@@ -86,11 +87,7 @@ class PlaneRing:
         self._next = (self._next + 1) % SLOTS
         with self._lock:
             self._taken += 1
-        views, offset = [], start
-        for size, shape in zip(sizes, shapes):
-            views.append(self.buffer[offset : offset + size].view(shape))
-            offset += size
-        return tuple(views)
+        return planes_at(self.buffer, tuple(zip(itertools.accumulate(sizes[:-1], initial=start), shapes)))
 
     def _grow(self, need: int) -> bool:
         """A buffer of SLOTS slots of ``need`` bytes, once every slot of the old one is back; False if it cannot fit."""
@@ -174,5 +171,8 @@ _lock_refused = False  # warned once per process
 
 
 def planes_at(buffer: torch.Tensor, layout: PlaneLayout) -> tuple[torch.Tensor, ...]:
-    """The main process's side: views of Y, U, V and the key frame in its mapping of a decoder process's buffer."""
-    return tuple(buffer[offset : offset + math.prod(shape)].view(shape) for offset, shape in layout)
+    """Views of Y, U, V and the key frame (channels last: :func:`~pipeline.video.yuv.key_frame_view`) in a ring's
+    ``buffer`` (either process's mapping of it) where ``layout`` says."""
+    *planes, (key_offset, key_shape) = layout
+    y, u, v = (buffer[offset : offset + math.prod(shape)].view(shape) for offset, shape in planes)
+    return y, u, v, key_frame_view(buffer[key_offset : key_offset + math.prod(key_shape)], key_shape)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from pipeline.backbones import SpatialExtractor, TemporalExtractor
 from pipeline.backbones.device import ACCELERATOR_RECIPE, CPU_RECIPE, Recipe
 from pipeline.backbones.slowfast import GlobalPool
-from pipeline.batches import Video, assemble
+from pipeline.batches import Video, assemble, upload
 from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.decode_pool import DecodedChunk
@@ -90,6 +90,23 @@ def test_the_accelerator_recipe_matches_float32_within_the_bf16_tolerance(extrac
         assert b.dtype == torch.float32 and a.shape == b.shape
         assert not torch.equal(a, b)  # bf16 did run
         assert_close_rows(a.numpy(), b.numpy(), extractor.__name__)
+
+
+@pytest.mark.parametrize("recipe", [CPU_RECIPE, ACCELERATOR_RECIPE], ids=["cpu", "accelerator"])
+def test_spatial_rows_do_not_depend_on_the_key_frames_memory_layout(recipe: Recipe) -> None:
+    """Key frames come channels last, as decoded; the rows are those of the same frames in any other layout."""
+    frames = torch.rand(2, 64, 96, 3, generator=torch.Generator().manual_seed(2))
+    channels_last, contiguous = frames.permute(0, 3, 1, 2), frames.permute(0, 3, 1, 2).contiguous()
+    extractor = SpatialExtractor("random", "cpu", recipe=recipe)
+    assert torch.equal(extractor(channels_last), extractor(contiguous))
+
+
+def test_upload_stacks_tensors_in_their_own_memory_layout() -> None:
+    key_frames = [torch.randint(0, 256, (40, 60, 3), dtype=torch.uint8).permute(2, 0, 1) for _ in range(3)]
+    clips = [torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8) for _ in range(3)]
+    for tensors, layout in ((key_frames, torch.channels_last), (clips, torch.contiguous_format)):
+        batch = upload(tensors, torch.device("cpu"))
+        assert batch.is_contiguous(memory_format=layout) and torch.equal(batch, torch.stack(tensors))
 
 
 @pytest.mark.parametrize("recipe", [BATCHED_FLOAT32, ACCELERATOR_RECIPE], ids=["float32", "bf16"])

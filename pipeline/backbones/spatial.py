@@ -71,9 +71,10 @@ class SpatialExtractor:
     def forward_on_device(self, frames: torch.Tensor) -> torch.Tensor:
         """float32 (N, 7168) features left on the device: no synchronisation, so batches can be pipelined."""
         check_frames(frames)
-        x = frames.to(self.device, non_blocking=True)
-        if self.recipe.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # The layout the recipe computes in, whatever the frames came in (key frames come channels last): the
+        # kernels, and so the rows' last bits, follow the input's layout.
+        layout = torch.channels_last if self.recipe.channels_last else torch.contiguous_format
+        x = frames.to(self.device, non_blocking=True).contiguous(memory_format=layout)
         with inference(self.device, self.recipe):
             return forward_batch(self.model, x, self.recipe.batched)
 

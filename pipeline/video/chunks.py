@@ -40,7 +40,8 @@ class Chunk:
 
     index: int                # position in the (possibly max_chunks-subsampled) plan, 0-based
     second: int               # the second of the video the chunk starts at
-    key_frame: torch.Tensor   # uint8 (3, H, W) RGB, display size, on the stream's device
+    key_frame: torch.Tensor   # uint8 (3, H, W) RGB, display size, on the stream's device, in memory
+                              # channels last as decoded (rotated: a permutation of that)
     clip: torch.Tensor | YUVClip  # uint8 (clip_frames, 3, clip_size, clip_size) RGB on the stream's device, or planes
 
 
@@ -114,7 +115,7 @@ class ChunkStream:
         rotation = self.info.rotation
         for j, frame in frames:
             if opened < len(plans) and plans[opened].key == j:
-                keys[j] = display_frame(frame.rgb(), rotation, self._device)  # made contiguous where it goes
+                keys[j] = display_frame(frame.rgb(), rotation, self._device)
             while opened < len(plans) and plans[opened].key == j:
                 pending.append(plans[opened])
                 opened += 1
@@ -133,7 +134,7 @@ class ChunkStream:
 
     def _pixels(self, key_frame: torch.Tensor, views: list[torch.Tensor] | list[Frame]
                 ) -> tuple[torch.Tensor, torch.Tensor | YUVClip]:
-        """A chunk's key frame, contiguous, and its clip: stacked RGB views, or (frames kept for the device) their
+        """A chunk's key frame, as decoded, and its clip: stacked RGB views, or (frames kept for the device) their
         planes, with the key frame beside them, when they all have the planes of the video's first frame and there
         is room for them; else the frames are converted here."""
         if self._planes:
@@ -144,7 +145,7 @@ class ChunkStream:
                     clip, key_frame = stacked
                     return key_frame, clip
             views = [self._clip_frame(frame) for frame in views]
-        return key_frame.contiguous(), torch.stack(views)
+        return key_frame, torch.stack(views)
 
     def _clip_frame(self, frame: Frame) -> torch.Tensor:
         """A frame's clip view converted here: RGB at the clip size, display-oriented, on the stream's device."""

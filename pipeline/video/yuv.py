@@ -22,6 +22,7 @@ one grey level, a few hundredths on average).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -70,17 +71,24 @@ class YUVClip:
 
 #: Where a clip's planes and its chunk's key frame are written: (frames, luma (rows, columns), chroma (rows,
 #: columns), key frame (3, rows, columns)) -> uint8 tensors Y (frames, *luma), U and V (frames, *chroma) and the
-#: key frame, or None when there is no room (the clip is then converted on the CPU). A decoder process hands out
-#: shared memory (plane_ring), so that neither crosses a pipe.
+#: key frame (a :func:`key_frame_view`), or None when there is no room (the clip is then converted on the CPU). A
+#: decoder process hands out shared memory (plane_ring), so that neither crosses a pipe.
 PlaneBuffers = Callable[[int, tuple[int, int], tuple[int, int], tuple[int, int, int]],
                         tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None]
+
+
+def key_frame_view(memory: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A (3, rows, columns) key frame laid out in flat uint8 ``memory`` channels last, as decoders deliver frames:
+    a key frame is copied in, and read by the levels' resizes, with no transposition."""
+    channels, rows, columns = shape
+    return memory.view(rows, columns, channels).permute(2, 0, 1)
 
 
 def new_planes(frames: int, luma: tuple[int, int], chroma: tuple[int, int],
                key: tuple[int, int, int]) -> tuple[torch.Tensor, ...]:
     """Fresh planes and key frame in this process's memory (the default :data:`PlaneBuffers`)."""
-    shapes = ((frames, *luma), (frames, *chroma), (frames, *chroma), key)
-    return tuple(torch.empty(shape, dtype=torch.uint8) for shape in shapes)
+    planes = tuple(torch.empty(shape, dtype=torch.uint8) for shape in ((frames, *luma), (frames, *chroma), (frames, *chroma)))
+    return *planes, key_frame_view(torch.empty(math.prod(key), dtype=torch.uint8), key)
 
 
 def stack_planes(frames: Sequence[Sequence[np.ndarray]], colour: tuple[int, bool], rotation: int,
