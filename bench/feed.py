@@ -324,7 +324,7 @@ def measure_clip(path: Path, repeats: int) -> dict:
     parts = {k: v / n for k, v in layers["on"].items() if k != "total"}
     planes_parts = {k: v / n for k, v in layers["planes"].items() if k != "total"}
     per["hand-off"] = best_cpu(lambda: hand_off(chunks_), repeats) / n
-    bare = [DecodedChunk(decode_pool._NO_PIXELS, decode_pool._NO_PIXELS, c.nss, c.second) for c in chunks_]
+    bare = [DecodedChunk.without_pixels(c.nss, c.second) for c in chunks_]
     per["hand-off, NSS rows only"] = best_cpu(lambda: hand_off(bare), repeats) / n
     per["levels + clip to float"] = best_cpu(lambda: main_non_model(chunks_), repeats) / n
     per["store"] = best_cpu(lambda: store_writes(n), repeats) / (64 * n)

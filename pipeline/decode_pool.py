@@ -95,6 +95,11 @@ class DecodedChunk:
     second: int
     release: Callable[[], None] | None = None
 
+    @classmethod
+    def without_pixels(cls, nss: np.ndarray, second: int) -> DecodedChunk:
+        """A chunk carrying only its NSS row, as a decoder process sends it when no model reads the pixels."""
+        return cls(_NO_KEY_FRAME, _NO_CLIP, nss, second)
+
 
 def decode_video(path: str, options: DecodeOptions,
                  buffers: PlaneBuffers = new_planes) -> Iterator[VideoInfo | DecodedChunk]:
@@ -110,7 +115,7 @@ def decode_video(path: str, options: DecodeOptions,
             if options.pixels:
                 yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
             else:  # NSS only, computed here: the 10 MB of pixels a 1080p chunk holds would cross the pipe for nothing
-                yield DecodedChunk(_NO_KEY_FRAME, _NO_CLIP, nss, chunk.second)
+                yield DecodedChunk.without_pixels(nss, chunk.second)
 
 
 def describe(exc: BaseException, path: str) -> str:
