@@ -23,8 +23,8 @@ make room.
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import math
 import os
 import threading

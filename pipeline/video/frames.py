@@ -60,7 +60,8 @@ class AVFrame:
 
     def resized(self, width: int, height: int) -> np.ndarray:
         planar = self._frame.height >= PLANAR_FROM * height
-        scaled = self._reformatter.reformat(self._frame, width=width, height=height, format="gbrp" if planar else "rgb24",
+        scaled = self._reformatter.reformat(self._frame, width=width, height=height,
+                                            format="gbrp" if planar else "rgb24",
                                             interpolation=CLIP_FLAGS, threads=1)  # parallel: across videos
         if planar:
             return np.stack([_plane(scaled.planes[i]) for i in _GBR_TO_RGB])

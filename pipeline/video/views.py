@@ -27,7 +27,7 @@ def display_frame(rgb: np.ndarray, rotation: int, device: torch.device) -> torch
 
 
 def displayed(frames: torch.Tensor, rotation: int) -> torch.Tensor:
-    """``frames`` (..., H, W) in stored orientation turned ``rotation`` degrees clockwise (0, 90, 180, 270) for display."""
+    """``frames`` (..., H, W) in stored orientation, turned ``rotation`` degrees clockwise (0, 90, 180, 270)."""
     return torch.rot90(frames, k=-(rotation // 90), dims=(-2, -1)) if rotation else frames
 
 

@@ -87,8 +87,8 @@ def key_frame_view(memory: torch.Tensor, shape: tuple[int, int, int]) -> torch.T
 def new_planes(frames: int, luma: tuple[int, int], chroma: tuple[int, int],
                key: tuple[int, int, int]) -> tuple[torch.Tensor, ...]:
     """Fresh planes and key frame in this process's memory (the default :data:`PlaneBuffers`)."""
-    planes = tuple(torch.empty(shape, dtype=torch.uint8) for shape in ((frames, *luma), (frames, *chroma), (frames, *chroma)))
-    return *planes, key_frame_view(torch.empty(math.prod(key), dtype=torch.uint8), key)
+    y, u, v = (torch.empty(shape, dtype=torch.uint8) for shape in ((frames, *luma), (frames, *chroma), (frames, *chroma)))
+    return y, u, v, key_frame_view(torch.empty(math.prod(key), dtype=torch.uint8), key)
 
 
 def stack_planes(frames: Sequence[Sequence[np.ndarray]], colour: tuple[int, bool], rotation: int,
