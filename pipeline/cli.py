@@ -162,7 +162,11 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
               help="Feature store to read and extend (default: the model's training store when it is here with the "
                    "same settings, else features/scores-<settings hash>).")
 @click.option("--out", "out_path", required=True, metavar="SCORES_CSV",
-              help="Where to write filename,score,score_raw,status,error.")
+              help="Where to write filename,score,score_raw,status,error,score_low,score_high,in_domain,novelty,"
+                   "trained_on.")
+@click.option("--interval", "interval", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, metavar="LEVEL",
+              help="score_low..score_high hold the MOS of this share of videos from sources the model never saw.")
 @click.option("--device", metavar="auto|cpu|cuda|cuda:N",
               help="Where the models run (default: the model's extract.device).")
 @click.option("--weights", metavar="imagenet|random|DIR",
@@ -179,7 +183,7 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
               help="Decode in N separate processes beside the models, or auto (default: extract.workers).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while extracting.")
 @reports_errors
-def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str,
+def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str, interval: float,
           device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
           report_path: str | None, report_worst: int, overrides: tuple[str, ...], workers: int | str | None,
           progress: bool) -> int:
@@ -191,7 +195,8 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
     from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second, write_scores
 
     extra = [f"extract.workers={workers}"] if workers is not None else []
-    scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra])
+    scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra],
+                         interval=interval)
     click.echo(f"scoring {csv_path} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
                f"device {scorer.device})", err=True)
     table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
@@ -203,13 +208,18 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 
         labels = read_labels(csv_path, video_root, require_mos=False, missing="keep")
         write_score_report(report_path, table, metrics, videos=dict(zip(labels["filename"], labels["path"])),
-                           worst=report_worst, title=f"{csv_path} scored with {model_path}")
+                           worst=report_worst, title=f"{csv_path} scored with {model_path}", interval=interval)
         click.echo(f"report -> {report_path}")
     failed = table[table["status"] == "error"]
     click.echo(f"scored {len(table) - len(failed)} of {len(table)} video(s) -> {out_path}")
+    unfamiliar = int((table["in_domain"] == False).sum())  # noqa: E712 - None (no domain check) is not False
+    if unfamiliar:
+        click.echo(f"{unfamiliar} video(s) unlike the training data (in_domain false): treat their scores with "
+                   "caution; README, 'Reading a score'", err=True)
     if metrics is not None:
         click.echo(metrics_table([], [([], metrics)]))
-        click.echo("(plcc, rmse: after a logistic fitted on these videos; *_raw: of the scores as written)")
+        click.echo(f"(plcc, rmse: after a logistic fitted on these videos; *_raw: of the scores as written; "
+                   f"coverage: share of MOS inside the {interval:.0%} intervals)")
         if metrics_path:
             write_json(Path(metrics_path), {"model": model_path, "csv": csv_path, **metrics})
     elif metrics_path:

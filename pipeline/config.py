@@ -115,6 +115,9 @@ class Config:
     # The epoch a phase keeps: its last (the cosine schedule has settled the weights there) or the one with the best
     # validation SROCC. On small data validation holds 2-3 sources, too few to pick an epoch (BENCHMARKS.md).
     select_epoch: Literal["last", "best_val"] = "last"
+    # Members trained on all but one fold of the training videos (grouped by data.group_column; fewer when there
+    # are fewer groups): their out-of-fold predictions calibrate the scores, set the intervals and the domain.
+    crossfit_folds: int = 5
     baselines: list[Literal["ridge", "svr"]] = field(default_factory=lambda: ["ridge", "svr"])  # beside the MLP on test sets
 
 

@@ -10,9 +10,15 @@ allowed difference is the precision the backbones compute at (:data:`~pipeline.f
 a model trained on bf16 GPU features scores on a CPU-only machine, from float32 features in a store of that
 precision (docs/design.md, "Feature store"). Only the spatial level the model reads is extracted.
 
-Scores: the model predicts standardised MOS per chunk; a video's ``score_raw`` is the mean over its chunks,
-mapped back to the training data's MOS scale; its ``score`` is that value through the logistic calibration
-fitted on the validation split. Per-chunk scores go through the same two maps.
+Scores: each of the model's cross-fitted members predicts standardised MOS per chunk; a video's ``score_raw``
+is the members' mean over its chunks, mapped back to the training data's MOS scale, and its ``score`` is that
+value through the model's calibration, a strictly increasing map (:mod:`pipeline.fit.calibration`), so
+``score`` ranks videos exactly as ``score_raw`` does. ``score_low``/``score_high`` bound an interval that
+holds the MOS of ``interval`` (default 80 %) of videos from new sources (:mod:`pipeline.fit.intervals`);
+``novelty`` says how far the video's features lie from the training videos', ``in_domain`` whether that is
+within what new sources showed (:mod:`pipeline.fit.novelty`). A video the model trained on (``trained_on``)
+is scored by the member that did not train on it: its score is as honest as a new video's. Per-chunk scores
+and intervals go through the same maps.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import copy
 import functools
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,7 @@ from pipeline.errors import ArrayError, SettingsMismatchError, StoreError, Usage
 from pipeline.extract import Backbones, check_config, extract_videos
 from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
 from pipeline.files import write_atomic
+from pipeline.fit.intervals import DEFAULT_LEVEL, coverage
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
@@ -44,7 +52,8 @@ from pipeline.store import MANIFEST, FeatureStore, FeatureTable, extraction_need
 from pipeline.trees import differences
 
 #: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
-SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error")
+SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error", "score_low", "score_high", "in_domain",
+                 "novelty", "trained_on")
 # Chunk rows converted to float32 and scored at once: enough for an efficient matrix product, a bounded
 # scratch buffer; smaller and larger blocks were slower (BENCHMARKS.md, "Prediction throughput").
 _BLOCK_ROWS = 1024
@@ -52,24 +61,36 @@ _BLOCK_ROWS = 1024
 
 @dataclass
 class Predictions:
-    """Scores of videos and of their chunks; rows of ``keys[i]`` are ``offsets[i]:offsets[i+1]``."""
+    """Scores of videos and of their chunks; rows of ``keys[i]`` are ``offsets[i]:offsets[i+1]``.
+
+    Interval bounds and novelty are NaN for a model file of version 1, which has neither.
+    """
 
     keys: list[str]
     offsets: np.ndarray  # int64 (videos + 1,)
     score: np.ndarray  # float64 (videos,): calibrated, on the training data's MOS scale
     score_raw: np.ndarray  # float64 (videos,): the same before calibration (mean of the chunks' raw scores)
+    score_low: np.ndarray  # float64 (videos,): the interval around ``score``
+    score_high: np.ndarray
+    novelty: np.ndarray  # float64 (videos,): distance to the training videos over the domain's edge (<= 1: in domain)
+    trained_on: np.ndarray  # bool (videos,): a training video, scored by the member that left it out
     chunk_score: np.ndarray  # float64 (rows,): each chunk's score, calibrated
     chunk_score_raw: np.ndarray  # float64 (rows,)
+    chunk_low: np.ndarray  # float64 (rows,)
+    chunk_high: np.ndarray
 
 
 class Scorer:
     """A trained model, the backbones that make its inputs (built on first need), and a feature store."""
 
     def __init__(self, model: ChunkRegressor, spec: ModelSpec, path: Path, extract: ExtractConfig | None,
-                 store: str | Path | None = None):
+                 store: str | Path | None = None, interval: float = DEFAULT_LEVEL):
+        if not 0 < interval < 1:
+            raise UsageError(f"the interval level must be between 0 and 1 (0.8: an 80 % interval), got {interval}")
         self.model = model
         self.spec = spec
         self.path = path
+        self.interval = interval
         # How the videos the store lacks are extracted: the model's feature settings (FeatureSettings.to_config)
         # with this machine's decoder, device, workers and weights. None: the model's features were not made by
         # extract_features.py, so only a store that holds them already can be scored from.
@@ -81,7 +102,7 @@ class Scorer:
 
     @classmethod
     def load(cls, model_path: str | Path, *, device: str | None = None, weights: str | None = None,
-             store: str | Path | None = None, overrides: Sequence[str] = ()) -> Scorer:
+             store: str | Path | None = None, overrides: Sequence[str] = (), interval: float = DEFAULT_LEVEL) -> Scorer:
         """Load ``RUN_DIR/best_model.pth`` once; score with it as often as needed.
 
         ``device``: where the backbones and the model run (default: the model config's ``extract.device``).
@@ -89,6 +110,7 @@ class Scorer:
         default: ``random`` when the model's features were made with random weights, else ``imagenet``).
         ``store``: the feature store to read and extend (default: :func:`default_store`).
         ``overrides``: ``extract.*`` ``KEY=VALUE`` items for how to extract (decoder, batch size, workers...).
+        ``interval``: the share of MOS the ``score_low``..``score_high`` intervals should hold.
         """
         path = Path(model_path)
         not_extract = [item for item in overrides if not item.strip().startswith("extract.")]
@@ -96,6 +118,10 @@ class Scorer:
             raise UsageError(f"--set {not_extract[0]!r}: scoring accepts extract.* keys only (the model fixes the "
                              "rest); valid: " + ", ".join(k for k in valid_keys() if k.startswith("extract.")))
         model, spec = load_model(path)
+        if spec.legacy:
+            warnings.warn(f"{path} was written before models had intervals and an order-keeping calibration: its "
+                          "scores go through its logistic (ties where it flattens) and get no score_low/score_high, "
+                          "novelty or in_domain; refit it with fit.py for those", UserWarning, stacklevel=2)
         runtime = load_config(None, overrides, base=spec.config).extract
         runtime.device = device or runtime.device
         check_config(runtime)
@@ -103,7 +129,7 @@ class Scorer:
         settings = spec.store_settings
         extract = FeatureSettings.from_dict(settings).to_config(runtime, weights) \
             if FeatureSettings.describes(settings) else None
-        return cls(model, spec, path, extract, store)
+        return cls(model, spec, path, extract, store, interval)
 
     @functools.cached_property
     def store_settings(self) -> dict:
@@ -127,22 +153,28 @@ class Scorer:
         """Score every row of a label CSV; return the table (with a ``mos`` column) and metrics when MOS is given.
 
         Metrics are those of :func:`pipeline.metrics.evaluate` over the rows scored ``ok`` that have a MOS:
-        ``plcc``/``rmse`` after a logistic fitted on these rows, ``plcc_raw``/``rmse_raw`` of ``score`` as is.
+        ``plcc``/``rmse`` after a logistic fitted on these rows, ``plcc_raw``/``rmse_raw`` of ``score`` as is, and
+        ``coverage``, the share of MOS inside ``score_low``..``score_high`` (NaN without intervals).
         """
         labels = read_labels(csv, video_root, require_mos=False, missing="keep")
         table = self.score_paths(dict(zip(labels["filename"], labels["path"])), progress=progress)
         table.insert(1, "mos", labels["mos"].to_numpy())
         rated = table[(table["status"] == "ok") & table["mos"].notna()]
-        metrics = evaluate(rated["mos"], rated["score"]) if len(rated) else None
+        if not len(rated):
+            return table, None
+        metrics = evaluate(rated["mos"], rated["score"])
+        metrics["coverage"] = coverage(rated["mos"], rated["score_low"], rated["score_high"])
         return table, metrics
 
     def score_paths(self, videos: Sequence[str | Path] | Mapping[str, str | Path], *,
                     progress: bool = False) -> pd.DataFrame:
         """Score video files: extract those the store lacks, then predict; one row per video, in input order.
 
-        ``videos``: paths (each path, as given, is its key) or ``{key: path}``. Columns: ``filename`` (the key),
-        ``score``, ``score_raw``, ``status`` (``ok`` | ``error``), ``error`` (the reason, empty when ok), then
-        ``seconds`` and ``chunk_scores`` (arrays: the second each chunk starts at, and its calibrated score).
+        ``videos``: paths (each path, as given, is its key) or ``{key: path}``. Columns: :data:`SCORE_COLUMNS`
+        (``filename`` the key, ``score``, ``score_raw``, ``status`` ``ok`` | ``error``, ``error`` the reason,
+        ``score_low``, ``score_high``, ``in_domain``, ``novelty``, ``trained_on``), then ``seconds``,
+        ``chunk_scores``, ``chunk_low`` and ``chunk_high`` (arrays: the second each chunk starts at, its score
+        and interval).
         A video that cannot be read fails its own row; nothing is raised for it.
         """
         paths = {str(k): str(v) for k, v in videos.items()} if isinstance(videos, Mapping) else \
@@ -191,10 +223,42 @@ class Scorer:
         keys = [str(i) for i in range(len(counts))] if keys is None else list(keys)
         if len(keys) != len(counts):
             raise ArrayError(f"{len(keys)} keys for {len(counts)} videos")
-        chunk_raw = self._chunk_outputs(features, rows) * self.spec.mos_std + self.spec.mos_mean
+        spec = self.spec
+        chunk_members, sums = self._chunk_outputs(features, offsets)
+        chunk_members = chunk_members * spec.mos_std + spec.mos_mean  # (rows, members), MOS scale
+        trained_on = np.array([key in spec.held_out_by for key in keys], dtype=bool)
+        # a training video's rows: only the member that left it out (the others trained on it)
+        video_of_row = np.repeat(np.arange(len(counts)), counts)
+        held_out = np.array([spec.held_out_by.get(key, -1) for key in keys])[video_of_row]  # (rows,), -1: any
+        own = held_out >= 0
+        chunk_raw = chunk_members.mean(1)
+        chunk_raw[own] = chunk_members[own, held_out[own]]
         video_raw = np.add.reduceat(chunk_raw, offsets[:-1]) / counts
-        to_mos = self.spec.calibration
-        return Predictions(keys, offsets, to_mos(video_raw), video_raw, to_mos(chunk_raw), chunk_raw)
+        calibrate = spec.calibration
+        chunk_score, video_score = calibrate(chunk_raw), calibrate(video_raw)
+        if spec.legacy:
+            nan_rows, nan_videos = np.full(rows, np.nan), np.full(len(counts), np.nan)
+            return Predictions(keys, offsets, video_score, video_raw, nan_videos, nan_videos, nan_videos, trained_on,
+                               chunk_score, chunk_raw, nan_rows, nan_rows)
+        member_scores = calibrate(chunk_members)  # (rows, members)
+        video_members = calibrate(np.add.reduceat(chunk_members, offsets[:-1], axis=0) / counts[:, None])
+        chunk_low, chunk_high = self._interval(member_scores, own, held_out, chunk_score)
+        video_held_out = held_out[offsets[:-1]]
+        low, high = self._interval(video_members, trained_on, video_held_out, video_score)
+        novelty = spec.domain.novelty(sums / counts[:, None])
+        return Predictions(keys, offsets, video_score, video_raw, low, high, novelty, trained_on,
+                           chunk_score, chunk_raw, chunk_low, chunk_high)
+
+    def _interval(self, member_scores: np.ndarray, own: np.ndarray, held_out: np.ndarray,
+                  score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Interval bounds of rows scored by all members (``member_scores`` ``(rows, members)``), or, where ``own``,
+        by the one member ``held_out``; widened to hold ``score`` itself."""
+        residuals = self.spec.residuals
+        low, high = residuals.interval(member_scores, self.interval)
+        if own.any():
+            chosen = member_scores[own, held_out[own]][:, None]
+            low[own], high[own] = residuals.interval(chosen, self.interval)
+        return np.minimum(low, score), np.maximum(high, score)
 
     def backbones(self) -> Backbones:
         """The backbones that make this model's inputs, built once; refused if they would make other features."""
@@ -235,29 +299,35 @@ class Scorer:
         return next(iter(shapes.values()))[0]
 
     @torch.no_grad()
-    def _chunk_outputs(self, features: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
-        """Model outputs (standardised MOS, float64) of every row, a block at a time into one float32 buffer."""
+    def _chunk_outputs(self, features: Mapping[str, np.ndarray], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every member's output (standardised MOS, float64 ``(rows, members)``) of every row, and each video's sum
+        of its features (float64 ``(videos, width)``, for the domain check); a block at a time into one float32
+        buffer."""
+        rows = int(offsets[-1])
         widths = [self.spec.widths[kind] for kind in self.kinds]
         columns = np.cumsum([0, *widths])
         buffer = torch.empty((min(rows, _BLOCK_ROWS), int(columns[-1])), dtype=torch.float32, device=self.device)
-        out = torch.empty(rows, dtype=torch.float32, device=self.device)
+        out = torch.empty((rows, self.model.members), dtype=torch.float32, device=self.device)
+        video_of_row = torch.from_numpy(np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))).to(self.device)
+        sums = torch.zeros((len(offsets) - 1, int(columns[-1])), dtype=torch.float64, device=self.device)
         for start in range(0, rows, _BLOCK_ROWS):
             stop = min(rows, start + _BLOCK_ROWS)
             x = buffer[: stop - start]
             for kind, left, right in zip(self.kinds, columns[:-1], columns[1:]):
                 x[:, left:right].copy_(torch.as_tensor(features[kind][start:stop]))  # casts float16 in place
             out[start:stop] = self._layers(x).squeeze(-1)
-        return out.double().cpu().numpy()
+            sums.index_add_(0, video_of_row[start:stop], x.double())
+        return out.double().cpu().numpy(), sums.cpu().numpy()
 
 
 def folded_layers(model: ChunkRegressor) -> nn.Sequential:
-    """The model's layers with its input standardisation folded into the first Linear: the same chunk scores
-    as ``model.chunk_scores``, without two passes of ``(x - mean) / std`` over every input row."""
+    """The model's layers with its input standardisation folded into the first layer: the same chunk scores as
+    ``model.chunk_scores``, without two passes of ``(x - mean) / std`` over every input row."""
     layers = [copy.deepcopy(layer) for layer in (*model.body, model.head)]
     first = layers[0]
     with torch.no_grad():
-        first.weight.div_(model.input_std)
-        first.bias.sub_(first.weight @ model.input_mean)
+        first.weight.div_(model.input_std[:, None, None])  # (in, members, out)
+        first.bias.sub_(torch.einsum("i,iko->ko", model.input_mean, first.weight))
     return nn.Sequential(*layers).eval()
 
 
@@ -279,11 +349,20 @@ def write_scores(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_per_second(table: pd.DataFrame, path: str | Path) -> None:
-    """Write one JSON line per scored video: ``{"filename", "score", "seconds": [...], "scores": [...]}``."""
+    """Write one JSON line per scored video: ``{"filename", "score", "score_low", "score_high", "seconds": [...],
+    "scores": [...], "scores_low": [...], "scores_high": [...]}`` (bounds null for a model without intervals)."""
     write_atomic(path, "".join(
-        json.dumps({"filename": row.filename, "score": row.score, "seconds": row.seconds.tolist(),
-                    "scores": row.chunk_scores.tolist()}) + "\n"
+        json.dumps(_finite({"filename": row.filename, "score": row.score, "score_low": row.score_low,
+                            "score_high": row.score_high, "seconds": row.seconds.tolist(),
+                            "scores": row.chunk_scores.tolist(), "scores_low": row.chunk_low.tolist(),
+                            "scores_high": row.chunk_high.tolist()}), allow_nan=False) + "\n"
         for row in table[table["status"] == "ok"].itertuples(index=False)))
+
+
+def _finite(data: dict) -> dict:
+    """NaN (a model without intervals) as null: strict JSON."""
+    return {k: ([None if math.isnan(x) else x for x in v] if isinstance(v, list) else
+                None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
 def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions | None,
@@ -293,10 +372,13 @@ def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions 
     rows = []
     for key in keys:
         if key in at:
-            i = at[key]
-            span = slice(predictions.offsets[i], predictions.offsets[i + 1])
-            rows.append((key, predictions.score[i], predictions.score_raw[i], "ok", "", seconds[key],
-                         predictions.chunk_score[span]))
+            p, i = predictions, at[key]
+            span = slice(p.offsets[i], p.offsets[i + 1])
+            novelty = float(p.novelty[i])
+            rows.append((key, p.score[i], p.score_raw[i], "ok", "", p.score_low[i], p.score_high[i],
+                         None if math.isnan(novelty) else bool(novelty <= 1.0), novelty, bool(p.trained_on[i]),
+                         seconds[key], p.chunk_score[span], p.chunk_low[span], p.chunk_high[span]))
         else:
-            rows.append((key, math.nan, math.nan, "error", errors[key], None, None))
-    return pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "seconds", "chunk_scores"])
+            rows.append((key, math.nan, math.nan, "error", errors[key], math.nan, math.nan, None, math.nan, None,
+                         None, None, None, None))
+    return pd.DataFrame(rows, columns=[*SCORE_COLUMNS, "seconds", "chunk_scores", "chunk_low", "chunk_high"])

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-#: The metrics of ``metrics.json`` (pipeline.metrics.evaluate), in the order tables show them.
-METRIC_COLUMNS = ("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n")
+#: The metrics of ``metrics.json`` (pipeline.metrics.evaluate, and the share of MOS inside the scores' intervals,
+#: NaN where a model has none), in the order tables show them.
+METRIC_COLUMNS = ("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "coverage", "n")
 
 
 def cell(value: object) -> str:
@@ -32,4 +33,4 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str
 def metrics_table(labels: Sequence[str], rows: Iterable[tuple[Sequence[str], Mapping[str, object]]],
                   columns: Sequence[str] = METRIC_COLUMNS) -> str:
     """A table of metrics: each row is its label cells (one per ``labels`` header) and a metric mapping."""
-    return format_table([*labels, *columns], ([*names, *(values.get(c) for c in columns)] for names, values in rows))
+    return format_table([*labels, *columns], ([*names, *(values.get(c, math.nan) for c in columns)] for names, values in rows))

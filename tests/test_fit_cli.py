@@ -38,7 +38,7 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
     assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine", "ridge", "svr"}
     report = (tmp_path / "cv" / "report.html").read_text()
     assert "<h2>Folds</h2>" in report and 'href="fold-2/report.html"' in report
-    assert (tmp_path / "cv" / "fold-2" / "report.html").read_text().count('src="data:image/png') == 3  # 2 phases, scatter
+    assert (tmp_path / "cv" / "fold-2" / "report.html").read_text().count('src="data:image/png') == 4  # 2 phases, scatter, calibration
 
 
 @pytest.mark.parametrize("args, code, message", [

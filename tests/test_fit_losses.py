@@ -5,8 +5,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.fit.losses import mse_loss, rank_loss
+from pipeline.fit.losses import mse_losses, rank_losses
 from pipeline.fit.model import ChunkRegressor
+
+
+def rank_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+    """One member that trains on every video of the batch."""
+    return rank_losses(pred[:, None], target, torch.ones(len(pred), 1, dtype=torch.bool), margin)[0]
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return mse_losses(pred[:, None], target, torch.ones(len(pred), 1, dtype=torch.bool))[0]
 
 
 def brute_force_rank(pred: list[float], target: list[float], margin: float) -> float:
@@ -61,7 +70,7 @@ def test_each_loss_term_moves_every_weight(term):
     before = {k: v.clone() for k, v in moving.items()}
 
     def loss() -> torch.Tensor:
-        pred = model(x, mask)
+        pred = model(x, mask)[:, 0]
         return mse_loss(pred, target) if term == "mse" else rank_loss(pred, target, margin=1.0)
 
     start = loss()
@@ -74,3 +83,21 @@ def test_each_loss_term_moves_every_weight(term):
         loss().backward()
     assert all(not torch.allclose(before[k], v) for k, v in moving.items())
     assert loss().item() < start.item()
+
+
+def test_each_member_learns_only_from_its_own_videos():
+    """Members trained together get the gradients they would get alone on their videos: a member's loss ignores
+    the videos it leaves out, so its weights do not depend on their targets."""
+    torch.manual_seed(0)
+    pred = torch.randn(6, 2, requires_grad=True)
+    target = torch.linspace(-1, 1, 6)
+    trains = torch.tensor([[True, False], [True, False], [True, True], [False, True], [False, True], [True, True]])
+    changed = target.clone()
+    changed[3:5] = torch.tensor([5.0, -5.0])  # targets of videos member 0 leaves out
+    for loss in (lambda t: mse_losses(pred, t, trains), lambda t: rank_losses(pred, t, trains, 0.1)):
+        first = torch.autograd.grad(loss(target)[0], pred)[0]
+        second = torch.autograd.grad(loss(changed)[0], pred)[0]
+        assert torch.equal(first, second)
+        assert not torch.equal(loss(target)[1], loss(changed)[1])  # member 1 trains on them
+    alone = mse_losses(pred[trains[:, 0], :1], target[trains[:, 0]], torch.ones(4, 1, dtype=torch.bool))[0]
+    assert mse_losses(pred, target, trains)[0].item() == pytest.approx(alone.item())

@@ -12,11 +12,11 @@ from pipeline.errors import ConfigError
 from pipeline.fit.data import ChunkFeatures, read_splits
 from pipeline.fit.model import load_model
 from pipeline.fit.run import fit, resolve_configs
-from pipeline.fit.train import deterministic, train_phase
+from pipeline.fit.train import deterministic, train_phase, training_part
 from pipeline.metrics import evaluate
 from pipeline.store import FeatureStore
 
-METRICS = {"srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "n"}
+METRICS = {"srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "coverage", "n"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_each_phase_keeps_its_last_epoch_or_its_best_validation_one(run, tiny, t
         assert best[phase]["val"]["srocc"] == pytest.approx(history[history.phase == phase].val_srocc.max())
 
 
-def test_best_model_loads_weights_only_and_reproduces_the_validation_scores(run, tiny):
+def test_best_model_loads_weights_only_and_reproduces_the_out_of_fold_scores(run, tiny):
     out, metrics = run
     tmp, labels, _ = tiny
     payload = torch.load(out / "best_model.pth", weights_only=True)
@@ -71,14 +71,16 @@ def test_best_model_loads_weights_only_and_reproduces_the_validation_scores(run,
     assert payload["store"]["settings_hash"] == FeatureStore.open(tmp / "store").manifest["settings_hash"]
     model, spec = load_model(out / "best_model.pth")
     cfg = load_config(out / "config_coarse.yml")
-    val = read_splits(cfg, log=lambda _: None)["val"]
-    features = ChunkFeatures(FeatureStore.open(tmp / "store"), val.keys, torch.device("cpu"))
+    part = training_part(read_splits(cfg, log=lambda _: None))
+    features = ChunkFeatures(FeatureStore.open(tmp / "store"), part.keys, torch.device("cpu"))
     features.load(spec.features.kinds)
     with torch.no_grad():
-        raw = model(*features.batch(torch.arange(len(val)), spec.features.kinds)).numpy()
-    pred = raw * spec.mos_std + spec.mos_mean
-    assert evaluate(val.mos, pred)["srocc"] == pytest.approx(metrics["fine"]["val"]["srocc"])
-    assert spec.mos_mean == pytest.approx(read_splits(cfg, log=lambda _: None)["train"].mos.mean())
+        raw = model(*features.batch(torch.arange(len(part)), spec.features.kinds)).numpy()  # (videos, members)
+    held_out = np.array([spec.held_out_by[key] for key in part.keys])
+    pred = raw[np.arange(len(part)), held_out] * spec.mos_std + spec.mos_mean
+    assert evaluate(part.mos, pred)["srocc"] == pytest.approx(metrics["fine"]["val"]["srocc"])
+    assert sorted(set(held_out)) == list(range(model.members)) and model.members == 5
+    assert spec.mos_mean == pytest.approx(part.mos.mean())
 
 
 def test_resolved_configs_rerun_the_same_fit(run, tmp_path):
@@ -121,7 +123,7 @@ def test_fine_phase_starts_from_the_coarse_model_with_its_own_standardisation(ti
         fine = train_phase("fine", fine_cfg, features, splits, init=coarse.model, log=lambda _: None)
     for name, value in coarse.model.named_parameters():
         torch.testing.assert_close(dict(fine.model.named_parameters())[name], value, rtol=0, atol=1e-6)
-    mean, _ = features.moments(features.videos(splits["train"].keys), fine.spec.features.kinds)
+    mean, _ = features.moments(features.videos(training_part(splits).keys), fine.spec.features.kinds)
     torch.testing.assert_close(fine.model.input_mean, mean)
     assert not torch.equal(fine.model.input_mean, coarse.model.input_mean)
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import extract, score
 from pipeline.demo import demo_overrides
-from pipeline.fit.model import load_model, save_model
+from pipeline.fit.model import ChunkRegressor, load_model, save_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, write_per_second
 from pipeline.store import FeatureStore, settings_hash
@@ -80,22 +80,30 @@ def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Pa
                           "--per-second", tmp_path / "seconds.jsonl", "--metrics", tmp_path / "metrics.json")
     assert code == 3, out
     table = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
-    assert list(table.columns) == ["filename", "score", "score_raw", "status", "error"]
+    assert list(table.columns) == ["filename", "score", "score_raw", "status", "error", "score_low", "score_high",
+                                   "in_domain", "novelty", "trained_on"]
     assert list(table["filename"]) == ["clip0.mp4", "missing.mp4", "clip3.mp4", "bad.mp4", "new.mp4"]
     assert list(table["status"]) == ["ok", "error", "ok", "error", "ok"]
     assert "missing.mp4" in table.loc[1, "error"] and "not found" in table.loc[1, "error"]
     assert "bad.mp4" in table.loc[3, "error"]
     assert table.loc[[1, 3], "score"].tolist() == ["", ""]
     assert "2 video(s) failed" in out and "scored 3 of 5" in out
-    # new.mp4 is clip1.mp4's bytes under another name: extracted now, it scores the same as clip1 would.
+    # new.mp4 is clip1.mp4's bytes under another name: extracted now, it scores the same as clip1 would under a
+    # name the model did not train on (clip1.mp4 itself is scored by the member that left it out)
     api = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
-    reference = api.score_paths({"clip1.mp4": run / "clip1.mp4"})
+    reference = api.score_paths({"clip1 renamed.mp4": run / "clip1.mp4"})
     assert float(table.loc[4, "score"]) == pytest.approx(reference.loc[0, "score"], rel=1e-5)
+    assert list(table["trained_on"]) == ["True", "", "True", "", "False"]
+    ok = table[table["status"] == "ok"].astype({"score": float, "score_low": float, "score_high": float})
+    assert ((ok.score_low <= ok.score) & (ok.score <= ok.score_high) & (ok.score_low < ok.score_high)).all()
 
     lines = [json.loads(line) for line in (tmp_path / "seconds.jsonl").read_text().splitlines()]
     assert [line["filename"] for line in lines] == ["clip0.mp4", "clip3.mp4", "new.mp4"]
     assert [line["seconds"] for line in lines] == [[0, 1], [0, 1, 2], [0, 1]]
-    assert all(len(line["scores"]) == len(line["seconds"]) for line in lines)
+    assert all(len(line["scores"]) == len(line["seconds"]) == len(line["scores_low"]) == len(line["scores_high"])
+               for line in lines)
+    assert all(low <= score <= high for line in lines
+               for low, score, high in zip(line["scores_low"], line["scores"], line["scores_high"]))
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 3 and {"srocc", "krocc", "plcc", "rmse"} <= set(metrics)
@@ -137,7 +145,7 @@ def test_report_lists_every_video_with_key_frames_of_the_worst(run: Path, tmp_pa
     assert code == 3 and "report -> " in out, out
     page = (tmp_path / "report.html").read_text()
     body = page.split("<h2>All videos</h2>")[1]
-    assert body.count("<tr><td") + body.count('<tr class="failed">') == 4
+    assert body.count("<tr") - 1 == 4  # the header, then one row per video
     assert '<tr class="failed">' in body and "missing.mp4: video file not found" in body
     worst = pd.read_csv(tmp_path / "scores.csv").nsmallest(1, "score")["filename"].item()
     assert f"<h3>{worst} &middot; score" in page
@@ -145,7 +153,7 @@ def test_report_lists_every_video_with_key_frames_of_the_worst(run: Path, tmp_pa
     assert page.count('src="data:image/png') == 2  # histogram, scatter
     # fit.py wrote the run's report beside its model: both phases' curves, the scatter, the configs.
     run_page = (run / "run" / "report.html").read_text()
-    assert run_page.count('src="data:image/png') == 3 and "config_fine.yml" in run_page
+    assert run_page.count('src="data:image/png') == 4 and "config_fine.yml" in run_page  # and the calibration
 
 
 def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
@@ -164,7 +172,9 @@ def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
         x[i, : counts[i]] = torch.cat([torch.from_numpy(table.features[k][rows]).float() for k in scorer.kinds], 1)
         mask[i, : counts[i]] = True
     with torch.no_grad():
-        raw = model(x, mask).double().numpy() * spec.mos_std + spec.mos_mean
+        members = model(x, mask).double().numpy() * spec.mos_std + spec.mos_mean  # (videos, members)
+    raw = np.array([members[i, spec.held_out_by[key]] if key in spec.held_out_by else members[i].mean()
+                    for i, key in enumerate(keys)])
     # float32 sums in another order: up to ~1.5e-5 apart once the phase keeps its last epoch (select_epoch);
     # a wrong chunk mean or padding would be off by orders of magnitude more
     np.testing.assert_allclose(predictions.score_raw, raw, rtol=1e-4, atol=1e-6)
@@ -195,7 +205,8 @@ def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: P
     table = scorer.score_paths({"clip0.mp4": run / "clip0.mp4"})
     reference = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
     assert table.loc[0, "status"] == "ok", table.loc[0, "error"]
-    assert table.loc[0, "score"] == pytest.approx(reference.score_paths([run / "clip0.mp4"]).loc[0, "score"], rel=1e-5)
+    again = reference.score_paths({"clip0.mp4": run / "clip0.mp4"}).loc[0, "score"]
+    assert table.loc[0, "score"] == pytest.approx(again, rel=1e-5)
     assert FeatureStore.open(tmp_path / "cpu-store").settings["precision"] == "float32"
     FeatureStore.open(tmp_path / "bf16-store", gpu_settings)
     code, out = invoke(score, "--model", tmp_path / "gpu.pth", "--csv", run / "labels.csv", "--store",
@@ -256,3 +267,29 @@ def test_demo_says_when_it_runs_with_random_weights(capsys: pytest.CaptureFixtur
     assert "RANDOM backbone weights" in capsys.readouterr().out
     overrides, _ = demo_overrides(str(REPO / "config" / "kwai_simpleVQA.yml"), "/opt/weights")
     assert "extract.weights=/opt/weights" in overrides and not any(o.startswith("data.store") for o in overrides)
+
+
+def test_a_model_file_of_version_1_still_scores_with_one_warning(run: Path, tmp_path: Path) -> None:
+    """Files written before cross-fitting: one nn.Linear model and a logistic; scores without intervals."""
+    payload = torch.load(run / "run" / "best_model.pth", weights_only=True)
+    model = ChunkRegressor(**{**payload["architecture"], "members": 1})
+    old_state = {name: (t[:, 0, :].T.contiguous() if name.endswith("weight") and t.dim() == 3 else
+                        t[0] if name.endswith("bias") else t) for name, t in model.state_dict().items()}
+    architecture = {k: v for k, v in payload["architecture"].items() if k != "members"}
+    old = {**{k: payload[k] for k in ("format", "features", "store", "labels", "config")}, "version": 1,
+           "state_dict": old_state, "architecture": architecture,
+           "calibration": {"b1": 90.0, "b2": 10.0, "b3": 2.5, "b4": 0.5, "linear": False}}
+    torch.save(old, tmp_path / "old.pth")
+    with pytest.warns(UserWarning, match="before models had intervals"):
+        scorer = Scorer.load(tmp_path / "old.pth", device="cpu", store=run / "store")
+    table = scorer.score_paths({f"clip{i}.mp4": run / f"clip{i}.mp4" for i in range(3)})
+    assert list(table["status"]) == ["ok"] * 3
+    assert table["score_low"].isna().all() and table["novelty"].isna().all() and table["in_domain"].isna().all()
+    x = torch.from_numpy(np.concatenate([FeatureStore.open(run / "store").read(scorer.kinds, ["clip0.mp4"]).features[k]
+                                         for k in scorer.kinds], 1)).float()
+    with torch.no_grad():
+        reference = torch.nn.functional.linear(  # the version-1 model as nn.Linear layers
+            torch.nn.functional.gelu(torch.nn.functional.linear(
+                (x - model.input_mean) / model.input_std, old_state["body.0.weight"], old_state["body.0.bias"])),
+            old_state["head.weight"], old_state["head.bias"]).mean().item()
+    assert table.loc[0, "score_raw"] == pytest.approx(reference * scorer.spec.mos_std + scorer.spec.mos_mean, rel=1e-5)

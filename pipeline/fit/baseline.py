@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, GroupKFold
@@ -32,7 +31,6 @@ _MODELS: dict[str, Callable[[int], tuple[Any, dict[str, Any]]]] = {
     "svr": lambda width: (SVR(kernel="rbf"), {"C": [0.1, 1.0, 10.0, 100.0], "gamma": np.array([0.1, 1.0, 10.0]) / width}),
 }
 INNER_FOLDS = 5  # grouped folds of the hyper-parameter search (fewer when the training part has fewer groups)
-_MEAN_ROWS = 4096  # chunk rows per block when pooling features per video
 
 
 def run_baselines(names: list[str], features: ChunkFeatures, splits: dict[str, Split], kinds: tuple[str, ...],
@@ -44,9 +42,9 @@ def run_baselines(names: list[str], features: ChunkFeatures, splits: dict[str, S
     n_groups = len(set(groups))
     if not names or not tests or n_groups < 2:
         return {}
-    x = video_means(features, [key for split in part for key in split.keys], kinds)
+    x = features.video_means(features.videos([key for split in part for key in split.keys]), kinds)
     y = np.concatenate([split.mos for split in part])
-    inputs = {name: video_means(features, splits[name].keys, kinds) for name in tests}
+    inputs = {name: features.video_means(features.videos(splits[name].keys), kinds) for name in tests}
     results = {}
     for name in names:
         search = search_baseline(name, x, y, groups)
@@ -69,16 +67,3 @@ def search_baseline(name: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray)
     search = GridSearchCV(estimator, {f"regressor__{step}__{key}": list(values) for key, values in grid.items()},
                           scoring="neg_mean_squared_error", cv=GroupKFold(n_splits=min(INNER_FOLDS, len(set(groups)))))
     return search.fit(x, y, groups=groups)
-
-
-@torch.no_grad()
-def video_means(features: ChunkFeatures, keys: list[str], kinds: tuple[str, ...]) -> np.ndarray:
-    """The mean over each video's chunks of its ``kinds`` features, float64 ``(videos, dim)``."""
-    videos = features.videos(keys)
-    per_block = max(1, _MEAN_ROWS // int(features.counts[videos].max()))
-    means = []
-    for block in videos.split(per_block):
-        x, mask = features.batch(block, kinds)  # (B, C, D), (B, C)
-        weights = mask.to(torch.float64)
-        means.append((x.double() * weights[..., None]).sum(1) / weights.sum(1, keepdim=True))
-    return torch.cat(means).cpu().numpy()

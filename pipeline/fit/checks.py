@@ -21,6 +21,7 @@ def check_phase(cfg: Config) -> None:
         ("scheduler.warmup_epochs", cfg.scheduler.warmup_epochs, ">= 0", cfg.scheduler.warmup_epochs >= 0),
         ("model.dropout", cfg.model.dropout, "in [0, 1)", 0 <= cfg.model.dropout < 1),
         ("optimizer.lr", cfg.optimizer.lr, "> 0", cfg.optimizer.lr > 0),
+        ("crossfit_folds", cfg.crossfit_folds, ">= 2 (each member leaves one fold out)", cfg.crossfit_folds >= 2),
         ("data.val_fraction", cfg.data.val_fraction, "between 0 and 1 (exclusive) to split off a validation set",
          cfg.data.val_csv is not None or 0 < cfg.data.val_fraction < 1),
         ("data.test_csv", tests, "one path or a non-empty list of different paths",
@@ -51,6 +52,7 @@ def check_phases(coarse: Config, fine: Config | None) -> None:
     layout = [
         ("model.hidden", coarse.model.hidden, fine.model.hidden),
         ("model.activation", coarse.model.activation, fine.model.activation),
+        ("crossfit_folds", coarse.crossfit_folds, fine.crossfit_folds),
         ("features.temporal", list(first.temporal), list(then.temporal)),
         ("features.nss", first.nss, then.nss),
         ("features.level none or not", first.level == "none", then.level == "none"),

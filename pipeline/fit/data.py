@@ -24,6 +24,7 @@ from pipeline.store import FEATURE_KINDS, FeatureStore
 
 Log = Callable[[str], None]
 
+_MEAN_ROWS = 4096  # chunk rows per block when pooling features per video
 _STATS_BLOCK_ROWS = 256  # rows per block when computing input moments: scratch of a few MB, no page faults
 
 
@@ -192,6 +193,17 @@ class ChunkFeatures:
                 + torch.arange(int(counts.sum()), device=self.device))  # every chunk row of ``videos``
         moments = [_moments(self.arrays[kind], rows) for kind in kinds]
         return torch.cat([m for m, _ in moments]).float(), torch.cat([s for _, s in moments]).float()
+
+    @torch.no_grad()
+    def video_means(self, videos: torch.Tensor, kinds: Sequence[str]) -> np.ndarray:
+        """The mean over each video's chunks of its ``kinds`` features, float64 ``(videos, dim)``."""
+        per_block = max(1, _MEAN_ROWS // int(self.counts[videos].max()))
+        means = []
+        for block in videos.split(per_block):
+            x, mask = self.batch(block, kinds)  # (B, C, D), (B, C)
+            weights = mask.to(torch.float64)
+            means.append((x.double() * weights[..., None]).sum(1) / weights.sum(1, keepdim=True))
+        return torch.cat(means).cpu().numpy()
 
 
 _shared: dict[tuple, ChunkFeatures] = {}

@@ -80,7 +80,7 @@ def run_job(job: FitJob) -> dict[str, dict[str, dict]]:
     last = phases[-1][1]
     baselines = run_baselines(last.baselines, features, splits, FeatureSpec.from_config(last).kinds, log)
     baselines = write_baselines(job.out_dir, baselines)  # first, so that the report written with the results shows them
-    metrics = write_results(job.out_dir, results, splits)
+    metrics = write_results(job.out_dir, results)
     log("\n" + metrics_table(["phase", "split"], (([phase, split], values)
                                                   for phase, by_split in {**metrics, **baselines}.items()
                                                   for split, values in by_split.items())))

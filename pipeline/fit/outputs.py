@@ -17,13 +17,13 @@ import pandas as pd
 
 from pipeline.config import Config, dump_config
 from pipeline.files import write_atomic
-from pipeline.fit.data import Split
 from pipeline.fit.model import save_model
 from pipeline.fit.train import PhaseResult
 from pipeline.report.run_report import write_run_report
 from pipeline.tables import METRIC_COLUMNS
 
 BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits
+OUT_OF_FOLD_FILE = "out_of_fold.csv"  # every training video scored by the member that did not train on it
 
 
 class RunLog:
@@ -50,7 +50,7 @@ def write_configs(
         dump_config(fine, out_dir / names[1])
 
 
-def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, Split]) -> dict:
+def write_results(out_dir: Path, results: list[PhaseResult]) -> dict:
     """Write the model files, metrics, history, scatter plot and report of a run; return the metrics written."""
     final = results[-1]
     save_model(out_dir / "best_model.pth", final.model, final.spec)
@@ -59,7 +59,8 @@ def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, S
     metrics = {result.phase: {split: _contract(m) for split, m in result.metrics.items()} for result in results}
     write_json(out_dir / "metrics.json", metrics)
     pd.DataFrame([row for result in results for row in result.history]).to_csv(out_dir / "history.csv", index=False)
-    plot_scatter(out_dir / "scatter.png", final, splits)
+    write_out_of_fold(out_dir / OUT_OF_FOLD_FILE, final)
+    plot_scatter(out_dir / "scatter.png", final)
     write_run_report(out_dir, {result.phase: result.best_epoch for result in results})
     return metrics
 
@@ -79,32 +80,46 @@ def write_json(path: Path, data: object) -> None:
     write_atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
-def plot_scatter(path: Path, result: PhaseResult, splits: dict[str, Split]) -> None:
-    """Predicted (MOS scale) vs. MOS for validation (and test), with the logistic fitted on validation."""
+def write_out_of_fold(path: Path, result: PhaseResult) -> None:
+    """Write every training video's out-of-fold score: ``filename, mos, score, score_raw, fold`` (the member that
+    left it out), the honest scores of the videos the model trained on."""
+    split = result.splits["val"]
+    pd.DataFrame({"filename": split.keys, "mos": split.mos, "score": result.predictions["val"],
+                  "score_raw": result.raw["val"], "fold": [result.spec.held_out_by[key] for key in split.keys]}
+                 ).to_csv(path, index=False)
+
+
+def plot_scatter(path: Path, result: PhaseResult) -> None:
+    """Raw predictions (MOS scale) vs. MOS: the training videos out of fold and the test splits, with the
+    calibration drawn over the whole range of predictions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
-    for split, pred in result.predictions.items():
+    for split, raw in result.raw.items():
         m = result.metrics[split]
-        ax.scatter(pred, splits[split].mos, s=12, alpha=0.7,
-                   label=f"{split} (n={m['n']}): SROCC {m['srocc']:.3f}, PLCC {m['plcc']:.3f}")
-    every = np.concatenate(list(result.predictions.values()))
-    x = np.linspace(every.min(), every.max(), 200)
-    ax.plot(x, result.spec.calibration(x), color="black", lw=1.5, label="logistic fitted on val")
-    ax.set_xlabel("predicted (MOS scale, before calibration)")
+        label = "training videos, out of fold" if split == "val" else split
+        ax.scatter(raw, result.splits[split].mos, s=12, alpha=0.7,
+                   label=f"{label} (n={m['n']}): SROCC {m['srocc']:.3f}, coverage {m['coverage']:.2f}")
+    every = np.concatenate(list(result.raw.values()))
+    low, high = every.min(), every.max()
+    margin = 0.15 * (high - low or 1.0)
+    x = np.linspace(low - margin, high + margin, 200)
+    ax.plot(x, result.spec.calibration(x), color="black", lw=1.5, label="calibration (fitted out of fold)")
+    ax.axvspan(*result.spec.calibration.fitted_range, color="grey", alpha=0.08, lw=0)
+    ax.set_xlabel("raw prediction (MOS scale; grey: calibration fitted)")
     ax.set_ylabel("MOS")
     ax.set_title(f"{result.spec.config.name}: {result.phase} phase, kept epoch {result.best_epoch}")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def _contract(values: dict) -> dict:
-    return {c: values[c] for c in METRIC_COLUMNS}
+    return {c: values.get(c, math.nan) for c in METRIC_COLUMNS}
 
 
 def _finite(data: object) -> object:

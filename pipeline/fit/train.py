@@ -1,9 +1,11 @@
-"""One training phase: the loop, the kept epoch (the last, or the best on validation SROCC), and its predictions."""
+"""One training phase: cross-fitted members trained together, the kept epoch, and what their out-of-fold
+predictions fit: the calibration, the intervals' residuals and the domain check."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -13,13 +15,19 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from sklearn.model_selection import GroupKFold
+
 from pipeline.config import Config, LossConfig
 from pipeline.errors import ConfigError
+from pipeline.fit.calibration import fit_calibration
 from pipeline.fit.checks import check_phase
 from pipeline.fit.data import ChunkFeatures, FeatureSpec, Log, Split
-from pipeline.fit.losses import mse_loss, rank_loss
+from pipeline.fit.intervals import DEFAULT_LEVEL, Residuals, coverage
+from pipeline.fit.losses import mse_losses, rank_losses
 from pipeline.fit.model import ChunkRegressor, ModelSpec
-from pipeline.metrics import evaluate, fit_logistic
+from pipeline.fit.novelty import fit_domain
+from pipeline.fit.protocols import is_test
+from pipeline.metrics import evaluate
 
 # Chunk rows per forward pass when predicting: float32 inputs below glibc's mmap threshold, so the buffers
 # are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
@@ -28,15 +36,17 @@ _PREDICT_ROWS = 512
 
 @dataclass
 class PhaseResult:
-    """The kept model of a phase and what it was judged by."""
+    """The kept model of a phase (its cross-fitted members) and what it was judged by."""
 
     phase: str
-    model: ChunkRegressor  # best weights, eval mode
+    model: ChunkRegressor  # the kept weights of every member, eval mode
     spec: ModelSpec
     best_epoch: int  # the kept epoch; 0: the initial model (random for coarse, the coarse model for fine)
     history: list[dict]  # one row per epoch
-    predictions: dict[str, np.ndarray]  # split -> predictions on the MOS scale, before calibration
-    metrics: dict[str, dict]  # split -> metrics.evaluate of those predictions (val and test)
+    splits: dict[str, Split]  # what was scored: "val" (every training video, out of fold) and the test splits
+    predictions: dict[str, np.ndarray]  # split -> scores (calibrated, MOS scale)
+    raw: dict[str, np.ndarray]  # split -> the same before calibration
+    metrics: dict[str, dict]  # split -> metrics.evaluate of the scores, with the interval coverage
 
 
 def train_phase(
@@ -47,71 +57,79 @@ def train_phase(
     init: ChunkRegressor | None = None,
     log: Log = print,
 ) -> PhaseResult:
-    """Train one phase on ``splits['train']`` and keep its last epoch, or the one with the best validation SROCC.
+    """Train one phase's cross-fitted members on the training videos, and keep their last epoch or the one with
+    the best out-of-fold SROCC.
 
-    ``init`` (the previous phase's kept model) gives the starting weights; the input standardisation is
-    always recomputed from this phase's training features. With ``select_epoch: best_val`` epoch 0 is the
-    starting model itself, so a phase never returns something worse on validation than what it started from.
+    The training videos (``splits['train']`` and ``['val']``) are cut into ``cfg.crossfit_folds`` folds by
+    source content; member ``k`` trains on every fold but ``k``, all members in one pass over each batch. So
+    every training video has a prediction from a member that never saw its source (out of fold): those fit
+    the calibration, the intervals' residuals and the domain's threshold, and are the ``val`` metrics. A new
+    video's prediction is the members' mean. ``init`` (the previous phase's kept model) gives the starting
+    weights; the input standardisation is always recomputed from this phase's features.
     """
     check_phase(cfg)
     started = time.perf_counter()
     spec = FeatureSpec.from_config(cfg)
     features.load(spec.kinds)
     device = features.device
-    videos = {name: features.videos(split.keys) for name, split in splits.items()}
-    train = splits["train"]
-    mos_mean, mos_std = float(train.mos.mean()), float(train.mos.std()) or 1.0
-    target = torch.tensor((train.mos - mos_mean) / mos_std, dtype=torch.float32, device=device)  # (N,)
+    part = training_part(splits)
+    folds = crossfit_folds(part, cfg.crossfit_folds)
+    members = int(folds.max()) + 1
+    videos = features.videos(part.keys)
+    trains = torch.from_numpy(folds[:, None] != np.arange(members)[None, :]).to(device)  # (N, members)
+    mos_mean, mos_std = float(part.mos.mean()), float(part.mos.std()) or 1.0
+    target = torch.tensor((part.mos - mos_mean) / mos_std, dtype=torch.float32, device=device)  # (N,)
 
     torch.manual_seed(cfg.seed)
-    model = ChunkRegressor.from_config(features.width(spec.kinds), cfg).to(device)
+    model = ChunkRegressor.from_config(features.width(spec.kinds), cfg, members).to(device)
     if init is not None:
         _transfer(init, model, phase)
-    model.standardise_with(*features.moments(videos["train"], spec.kinds))
+    model.standardise_with(*features.moments(videos, spec.kinds))
     optimizer = make_optimizer(cfg, model)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(part) / cfg.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(cfg.scheduler.warmup_epochs * steps_per_epoch, cfg.num_epochs * steps_per_epoch)
     )
     shuffle = torch.Generator().manual_seed(cfg.seed)
 
-    def validate() -> dict:
-        return evaluate(splits["val"].mos, _predict(model, features, videos["val"], spec.kinds) * mos_std + mos_mean)
+    def out_of_fold() -> np.ndarray:
+        """Each training video's prediction (MOS scale) by the member that left it out."""
+        outputs = _predict(model, features, videos, spec.kinds)  # (N, members)
+        return outputs[np.arange(len(part)), folds] * mos_std + mos_mean
 
-    val = validate()
+    val = evaluate(part.mos, out_of_fold())
     best_srocc, best_epoch, best_state = _score(val), 0, copy.deepcopy(model.state_dict())
     history = [_row(phase, 0, float("nan"), torch.full((3,), float("nan")), val, (0.0, 0.0))]
-    log(f"{phase}: {len(train)} train / {len(splits['val'])} val videos, inputs {'+'.join(spec.kinds)} "
-        f"({model.architecture['in_dim']}), epoch 0 val srocc {history[0]['val_srocc']:.4f} "
-        f"(standardisation and epoch 0: {time.perf_counter() - started:.1f} s)")
+    log(f"{phase}: {len(part)} training videos in {members} folds by {cfg.data.group_column} (member k trains on "
+        f"all but fold k), inputs {'+'.join(spec.kinds)} ({model.architecture['in_dim']}), epoch 0 out-of-fold "
+        f"srocc {history[0]['val_srocc']:.4f} (standardisation and epoch 0: {time.perf_counter() - started:.1f} s)")
     for epoch in range(1, cfg.num_epochs + 1):
         started, lr = time.perf_counter(), schedule.get_last_lr()[0]
         model.train()
-        totals = torch.zeros(3, device=device)  # loss, mse, rank summed over videos
-        for batch in torch.randperm(len(train), generator=shuffle).to(device).split(cfg.batch_size):
-            x, mask = features.batch(videos["train"][batch], spec.kinds)  # (B, C, D), (B, C)
-            totals += train_step(model, optimizer, x, mask, target[batch], cfg.loss) * len(batch)
+        totals = torch.zeros(3, device=device)  # loss, mse, rank summed over videos, averaged over members
+        for batch in torch.randperm(len(part), generator=shuffle).to(device).split(cfg.batch_size):
+            x, mask = features.batch(videos[batch], spec.kinds)  # (B, C, D), (B, C)
+            totals += train_step(model, optimizer, x, mask, target[batch], trains[batch], cfg.loss) * len(batch)
             schedule.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the epoch's timing covers its queued GPU work
         trained = time.perf_counter()
-        val = validate()
-        improved = _score(val) > best_srocc or cfg.select_epoch == "last"
-        if improved:
+        val = evaluate(part.mos, out_of_fold())
+        kept = cfg.select_epoch == "last" or _score(val) > best_srocc
+        if kept:
             best_srocc, best_epoch, best_state = _score(val), epoch, copy.deepcopy(model.state_dict())
         seconds = (trained - started, time.perf_counter() - trained)
-        history.append(_row(phase, epoch, lr, totals.cpu() / len(train), val, seconds))
-        log(_progress(history[-1], cfg.num_epochs, improved))
+        history.append(_row(phase, epoch, lr, totals.cpu() / len(part), val, seconds))
+        log(_progress(history[-1], cfg.num_epochs, kept))
 
     model.load_state_dict(best_state)
     model.eval()
-    log(f"{phase}: kept epoch {best_epoch} ({'the last' if cfg.select_epoch == 'last' else 'best val'}, "
-        f"val srocc {best_srocc:.4f})" + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
-    predictions = {
-        name: _predict(model, features, videos[name], spec.kinds) * mos_std + mos_mean
-        for name in splits if name != "train"
-    }
-    metrics = {name: evaluate(splits[name].mos, pred) for name, pred in predictions.items()}
+    log(f"{phase}: kept epoch {best_epoch} ({'the last' if cfg.select_epoch == 'last' else 'best out-of-fold'}, "
+        f"out-of-fold srocc {best_srocc:.4f})" + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
+    oof = out_of_fold()
+    calibration = fit_calibration(oof, part.mos)
+    residuals = Residuals.of(part.mos - calibration(oof), folds, members)
+    domain = fit_domain(features.video_means(videos, spec.kinds), folds, cfg.seed)
     model_spec = ModelSpec(
         features=spec,
         widths={kind: features.width([kind]) for kind in spec.kinds},
@@ -119,23 +137,63 @@ def train_phase(
         store_settings_hash=features.store.manifest["settings_hash"],
         mos_mean=mos_mean,
         mos_std=mos_std,
-        calibration=fit_logistic(predictions["val"], splits["val"].mos, (train.mos.min(), train.mos.max())),
+        calibration=calibration,
         config=cfg,
+        residuals=residuals,
+        domain=domain,
+        held_out_by=dict(zip(part.keys, map(int, folds))),
     )
-    return PhaseResult(phase, model, model_spec, best_epoch, history, predictions, metrics)
+    scored = {"val": dataclasses.replace(part, name="val"),
+              **{name: split for name, split in splits.items() if is_test(name)}}
+    members_raw = {name: _predict(model, features, features.videos(split.keys), spec.kinds) * mos_std + mos_mean
+                   for name, split in scored.items() if name != "val"}
+    raw = {"val": oof, **{name: outputs.mean(1) for name, outputs in members_raw.items()}}
+    members_raw["val"] = oof[:, None]  # a training video is scored by the member that left it out
+    predictions, metrics = {}, {}
+    for name, split in scored.items():
+        predictions[name] = calibration(raw[name])
+        low, high = residuals.interval(calibration(members_raw[name]))
+        metrics[name] = {**evaluate(split.mos, predictions[name]),
+                         "coverage": coverage(split.mos, np.minimum(low, predictions[name]),
+                                              np.maximum(high, predictions[name]))}
+    log(f"{phase}: calibration over predictions {calibration.fitted_range[0]:.2f}..{calibration.fitted_range[1]:.2f}; "
+        + ", ".join(f"{name} {DEFAULT_LEVEL:.0%}-interval coverage {m['coverage']:.2f}" for name, m in metrics.items()))
+    return PhaseResult(phase, model, model_spec, best_epoch, history, scored, predictions, raw, metrics)
+
+
+def training_part(splits: dict[str, Split]) -> Split:
+    """The videos the members train on: the ``train`` and ``val`` splits together."""
+    train, val = splits["train"], splits["val"]
+    return Split("train", [*train.keys, *val.keys], np.concatenate([train.mos, val.mos]),
+                 np.concatenate([train.groups, val.groups]))
+
+
+def crossfit_folds(part: Split, folds: int) -> np.ndarray:
+    """The fold (0..K-1) of each training video: ``GroupKFold`` by source content, K = ``folds`` or the number of
+    groups when there are fewer (a group never spans two folds, so no member has seen a held-out source)."""
+    groups = part.groups.astype(str)
+    k = min(folds, len(set(groups)))
+    assigned = np.empty(len(groups), dtype=np.int64)
+    for fold, (_, held) in enumerate(GroupKFold(n_splits=k).split(groups, groups=groups)):
+        assigned[held] = fold
+    return assigned
 
 
 def train_step(model: ChunkRegressor, optimizer: torch.optim.Optimizer, x: torch.Tensor, mask: torch.Tensor,
-               target: torch.Tensor, loss: LossConfig) -> torch.Tensor:
-    """One optimizer step on a batch ``x`` ``(B, C, D)``, ``mask`` ``(B, C)``, ``target`` ``(B,)``; returns (loss, mse, rank)."""
-    pred = model(x, mask)  # (B,)
-    mse = mse_loss(pred, target)
-    rank = rank_loss(pred, target, loss.rank_margin)
-    total = loss.mse_weight * mse + loss.rank_weight * rank
+               target: torch.Tensor, trains: torch.Tensor, loss: LossConfig) -> torch.Tensor:
+    """One optimizer step on a batch ``x`` ``(B, C, D)``, ``mask`` ``(B, C)``, ``target`` ``(B,)``, ``trains``
+    ``(B, members)`` (which member learns from which video); returns (loss, mse, rank), means over members.
+
+    The members' losses are summed, so each member's gradient is that of its own loss alone.
+    """
+    pred = model(x, mask)  # (B, members)
+    mse = mse_losses(pred, target, trains)
+    rank = rank_losses(pred, target, trains, loss.rank_margin)
+    total = loss.mse_weight * mse + loss.rank_weight * rank  # (members,)
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    total.sum().backward()
     optimizer.step()
-    return torch.stack([total, mse, rank]).detach()
+    return torch.stack([total.mean(), mse.mean(), rank.mean()]).detach()
 
 
 @contextlib.contextmanager
@@ -159,7 +217,7 @@ def deterministic() -> Iterator[None]:
 
 @torch.no_grad()
 def _predict(model: ChunkRegressor, features: ChunkFeatures, videos: torch.Tensor, kinds: tuple[str, ...]) -> np.ndarray:
-    """Model outputs (standardised MOS, float64) for ``videos``."""
+    """Every member's outputs (standardised MOS, float64 ``(videos, members)``) for ``videos``."""
     model.eval()
     per_batch = max(1, _PREDICT_ROWS // int(features.counts[videos].max()))
     outputs = [model(*features.batch(chunk, kinds)) for chunk in videos.split(per_batch)]
@@ -199,7 +257,7 @@ def _warmup_cosine(warmup_steps: int, total_steps: int):
 
 
 def _score(metrics: dict) -> float:
-    """Validation SROCC for model selection (undefined, e.g. constant predictions, ranks lowest)."""
+    """Out-of-fold SROCC for model selection (undefined, e.g. constant predictions, ranks lowest)."""
     return metrics["srocc"] if math.isfinite(metrics["srocc"]) else -math.inf
 
 
@@ -209,9 +267,9 @@ def _row(phase: str, epoch: int, lr: float, losses: torch.Tensor, val: dict, sec
             **{f"val_{k}": v for k, v in val.items()}, "train_seconds": seconds[0], "val_seconds": seconds[1]}
 
 
-def _progress(row: dict, epochs: int, improved: bool) -> str:
+def _progress(row: dict, epochs: int, kept: bool) -> str:
     return (f"{row['phase']:6s} epoch {row['epoch']:3d}/{epochs}  lr {row['lr']:.2e}  "
             f"loss {row['train_loss']:.4f} (mse {row['train_mse']:.4f}, rank {row['train_rank']:.4f})  "
-            f"val srocc {row['val_srocc']:.4f} plcc {row['val_plcc']:.4f}  "
+            f"out-of-fold srocc {row['val_srocc']:.4f} plcc {row['val_plcc']:.4f}  "
             f"{row['train_seconds']:.1f}+{row['val_seconds']:.1f}s"
-            + ("  *" if improved else ""))
+            + ("  *" if kept else ""))
