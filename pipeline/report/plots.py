@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from pipeline.fit.calibration import Calibration
 from pipeline.metrics import Logistic4
 from pipeline.report.html import data_uri
 
@@ -59,6 +60,30 @@ def scatter(predicted: np.ndarray, mos: np.ndarray, logistic: Logistic4, title: 
     ax.set_xlabel("predicted score")
     ax.set_ylabel("MOS")
     ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    return _png(fig)
+
+
+def calibration_curve(calibration: Calibration, points: tuple[np.ndarray, np.ndarray] | None = None,
+                      extend: float = 0.25) -> str:
+    """The calibration from raw prediction to score over its fitted range and ``extend`` of that range beyond
+    each end, where it is a line (the tails): how a video predicted past every training video is scored.
+    ``points`` (raw predictions, MOS), the out-of-fold videos it was fitted on, are drawn behind it."""
+    fig, ax = _figure(4.6, 3.6)
+    low, high = calibration.fitted_range
+    margin = extend * (high - low)
+    ax.axvspan(low, high, color=_GREY, alpha=0.08, lw=0, label="fitted range")
+    if points is not None:
+        ax.scatter(*points, s=8, alpha=0.35, color=_GREY, lw=0,
+                   label=f"training videos, out of fold (n={len(points[0])})")
+    inside = np.linspace(low, high, 200)
+    ax.plot(inside, calibration(inside), color=_BLUE, lw=1.6, label="calibration")
+    for start, stop in ((low - margin, low), (high, high + margin)):
+        tail = np.array([start, stop])
+        ax.plot(tail, calibration(tail), color=_ORANGE, lw=1.6, ls="--",
+                label="linear tails (extrapolated)" if start < low else None)
+    ax.set_xlabel("raw prediction (MOS scale)")
+    ax.set_ylabel("score (points: MOS)")
     ax.legend(fontsize=8, loc="upper left", frameon=False)
     return _png(fig)
 

@@ -1,7 +1,10 @@
 """The run report (``RUN_DIR/report.html``): how a fit went, from the files its run directory already holds.
 
 Each section appears when its file is there: the metrics (``metrics.json``, and ``baselines.json`` when ridge
-or SVR was scored beside the MLP), loss and validation curves per phase (``history.csv``), the scatter (``scatter.png``), the tables of ``--folds`` (``folds.csv``/``folds.json``),
+or SVR was scored beside the MLP), loss and validation curves per phase (``history.csv``), the scatter
+(``scatter.png``), "Scores you can trust" (the calibration of ``best_model.pth`` beyond its fitted range, over
+the points of ``out_of_fold.csv``, and the interval coverage per split of ``metrics.json``), the tables of
+``--folds`` (``folds.csv``/``folds.json``),
 ``--repeats`` (``repeats.csv``/``repeats.json``) and ``--sweep`` (``sweep.csv``), links to the reports of the
 fits below (``fold-*``, ``run-*``...), the resolved configs and the log. Building from files means a report can
 be made again for any run directory, and a new output file needs only a new section here.
@@ -10,17 +13,23 @@ be made again for any run directory, and a new output file needs only a new sect
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline.errors import WeightsError
 from pipeline.files import write_atomic
+from pipeline.fit.calibration import Calibration
+from pipeline.fit.intervals import DEFAULT_LEVEL
 from pipeline.report import plots
 from pipeline.report.html import data_uri, esc, image, page, plain_table
 from pipeline.tables import METRIC_COLUMNS
 
 REPORT_NAME = "report.html"
+_OUT_OF_FOLD = "out_of_fold.csv"  # the training videos' out-of-fold scores (pipeline.fit.outputs)
+_EXTEND = 0.25  # the calibration is drawn this share of its fitted range beyond each end
 _CONFIGS = ("config_coarse.yml", "config_fine.yml", "best_config.yml", "best_config_fine.yml")
 # Table files of the runs that fit many times: (file, summary file, title).
 _MANY_FITS = (("folds.csv", "folds.json", "Folds"), ("repeats.csv", "repeats.json", "Repeats"),
@@ -45,6 +54,7 @@ def run_report(run_dir: Path, best_epochs: Mapping[str, int]) -> str:
         _metrics(run_dir / "metrics.json", run_dir / "baselines.json"),
         _curves(run_dir / "history.csv", best_epochs),
         _scatter(run_dir / "scatter.png"),
+        _trust(run_dir),
         *(_many_fits(run_dir, *files) for files in _MANY_FITS),
         _sub_runs(run_dir),
         _texts(run_dir, _CONFIGS, "Resolved configs", opened=True),
@@ -61,8 +71,10 @@ def _metrics(path: Path, baselines: Path) -> str:
     columns = list(dict.fromkeys(c for by_split in metrics.values() for values in by_split.values() for c in values))
     rows = [[model, split, *(_value(values.get(c)) for c in columns)]
             for model, by_split in metrics.items() for split, values in by_split.items()]
+    coverage = (f"; coverage: the share of MOS inside the {DEFAULT_LEVEL:.0%} prediction intervals, val: every "
+                "training video, scored out of fold" if "coverage" in columns else "")
     return ("<h2>Metrics</h2>" + plain_table(["model", "split", *columns], rows)
-            + '<p class="note">plcc, rmse: after the logistic fitted on validation; *_raw: before it.</p>')
+            + f'<p class="note">plcc, rmse: after the logistic fitted on validation; *_raw: before it{coverage}.</p>')
 
 
 def _curves(path: Path, best_epochs: Mapping[str, int]) -> str:
@@ -81,6 +93,72 @@ def _scatter(path: Path) -> str:
     if not path.exists():
         return ""
     return f"<h2>Predicted vs. MOS</h2>{image(data_uri(path.read_bytes(), 'image/png'), 'predicted against MOS')}"
+
+
+def _trust(run_dir: Path) -> str:
+    """How far the model's scores can be trusted: its calibration beyond the training videos' predictions, and
+    whether its intervals held the MOS as often as they promise. Absent for runs from before either existed."""
+    parts = [part for part in (_calibration(run_dir / "best_model.pth", run_dir / _OUT_OF_FOLD),
+                               _coverage(run_dir / "metrics.json")) if part]
+    return "<h2>Scores you can trust</h2>" + "".join(parts) if parts else ""
+
+
+def _calibration(model: Path, out_of_fold: Path) -> str:
+    """The model's map from raw prediction to score, past the predictions it was fitted on: what a video unlike
+    every training video is scored."""
+    if not model.exists():
+        return ""
+    from pipeline.fit.model import load_model  # torch: imported only for a run that has a model
+
+    try:
+        _, spec = load_model(model)
+    except WeightsError as err:
+        return f'<p class="note">No calibration shown: {esc(err)}</p>'
+    calibration = spec.calibration
+    if not isinstance(calibration, Calibration):
+        return (f'<p class="note">{esc(model.name)} is a model file of version 1: a logistic calibration fitted on the '
+                "validation split, no prediction intervals and no domain check; refit it for them.</p>")
+    points = None
+    if out_of_fold.exists():
+        table = pd.read_csv(out_of_fold)
+        points = (table["score_raw"].to_numpy(), table["mos"].to_numpy())
+    low, high = calibration.fitted_range
+    uri = plots.calibration_curve(calibration, points, _EXTEND)
+    note = (f"Fitted on the out-of-fold predictions of the training videos, {low:.4g} to {high:.4g} (grey), shown "
+            f"{_EXTEND:.0%} of that range beyond each end. It rises everywhere, so no two predictions share a score; "
+            f"past the fitted range it is a line of the average slope ({calibration.tail_slope:.3g}): a video "
+            "predicted beyond every training video scores beyond the training MOS, an extrapolation. The score "
+            "report flags the videos whose features are unlike the training data.")
+    return (f"<h3>Calibration over the full range of predictions</h3>"
+            f'{image(uri, "calibration from raw prediction to score")}<p class="note">{note}</p>')
+
+
+def _coverage(path: Path) -> str:
+    """Each split's interval coverage against the level the intervals promise, and whether the gap is more
+    than the sampling error of a share over ``n`` videos."""
+    if not path.exists():
+        return ""
+    rows = [[phase, split, f"{values['coverage']:.0%}", f"{DEFAULT_LEVEL:.0%}", values.get("n"),
+             _reading(values["coverage"], values.get("n"))]
+            for phase, by_split in json.loads(path.read_text()).items() for split, values in by_split.items()
+            if values.get("coverage") is not None]
+    if not rows:
+        return ""
+    return (f"<h3>Prediction intervals: how often they held the MOS</h3>"
+            + plain_table(["model", "split", "coverage", "nominal", "n", "reading"], rows)
+            + f'<p class="note">The share of videos whose MOS lies inside its {DEFAULT_LEVEL:.0%} prediction '
+              "interval; val: every training video, scored by the member that did not train on it; test: videos no "
+              "member saw. Within two standard errors of the nominal level reads as held.</p>")
+
+
+def _reading(coverage: float, n: int | None) -> str:
+    """Whether a coverage over ``n`` videos is the nominal level within two binomial standard errors."""
+    if not n:
+        return ""
+    error = 2 * math.sqrt(DEFAULT_LEVEL * (1 - DEFAULT_LEVEL) / n)
+    if coverage < DEFAULT_LEVEL - error:
+        return "too narrow: fewer MOS inside than promised"
+    return "wider than needed" if coverage > DEFAULT_LEVEL + error else "held"
 
 
 def _many_fits(run_dir: Path, table_name: str, summary_name: str | None, title: str) -> str:
