@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from pipeline import __version__
 from pipeline.config import Config, load_config
 from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
 from pipeline.labels import read_labels
@@ -25,6 +26,24 @@ set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a config key by its dotted path, e.g. --set extract.batch_size=4 (repeatable).",
 )
+
+
+def _list_configs(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--list-configs``: print each shipped config's name and what it is for, then stop."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pipeline.configs import shipped_names, summary
+
+    for name in shipped_names():
+        click.echo(f"{name:24} {summary(name)}")
+    ctx.exit()
+
+
+list_configs_option = click.option(
+    "--list-configs", is_flag=True, expose_value=False, is_eager=True, callback=_list_configs,
+    help="List the configs that ship with the package (-o NAME) and exit.",
+)
+version_option = click.version_option(__version__, "--version", prog_name="vqa-pipeline", message="%(prog)s %(version)s")
 
 
 def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
@@ -95,7 +114,9 @@ def _levels(option: str | None) -> list[str] | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-o", "--config", "config_path", required=True, metavar="CONFIG", help="Config YAML, e.g. config/kwai_simpleVQA.yml.")
+@click.option("-o", "--config", "config_path", required=True, metavar="CONFIG",
+              help="Config: a YAML file, or the name of a shipped config (--list-configs), e.g. nss_only.")
+@list_configs_option
 @click.option("--csv", "csv_paths", multiple=True, metavar="CSV",
               help="Label CSV of the videos (filename column; repeatable). Default: the config's train/val/test CSVs.")
 @click.option("--video-root", metavar="DIR",
@@ -114,6 +135,7 @@ def _levels(option: str | None) -> list[str] | None:
               help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
                    "(needs the dist extra; videos and store on a file system every worker sees).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@version_option
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
             levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
@@ -178,6 +200,7 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @click.option("--workers", callback=_workers, metavar="N|auto",
               help="Decode in N separate processes beside the models, or auto (default: extract.workers).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while extracting.")
+@version_option
 @reports_errors
 def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str,
           device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
@@ -224,7 +247,9 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-o", "--config", "config_path", required=True, metavar="CONFIG",
-              help="Coarse-phase config YAML, e.g. config/kwai_simpleVQA.yml; its fine_config names the fine phase.")
+              help="Coarse-phase config: a YAML file, or the name of a shipped config (--list-configs), e.g. "
+                   "kwai_simpleVQA. Its fine_config names the fine phase.")
+@list_configs_option
 @click.option("--fine", "fine_path", metavar="CONFIG", help="Fine-phase config (default: the config's fine_config).")
 @click.option("--store", metavar="DIR", help="Feature store directory. Default: the config's data.store.")
 @click.option("--out", "out_dir", metavar="RUN_DIR", help="Run directory. Default: runs/<name>-<timestamp>.")
@@ -246,6 +271,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
               help="Run the fits of a sweep or of folds on a Dask cluster instead of --jobs processes: N worker "
                    "processes here, or a scheduler such as tcp://host:8786 (needs the dist extra; store, CSVs and "
                    "run directory on a file system every worker sees).")
+@version_option
 @reports_errors
 def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str | None,
         overrides: tuple[str, ...], seed: int | None, folds: int, repeats: int, test_fraction: float,
