@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import click
 
 from pipeline import __version__
 from pipeline.config import Config, load_config
+from pipeline.discovery import find_videos
 from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
 from pipeline.labels import read_labels
+from pipeline.table_formats import check_format, write_table
 from pipeline.tables import metrics_table
 
 _LISTED_FAILURES = 20  # failed videos named on the terminal; the store's failures.csv has them all
@@ -104,6 +107,19 @@ def _videos(cfg: Config, csv_paths: Sequence[str], video_root: str | None) -> li
     return list(videos.items())
 
 
+def _pointed_at(csv_path: str | None, video_specs: Sequence[str], video_root: str | None) -> dict[str, str] | None:
+    """``{key: path}`` of the videos ``--videos`` points at; None when a ``--csv`` names them (exactly one of the
+    two is given, and ``--video-root`` only with a CSV)."""
+    if (csv_path is None) == (not video_specs):
+        raise UsageError("name the videos to score with --csv CSV or with --videos DIR|FILE|GLOB|- (one of the two"
+                         f"{', not both' if csv_path else ''})")
+    if csv_path is not None:
+        return None
+    if video_root is not None:
+        raise UsageError("--video-root goes with --csv; the keys of --videos are relative to each folder given")
+    return find_videos(video_specs, sys.stdin)
+
+
 def _levels(option: str | None) -> list[str] | None:
     if option is None:
         return None
@@ -176,15 +192,20 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_path", required=True, metavar="RUN_DIR/best_model.pth",
               type=click.Path(exists=True, dir_okay=False), help="A model file written by fit.py.")
-@click.option("--csv", "csv_path", required=True, metavar="CSV",
-              help="Videos to score: a filename column; a mos (or score) column adds metrics.")
+@click.option("--csv", "csv_path", metavar="CSV",
+              help="Videos to score: a filename column; a mos (or score) column adds metrics. Or use --videos.")
+@click.option("--videos", "video_specs", multiple=True, metavar="DIR|FILE|GLOB|-",
+              help="Videos to score instead of a CSV (repeatable): a folder (searched recursively for video files), "
+                   "a file, a glob pattern, or - to read paths from standard input. Keys are the paths relative to "
+                   "the folder given.")
 @click.option("--video-root", metavar="DIR",
               help="Folder the CSV filenames are relative to (default: the CSV's folder).")
 @click.option("--store", metavar="DIR",
               help="Feature store to read and extend (default: the model's training store when it is here with the "
                    "same settings, else features/scores-<settings hash>).")
-@click.option("--out", "out_path", required=True, metavar="SCORES_CSV",
-              help="Where to write filename,score,score_raw,status,error.")
+@click.option("--out", "out_path", required=True, metavar="SCORES.csv|.jsonl|.parquet",
+              help="Where to write filename,score,score_raw,status,error, in the format its extension names "
+                   "(.parquet needs the parquet extra).")
 @click.option("--device", metavar="auto|cpu|cuda|cuda:N",
               help="Where the models run (default: the model's extract.device).")
 @click.option("--weights", metavar="imagenet|random|DIR",
@@ -202,31 +223,39 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while extracting.")
 @version_option
 @reports_errors
-def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str,
-          device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
-          report_path: str | None, report_worst: int, overrides: tuple[str, ...], workers: int | str | None,
-          progress: bool) -> int:
-    """Score a CSV's videos with a fitted model, extracting the features its store lacks.
+def score(model_path: str, csv_path: str | None, video_specs: tuple[str, ...], video_root: str | None,
+          store: str | None, out_path: str, device: str | None, weights: str | None, per_second: str | None,
+          metrics_path: str | None, report_path: str | None, report_worst: int, overrides: tuple[str, ...],
+          workers: int | str | None, progress: bool) -> int:
+    """Score videos with a fitted model, extracting the features its store lacks: a CSV's, or those --videos finds.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed (status=error rows).
     """
+    check_format(out_path)
+    found = _pointed_at(csv_path, video_specs, video_root)
     from pipeline.fit.outputs import write_json  # heavy imports (torch) only once arguments are valid
-    from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second, write_scores
+    from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second
 
     extra = [f"extract.workers={workers}"] if workers is not None else []
     scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra])
-    click.echo(f"scoring {csv_path} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
+    source = csv_path or " ".join(video_specs)
+    click.echo(f"scoring {source} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
                f"device {scorer.device})", err=True)
-    table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
-    write_scores(table, out_path)
+    if found is None:
+        table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
+    else:
+        table, metrics = scorer.score_paths(found, progress=progress), None
+    write_table(table, out_path, SCORE_COLUMNS)
     if per_second:
         write_per_second(table, per_second)
     if report_path:
         from pipeline.report.score_report import write_score_report
 
-        labels = read_labels(csv_path, video_root, require_mos=False, missing="keep")
-        write_score_report(report_path, table, metrics, videos=dict(zip(labels["filename"], labels["path"])),
-                           worst=report_worst, title=f"{csv_path} scored with {model_path}")
+        if found is None:
+            labels = read_labels(csv_path, video_root, require_mos=False, missing="keep")
+            found = dict(zip(labels["filename"], labels["path"]))
+        write_score_report(report_path, table, metrics, videos=found, worst=report_worst,
+                           title=f"{source} scored with {model_path}")
         click.echo(f"report -> {report_path}")
     failed = table[table["status"] == "error"]
     click.echo(f"scored {len(table) - len(failed)} of {len(table)} video(s) -> {out_path}")
@@ -236,7 +265,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
         if metrics_path:
             write_json(Path(metrics_path), {"model": model_path, "csv": csv_path, **metrics})
     elif metrics_path:
-        click.echo(f"no metrics: {csv_path} has no MOS for any scored video; {metrics_path} not written", err=True)
+        click.echo(f"no metrics: {source} gives no MOS for any scored video; {metrics_path} not written", err=True)
     if len(failed):
         click.echo(f"{len(failed)} video(s) failed (status=error in {out_path}):", err=True)
         for key, error in list(zip(failed[SCORE_COLUMNS[0]], failed["error"]))[:_LISTED_FAILURES]:
