@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.discovery import find_videos, looks_like_video
+from pipeline.discovery import VIDEO_EXTENSIONS, find_videos, looks_like_video
 from pipeline.errors import UsageError
 from videos import make_audio_only, make_video
 
@@ -79,3 +79,9 @@ def test_nothing_found_is_an_error(tmp_path, spec):
     (tmp_path / "empty" / "readme.txt").write_text("no videos here")
     with pytest.raises(UsageError, match="no video file.*mp4, .mpeg"):
         find_videos([str(tmp_path / spec)])
+
+
+def test_readme_lists_every_extension():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    listed = readme.split("Extensions searched for: ")[1].split("(`pipeline.discovery")[0]
+    assert set(listed.replace("`", "").split()) == VIDEO_EXTENSIONS
