@@ -61,11 +61,16 @@ def write_results(out_dir: Path, results: list[PhaseResult], splits: dict[str, S
         save_model(out_dir / f"{result.phase}_model.pth", result.model, result.spec)
     metrics = {result.phase: {split: _contract(m) for split, m in result.metrics.items()} for result in results}
     write_json(out_dir / "metrics.json", metrics)
-    write_json(out_dir / RUN_FILE, {"pipeline_version": __version__, "versions": library_versions()})
+    write_run_info(out_dir)
     pd.DataFrame([row for result in results for row in result.history]).to_csv(out_dir / "history.csv", index=False)
     plot_scatter(out_dir / "scatter.png", final, splits)
     write_run_report(out_dir, {result.phase: result.best_epoch for result in results})
     return metrics
+
+
+def write_run_info(out_dir: Path) -> None:
+    """Write ``run.json``: the version of this package (and of the libraries) that made the run."""
+    write_json(out_dir / RUN_FILE, {"pipeline_version": __version__, "versions": library_versions()})
 
 
 def write_baselines(out_dir: Path, baselines: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
