@@ -46,7 +46,8 @@ list_configs_option = click.option(
     "--list-configs", is_flag=True, expose_value=False, is_eager=True, callback=_list_configs,
     help="List the configs that ship with the package (-o NAME) and exit.",
 )
-version_option = click.version_option(__version__, "--version", prog_name="vqa-pipeline", message="%(prog)s %(version)s")
+version_option = click.version_option(__version__, "--version", prog_name="vqa-pipeline",
+                                      message="%(prog)s %(version)s")
 
 
 def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:

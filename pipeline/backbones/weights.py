@@ -1,9 +1,10 @@
 """Pretrained weights: where they come from, how they are checked, and the one explicit way to run without them.
 
 A checkpoint is looked for, in this order: in the directory the user names (``--weights DIR``, for offline
-nodes, filled by ``vqa-weights fetch DIR`` on a machine with network), in the torch hub cache (``$TORCH_HOME/hub/checkpoints``), and last downloaded from its official URL
-into a temporary file beside the cache, SHA-256 checked, and only then renamed into place, so an interrupted
-or corrupt download never poses as a good file. When all three fail, the ``WeightsError`` names the URL and
+nodes; ``vqa-weights fetch DIR`` fills one where there is network), in the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``), and last downloaded from its official URL into a temporary file beside
+the cache, SHA-256 checked, and only then renamed into place, so an interrupted or corrupt download never
+poses as a good file. When all three fail, the ``WeightsError`` names the URL and
 where to put the file. ``weights="random"`` (seeded) is the only way to run without real weights; nothing
 falls back to it silently.
 
