@@ -1,7 +1,7 @@
-"""Score a CSV's videos with a fitted model; extracts the features not cached yet (see --help).
+"""Score videos with a fitted model: a CSV's, or those --videos finds; extracts the features not cached yet (see --help).
 
-    python score.py --model RUN_DIR/best_model.pth --csv CSV --out scores.csv [--per-second FILE] [--metrics FILE]
-                    [--report FILE.html [--report-worst N]]
+    python score.py --model RUN_DIR/best_model.pth --csv CSV | --videos DIR|FILE|GLOB|- ... --out scores.csv|.jsonl|.parquet
+                    [--per-second FILE] [--metrics FILE] [--report FILE.html [--report-worst N]]
 """
 
 from pipeline.cli import score

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 
+from pipeline import __version__
 from pipeline.config import Config, load_config
+from pipeline.discovery import find_videos
 from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
 from pipeline.labels import read_labels
+from pipeline.table_formats import check_format, write_table
 from pipeline.tables import metrics_table
 
 _LISTED_FAILURES = 20  # failed videos named on the terminal; the store's failures.csv has them all
@@ -25,6 +29,25 @@ set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a config key by its dotted path, e.g. --set extract.batch_size=4 (repeatable).",
 )
+
+
+def _list_configs(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--list-configs``: print each shipped config's name and what it is for, then stop."""
+    if not value or ctx.resilient_parsing:
+        return
+    from pipeline.configs import shipped_names, summary
+
+    for name in shipped_names():
+        click.echo(f"{name:24} {summary(name)}")
+    ctx.exit()
+
+
+list_configs_option = click.option(
+    "--list-configs", is_flag=True, expose_value=False, is_eager=True, callback=_list_configs,
+    help="List the configs that ship with the package (-o NAME) and exit.",
+)
+version_option = click.version_option(__version__, "--version", prog_name="vqa-pipeline",
+                                      message="%(prog)s %(version)s")
 
 
 def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
@@ -85,6 +108,19 @@ def _videos(cfg: Config, csv_paths: Sequence[str], video_root: str | None) -> li
     return list(videos.items())
 
 
+def _pointed_at(csv_path: str | None, video_specs: Sequence[str], video_root: str | None) -> dict[str, str] | None:
+    """``{key: path}`` of the videos ``--videos`` points at; None when a ``--csv`` names them (exactly one of the
+    two is given, and ``--video-root`` only with a CSV)."""
+    if (csv_path is None) == (not video_specs):
+        raise UsageError("name the videos to score with --csv CSV or with --videos DIR|FILE|GLOB|- (one of the two"
+                         f"{', not both' if csv_path else ''})")
+    if csv_path is not None:
+        return None
+    if video_root is not None:
+        raise UsageError("--video-root goes with --csv; the keys of --videos are relative to each folder given")
+    return find_videos(video_specs, sys.stdin)
+
+
 def _levels(option: str | None) -> list[str] | None:
     if option is None:
         return None
@@ -95,7 +131,9 @@ def _levels(option: str | None) -> list[str] | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-o", "--config", "config_path", required=True, metavar="CONFIG", help="Config YAML, e.g. config/kwai_simpleVQA.yml.")
+@click.option("-o", "--config", "config_path", required=True, metavar="CONFIG",
+              help="Config: a YAML file, or the name of a shipped config (--list-configs), e.g. nss_only.")
+@list_configs_option
 @click.option("--csv", "csv_paths", multiple=True, metavar="CSV",
               help="Label CSV of the videos (filename column; repeatable). Default: the config's train/val/test CSVs.")
 @click.option("--video-root", metavar="DIR",
@@ -114,6 +152,7 @@ def _levels(option: str | None) -> list[str] | None:
               help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
                    "(needs the dist extra; videos and store on a file system every worker sees).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@version_option
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
             levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
@@ -154,16 +193,20 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model_path", required=True, metavar="RUN_DIR/best_model.pth",
               type=click.Path(exists=True, dir_okay=False), help="A model file written by fit.py.")
-@click.option("--csv", "csv_path", required=True, metavar="CSV",
-              help="Videos to score: a filename column; a mos (or score) column adds metrics.")
+@click.option("--csv", "csv_path", metavar="CSV",
+              help="Videos to score: a filename column; a mos (or score) column adds metrics. Or use --videos.")
+@click.option("--videos", "video_specs", multiple=True, metavar="DIR|FILE|GLOB|-",
+              help="Videos to score instead of a CSV (repeatable): a folder (searched recursively for video files), "
+                   "a file, a glob pattern, or - to read paths from standard input. Keys are the paths relative to "
+                   "the folder given.")
 @click.option("--video-root", metavar="DIR",
               help="Folder the CSV filenames are relative to (default: the CSV's folder).")
 @click.option("--store", metavar="DIR",
               help="Feature store to read and extend (default: the model's training store when it is here with the "
                    "same settings, else features/scores-<settings hash>).")
-@click.option("--out", "out_path", required=True, metavar="SCORES_CSV",
+@click.option("--out", "out_path", required=True, metavar="SCORES.csv|.jsonl|.parquet",
               help="Where to write filename,score,score_raw,status,error,score_low,score_high,in_domain,novelty,"
-                   "trained_on.")
+                   "trained_on, in the format its extension names (.parquet needs the parquet extra).")
 @click.option("--interval", "interval", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
               show_default=True, metavar="LEVEL",
               help="score_low..score_high hold the MOS of this share of videos from sources the model never saw.")
@@ -182,33 +225,42 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 @click.option("--workers", callback=_workers, metavar="N|auto",
               help="Decode in N separate processes beside the models, or auto (default: extract.workers).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while extracting.")
+@version_option
 @reports_errors
-def score(model_path: str, csv_path: str, video_root: str | None, store: str | None, out_path: str, interval: float,
-          device: str | None, weights: str | None, per_second: str | None, metrics_path: str | None,
-          report_path: str | None, report_worst: int, overrides: tuple[str, ...], workers: int | str | None,
-          progress: bool) -> int:
-    """Score a CSV's videos with a fitted model, extracting the features its store lacks.
+def score(model_path: str, csv_path: str | None, video_specs: tuple[str, ...], video_root: str | None,
+          store: str | None, out_path: str, interval: float, device: str | None, weights: str | None,
+          per_second: str | None, metrics_path: str | None, report_path: str | None, report_worst: int,
+          overrides: tuple[str, ...], workers: int | str | None, progress: bool) -> int:
+    """Score videos with a fitted model, extracting the features its store lacks: a CSV's, or those --videos finds.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed (status=error rows).
     """
+    check_format(out_path)
+    found = _pointed_at(csv_path, video_specs, video_root)
     from pipeline.fit.outputs import write_json  # heavy imports (torch) only once arguments are valid
-    from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second, write_scores
+    from pipeline.scoring import SCORE_COLUMNS, Scorer, write_per_second
 
     extra = [f"extract.workers={workers}"] if workers is not None else []
     scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra],
                          interval=interval)
-    click.echo(f"scoring {csv_path} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
+    source = csv_path or " ".join(video_specs)
+    click.echo(f"scoring {source} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
                f"device {scorer.device})", err=True)
-    table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
-    write_scores(table, out_path)
+    if found is None:
+        table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
+    else:
+        table, metrics = scorer.score_paths(found, progress=progress), None
+    write_table(table, out_path, SCORE_COLUMNS)
     if per_second:
         write_per_second(table, per_second)
     if report_path:
         from pipeline.report.score_report import write_score_report
 
-        labels = read_labels(csv_path, video_root, require_mos=False, missing="keep")
-        write_score_report(report_path, table, metrics, videos=dict(zip(labels["filename"], labels["path"])),
-                           worst=report_worst, title=f"{csv_path} scored with {model_path}", interval=interval)
+        if found is None:
+            labels = read_labels(csv_path, video_root, require_mos=False, missing="keep")
+            found = dict(zip(labels["filename"], labels["path"]))
+        write_score_report(report_path, table, metrics, videos=found, worst=report_worst,
+                           title=f"{source} scored with {model_path}", interval=interval)
         click.echo(f"report -> {report_path}")
     failed = table[table["status"] == "error"]
     click.echo(f"scored {len(table) - len(failed)} of {len(table)} video(s) -> {out_path}")
@@ -223,7 +275,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
         if metrics_path:
             write_json(Path(metrics_path), {"model": model_path, "csv": csv_path, **metrics})
     elif metrics_path:
-        click.echo(f"no metrics: {csv_path} has no MOS for any scored video; {metrics_path} not written", err=True)
+        click.echo(f"no metrics: {source} gives no MOS for any scored video; {metrics_path} not written", err=True)
     if len(failed):
         click.echo(f"{len(failed)} video(s) failed (status=error in {out_path}):", err=True)
         for key, error in list(zip(failed[SCORE_COLUMNS[0]], failed["error"]))[:_LISTED_FAILURES]:
@@ -234,7 +286,9 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-o", "--config", "config_path", required=True, metavar="CONFIG",
-              help="Coarse-phase config YAML, e.g. config/kwai_simpleVQA.yml; its fine_config names the fine phase.")
+              help="Coarse-phase config: a YAML file, or the name of a shipped config (--list-configs), e.g. "
+                   "kwai_simpleVQA. Its fine_config names the fine phase.")
+@list_configs_option
 @click.option("--fine", "fine_path", metavar="CONFIG", help="Fine-phase config (default: the config's fine_config).")
 @click.option("--store", metavar="DIR", help="Feature store directory. Default: the config's data.store.")
 @click.option("--out", "out_dir", metavar="RUN_DIR", help="Run directory. Default: runs/<name>-<timestamp>.")
@@ -256,6 +310,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
               help="Run the fits of a sweep or of folds on a Dask cluster instead of --jobs processes: N worker "
                    "processes here, or a scheduler such as tcp://host:8786 (needs the dist extra; store, CSVs and "
                    "run directory on a file system every worker sees).")
+@version_option
 @reports_errors
 def fit(config_path: str, fine_path: str | None, store: str | None, out_dir: str | None,
         overrides: tuple[str, ...], seed: int | None, folds: int, repeats: int, test_fraction: float,

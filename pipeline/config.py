@@ -3,7 +3,9 @@
 Every key, its type and its default live in the dataclasses below and nowhere else. A config file holds only
 the keys it changes; the fine phase's file holds only what differs from the coarse phase's resolved config.
 Unknown keys and wrong types are errors that name the key, the file and the valid choices.
-Relative paths are taken relative to the current directory (run the commands from the project root).
+Relative paths are taken relative to the current directory. A config is named by a path or by the name of a
+shipped one (:mod:`pipeline.configs`), and a file may start from another: ``base: NAME|PATH`` lays its keys over
+that config's (how the checkout's ``config/`` files put the shipped ones on the bundled sample).
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
 
+from .configs import resolve
 from .errors import ConfigError
+
+BASE_KEY = "base"  # a file's directive, not a config key: the config its keys are laid over
 
 
 @dataclass
 class DataConfig:
-    train_csv: str = "data/sample/labels.csv"
+    train_csv: Optional[str] = None  # required to fit; extraction and scoring may name their CSVs instead
     val_csv: Optional[str] = None  # null: split train_csv by group (by filename when there is no group column)
     test_csv: Union[str, list[str], None] = None  # a list: each CSV is a test set reported on its own (cross-dataset)
-    video_root: str = "data/sample"
-    store: str = "features/sample"
+    video_root: Optional[str] = None  # null: each CSV's filenames are relative to the CSV's own folder
+    store: str = "features/default"
     val_fraction: float = 0.2
     group_column: str = "group"  # the column naming each clip's source content (the data sets here: `source`)
     split_column: Optional[str] = None  # an official split (train / val / test, test-1080p ...) in train_csv
@@ -101,7 +106,7 @@ class SchedulerConfig:
 class Config:
     name: str = "kwai_simpleVQA"
     seed: int = 42
-    fine_config: Optional[str] = "config/kwai_fine_simpleVQA.yml"  # the phase run after this one (null: none)
+    fine_config: Optional[str] = "kwai_fine_simpleVQA"  # the phase run after this one (null: none)
     device: str = "cpu"  # where fit trains: auto | cpu | cuda | cuda:N (a small MLP is often fastest on CPU)
     data: DataConfig = field(default_factory=DataConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -128,9 +133,11 @@ def load_config(
 ) -> Config:
     """Return the config of ``path`` laid over ``base`` (default: the defaults), then the ``--set`` overrides."""
     tree = to_dict(base if base is not None else Config())
+    source = "defaults"
     if path is not None:
-        _merge(tree, _read_yaml(Path(path)))
-    cfg = _build(Config, tree, str(path or "defaults"), "")
+        source = str(resolve(path))
+        _merge(tree, _file_tree(Path(source)))
+    cfg = _build(Config, tree, source, "")
     for item in overrides:  # one at a time, so an error names the override at fault
         key, value = _parse_override(item)
         _merge(tree, _nest(key, value))
@@ -139,16 +146,14 @@ def load_config(
 
 
 def fine_config_path(config_path: str | Path, cfg: Config) -> Path | None:
-    """Return the fine phase's config file named by ``cfg.fine_config``, found beside the coarse file if need be."""
+    """Return the fine phase's config file named by ``cfg.fine_config``: a file (here, or beside the coarse file)
+    or a shipped config's name."""
     if cfg.fine_config is None:
         return None
-    candidate = Path(cfg.fine_config)
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    beside = Path(config_path).parent / candidate.name
-    if beside.exists():
-        return beside
-    raise ConfigError(f"{config_path}: fine_config {cfg.fine_config!r} does not exist (nor {beside})")
+    try:
+        return resolve(cfg.fine_config, beside=resolve(config_path).parent)
+    except ConfigError as err:
+        raise ConfigError(f"{config_path}: fine_config does not exist: {err}") from None
 
 
 def to_dict(cfg: Any) -> Any:
@@ -182,6 +187,23 @@ def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
         nested = _dataclass_of(_hints(cls)[f.name])
         keys.extend(valid_keys(nested, path + ".") if nested else [path])
     return keys
+
+
+def _file_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The keys a config file sets: those of the config its ``base`` names (recursively), with its own over them."""
+    tree = _read_yaml(path)
+    base = tree.pop(BASE_KEY, None)
+    if base is None:
+        return tree
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {BASE_KEY} must name a config (a shipped name or a path), got {base!r}")
+    chain = (*chain, path.resolve())
+    parent = resolve(base, beside=path.parent)
+    if parent.resolve() in chain:
+        raise ConfigError(f"{path}: {BASE_KEY} {base!r} leads back to a config it started from ({parent})")
+    merged = _file_tree(parent, chain)
+    _merge(merged, tree)
+    return merged
 
 
 def _read_yaml(path: Path) -> dict:

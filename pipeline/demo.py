@@ -34,11 +34,11 @@ SAMPLE_LEVELS = ["extract.levels.coarse.short_side=112", "extract.levels.fine.sh
 
 def pretrained_weights() -> str | None:
     """None when both backbones' official weights are here (torch hub cache) or downloadable; else why not."""
-    from pipeline.backbones.weights import PRETRAINED, RESNET50_IMAGENET1K_V1, SLOWFAST_8X8_R50, locate
+    from pipeline.backbones.weights import BACKBONE_WEIGHTS, PRETRAINED, locate
     from pipeline.errors import WeightsError
 
     try:
-        for spec in (RESNET50_IMAGENET1K_V1, SLOWFAST_8X8_R50):
+        for spec in BACKBONE_WEIGHTS:
             locate(spec, PRETRAINED)
     except WeightsError as err:
         return str(err)

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from pipeline.backbones import SpatialExtractor, TemporalExtractor
+from corpus import invoke
 from pipeline.backbones import weights as pretrained
+from pipeline.backbones.cli import main as weights_cli
 from pipeline.backbones.weights import WeightsSpec, load_model, locate
 from pipeline.errors import WeightsError
 
@@ -162,6 +164,7 @@ def test_official_constants():
     assert pretrained.RESNET50_IMAGENET1K_V1.filename == f"resnet50-{pretrained.RESNET50_IMAGENET1K_V1.sha256}.pth"
     assert pretrained.SLOWFAST_8X8_R50.url.endswith("/SLOWFAST_8x8_R50.pyth")
     assert pretrained.SLOWFAST_8X8_R50.state_key == "model_state"
+    assert pretrained.BACKBONE_WEIGHTS == (pretrained.RESNET50_IMAGENET1K_V1, pretrained.SLOWFAST_8X8_R50)
 
 
 @pytest.mark.parametrize(
@@ -175,3 +178,54 @@ def test_extractors_never_fall_back_to_random_weights(cache, monkeypatch, extrac
     with pytest.raises(WeightsError) as raised:
         extractor(weights="imagenet", device="cpu")
     assert offline.url in str(raised.value) and offline.filename in str(raised.value)
+
+
+# -- vqa-weights: fetch on a machine with network, check anywhere, then --weights DIR with no network ----------
+
+@pytest.fixture
+def stand_ins(served, cache, monkeypatch) -> tuple[WeightsSpec, WeightsSpec]:
+    """The backbones' two files replaced by small ones on 127.0.0.1: one with a digest, one without (as SlowFast)."""
+    root, base = served
+    torch.save({"model_state": nn.Linear(2, 2).state_dict()}, root / "tiny_state.pyth")
+    specs = (spec_for(served), WeightsSpec("TINY_STATE", "tiny_state.pyth", f"{base}/tiny_state.pyth", None,
+                                           state_key="model_state"))
+    monkeypatch.setattr(pretrained, "BACKBONE_WEIGHTS", specs)
+    return specs
+
+
+def test_fetch_then_check_then_use_offline(stand_ins, cache, tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    code, out = invoke(weights_cli, "fetch", folder)
+    assert code == 0, out
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.pth", "tiny_state.pyth"]  # no partial file left
+    assert "all 2 weight files valid" in out and f"sha256 {stand_ins[0].sha256}" in out
+    assert not cache.exists()  # fetched into the folder, not the cache
+
+    offline = tuple(dataclasses.replace(spec, url=unreachable_url()) for spec in stand_ins)
+    monkeypatch.setattr(pretrained, "BACKBONE_WEIGHTS", offline)
+    assert invoke(weights_cli, "fetch", folder)[0] == 0  # valid copies are kept: nothing to download
+    code, out = invoke(weights_cli, "check", folder)
+    assert code == 0 and out.count(" ok") == 2
+    model, weights_id = load_model(lambda: nn.Linear(4, 3), offline[0], folder, seed=0)  # what --weights DIR does
+    assert weights_id == f"TINY sha256:{stand_ins[0].sha256}"
+
+
+def test_check_names_what_is_missing_or_invalid(stand_ins, tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "tiny.pth").write_bytes(b"not the weights")
+    code, out = invoke(weights_cli, "check", folder)
+    assert code == 1
+    assert "tiny.pth" in out and "INVALID" in out and "SHA-256" in out
+    assert "tiny_state.pyth" in out and "missing" in out and "vqa-weights fetch" in out
+    (folder / "tiny_state.pyth").write_bytes(b"\x00garbage")  # no digest published: it must read as a checkpoint
+    assert "cannot be read" in invoke(weights_cli, "check", folder)[1]
+
+
+def test_fetch_from_an_unreachable_server_fails_cleanly(stand_ins, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "BACKBONE_WEIGHTS", tuple(
+        dataclasses.replace(spec, url=unreachable_url()) for spec in stand_ins))
+    folder = tmp_path / "weights"
+    code, out = invoke(weights_cli, "fetch", folder)
+    assert code == 1 and "downloading it failed" in out
+    assert list(folder.iterdir()) == []

@@ -9,6 +9,7 @@ import yaml
 from click.testing import CliRunner
 from fit_fixtures import make_store, write_configs, write_csv
 
+from pipeline import __version__
 from pipeline.cli import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,8 @@ def test_fit_with_store_seed_and_folds(tiny, tmp_path):
     resolved = yaml.safe_load((tmp_path / "cv" / "fold-1" / "config_coarse.yml").read_text())
     assert resolved["seed"] == 5 and resolved["data"]["store"] == str(tmp / "store")
     assert set(json.loads((tmp_path / "cv" / "folds.json").read_text())) == {"coarse", "fine", "ridge", "svr"}
+    for run_dir in (tmp_path / "cv", tmp_path / "cv" / "fold-1"):  # every run directory records the version
+        assert json.loads((run_dir / "run.json").read_text())["pipeline_version"] == __version__
     report = (tmp_path / "cv" / "report.html").read_text()
     assert "<h2>Folds</h2>" in report and 'href="fold-2/report.html"' in report
     assert (tmp_path / "cv" / "fold-2" / "report.html").read_text().count('src="data:image/png') == 4  # 2 phases, scatter, calibration
@@ -105,6 +108,7 @@ def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):
     assert len(table) == 4 and list(table.val_srocc) == sorted(table.val_srocc, reverse=True)
     assert {"run", "optimizer.lr", "loss.rank_weight", "model", "coarse_val_srocc", "val_plcc"} <= set(table)
     assert sorted("'hidden': [8]" in model for model in table.model) == [False, False, True, True]  # resolved
+    assert json.loads((tmp_path / "parallel" / "run.json").read_text())["pipeline_version"] == __version__
     best = table.run[0]
     best_config = yaml.safe_load((tmp_path / "parallel" / "best_config.yml").read_text())
     run_config = yaml.safe_load((tmp_path / "parallel" / best / "config_coarse.yml").read_text())

@@ -1,9 +1,10 @@
 """Pretrained weights: where they come from, how they are checked, and the one explicit way to run without them.
 
 A checkpoint is looked for, in this order: in the directory the user names (``--weights DIR``, for offline
-nodes), in the torch hub cache (``$TORCH_HOME/hub/checkpoints``), and last downloaded from its official URL
-into a temporary file beside the cache, SHA-256 checked, and only then renamed into place, so an interrupted
-or corrupt download never poses as a good file. When all three fail, the ``WeightsError`` names the URL and
+nodes; ``vqa-weights fetch DIR`` fills one where there is network), in the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``), and last downloaded from its official URL into a temporary file beside
+the cache, SHA-256 checked, and only then renamed into place, so an interrupted or corrupt download never
+poses as a good file. When all three fail, the ``WeightsError`` names the URL and
 where to put the file. ``weights="random"`` (seeded) is the only way to run without real weights; nothing
 falls back to it silently.
 
@@ -27,6 +28,7 @@ from pipeline.errors import WeightsError
 
 PRETRAINED = "imagenet"  # the contract's word for "the official pretrained checkpoint", for either backbone
 RANDOM = "random"
+MISSING = "missing"  # WeightsCheck.problem of a file that is not there
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
@@ -61,10 +63,24 @@ SLOWFAST_8X8_R50 = WeightsSpec(
 )
 
 
+#: Every published checkpoint the backbones read: what a ``--weights DIR`` for an offline node holds.
+BACKBONE_WEIGHTS = (RESNET50_IMAGENET1K_V1, SLOWFAST_8X8_R50)
+
+
 @dataclass(frozen=True)
 class WeightsFile:
     path: Path
     sha256: str
+
+
+@dataclass(frozen=True)
+class WeightsCheck:
+    """What a weights directory holds of one checkpoint: ``problem`` is None when the file is there and valid."""
+
+    spec: WeightsSpec
+    path: Path
+    problem: str | None
+    sha256: str | None = None
 
 
 def cache_dir() -> Path:
@@ -121,9 +137,37 @@ def locate(spec: WeightsSpec, source: str | Path) -> WeightsFile:
     return download(spec, searched)
 
 
-def download(spec: WeightsSpec, searched: list[Path]) -> WeightsFile:
-    """Fetch ``spec.url`` into the cache: to a temporary file, hash-checked, then renamed into place."""
-    destination = cache_dir() / spec.filename
+def check_file(spec: WeightsSpec, directory: str | Path) -> WeightsCheck:
+    """Whether ``directory`` holds a valid ``spec`` file: its SHA-256 matches the published digest or, where none
+    is published, it reads as the checkpoint (plain tensors, the expected entry)."""
+    path = Path(directory) / spec.filename
+    if not path.is_file():
+        return WeightsCheck(spec, path, MISSING)
+    try:
+        file = _verified(spec, path)
+        if spec.sha256 is None:
+            load_state_dict(spec, file)
+    except WeightsError as error:
+        return WeightsCheck(spec, path, str(error))
+    return WeightsCheck(spec, path, None, file.sha256)
+
+
+def fetch_into(spec: WeightsSpec, directory: str | Path) -> WeightsCheck:
+    """Download ``spec`` into ``directory`` unless a valid copy is there already; return the check of the result."""
+    check = check_file(spec, directory)
+    if check.problem is None:
+        return check
+    try:
+        download(spec, [check.path], Path(directory))
+    except WeightsError as error:
+        return WeightsCheck(spec, check.path, str(error))
+    return check_file(spec, directory)
+
+
+def download(spec: WeightsSpec, searched: list[Path], directory: Path | None = None) -> WeightsFile:
+    """Fetch ``spec.url`` into ``directory`` (default: the cache): to a temporary file, hash-checked, then renamed
+    into place."""
+    destination = (directory if directory is not None else cache_dir()) / spec.filename
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=destination.parent, prefix=f"{spec.filename}.", suffix=".partial")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli import reports_errors
+from pipeline.cli import reports_errors, version_option
 
 from .catalog import DATASETS
 from .generic import Columns
@@ -14,6 +14,7 @@ from .importer import import_dataset
 
 
 @click.group()
+@version_option
 def main() -> None:
     """Turn the official metadata of standard VQA data sets into label CSVs (filename,mos,group[,split][,mos_std])."""
 

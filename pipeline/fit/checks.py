@@ -16,6 +16,8 @@ def check_phase(cfg: Config) -> None:
     FeatureSpec.from_config(cfg)  # selects at least one input
     tests = cfg.data.test_csv
     rules = [
+        ("data.train_csv", cfg.data.train_csv, "set to the training CSV (in the config, or --set data.train_csv=CSV)",
+         cfg.data.train_csv is not None),
         ("num_epochs", cfg.num_epochs, ">= 1", cfg.num_epochs >= 1),
         ("batch_size", cfg.batch_size, ">= 2 (the rank loss compares pairs)", cfg.batch_size >= 2),
         ("scheduler.warmup_epochs", cfg.scheduler.warmup_epochs, ">= 0", cfg.scheduler.warmup_epochs >= 0),

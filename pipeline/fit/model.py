@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline import __version__
 from pipeline.config import Config, from_dict, to_dict
 from pipeline.errors import VQAError, WeightsError
 from pipeline.files import write_atomic
@@ -142,6 +143,7 @@ def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None
     payload = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
+        "pipeline_version": __version__,  # provenance only: loading does not read it
         "state_dict": state,
         "weights_sha256": weights_digest(state),
         "architecture": model.architecture,

@@ -1,5 +1,5 @@
-"""What a run directory receives: model files, metrics.json, history.csv, resolved configs, a scatter plot, and
-report.html, which shows them together (``pipeline.report.run_report``).
+"""What a run directory receives: model files, metrics.json, run.json (versions), history.csv, resolved configs, a
+scatter plot, and report.html, which shows them together (``pipeline.report.run_report``).
 
 Formats are boring on purpose: JSON with a fixed schema (NaN written as null), CSV with a header, YAML
 configs that reproduce the run (``fit.py -o RUN_DIR/config_coarse.yml``).
@@ -15,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import __version__
 from pipeline.config import Config, dump_config
 from pipeline.files import write_atomic
 from pipeline.fit.model import save_model
 from pipeline.fit.train import PhaseResult
 from pipeline.report.run_report import write_run_report
+from pipeline.store.manifest import library_versions
 from pipeline.tables import METRIC_COLUMNS
 
 BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits
 OUT_OF_FOLD_FILE = "out_of_fold.csv"  # every training video scored by the member that did not train on it
+RUN_FILE = "run.json"  # {"pipeline_version", "versions": {library: version}}: what made the run
 
 
 class RunLog:
@@ -58,11 +61,17 @@ def write_results(out_dir: Path, results: list[PhaseResult]) -> dict:
         save_model(out_dir / f"{result.phase}_model.pth", result.model, result.spec)
     metrics = {result.phase: {split: _contract(m) for split, m in result.metrics.items()} for result in results}
     write_json(out_dir / "metrics.json", metrics)
+    write_run_info(out_dir)
     pd.DataFrame([row for result in results for row in result.history]).to_csv(out_dir / "history.csv", index=False)
     write_out_of_fold(out_dir / OUT_OF_FOLD_FILE, final)
     plot_scatter(out_dir / "scatter.png", final)
     write_run_report(out_dir, {result.phase: result.best_epoch for result in results})
     return metrics
+
+
+def write_run_info(out_dir: Path) -> None:
+    """Write ``run.json``: the version of this package (and of the libraries) that made the run."""
+    write_json(out_dir / RUN_FILE, {"pipeline_version": __version__, "versions": library_versions()})
 
 
 def write_baselines(out_dir: Path, baselines: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:

@@ -12,7 +12,7 @@ from pipeline.config import Config, fine_config_path, load_config, to_dict
 from pipeline.errors import UsageError
 from pipeline.fit.checks import check_phases
 from pipeline.fit.jobs import FitJob, run_jobs
-from pipeline.fit.outputs import write_configs
+from pipeline.fit.outputs import write_configs, write_run_info
 from pipeline.fit.protocols import check_holdout, holdouts
 from pipeline.fit.summary import summarise
 from pipeline.fit.sweep import as_overrides, read_sweep
@@ -90,6 +90,7 @@ def _summary(plan: list[FitJob], results: list[Metrics]) -> Metrics:
     """A plan's metrics: its protocol's summary (written beside its fits) when it holds splits out, else its one fit's."""
     if plan[0].holdout is None:
         return results[0]
+    write_run_info(plan[0].out_dir.parent)
     return summarise(plan[0].out_dir.parent, [job.holdout for job in plan], results)
 
 
@@ -114,6 +115,7 @@ def _sweep(config: str | Path, fine: str | Path | None, overrides: Sequence[str]
     names = [f"run-{i:03d}" for i in range(len(entries))]
     table = _ranking(entries, [coarse for coarse, _ in configs], summaries, names)
     out.mkdir(parents=True, exist_ok=True)
+    write_run_info(out)
     table.to_csv(out / "sweep.csv", index=False)
     best = int(table.index[0])
     write_configs(out, *configs[best], names=("best_config.yml", "best_config_fine.yml"))
