@@ -23,7 +23,7 @@ from pipeline.fit.calibration import Calibration
 from pipeline.fit.data import FeatureSpec
 from pipeline.fit.model import ChunkRegressor, ModelSpec, save_model
 from pipeline.metrics import Logistic4, evaluate
-from pipeline.report.html import esc, number
+from pipeline.report.html import esc
 from pipeline.report.run_report import write_run_report
 from pipeline.report.score_report import SECONDS_PER_VIDEO, failure_reason, write_score_report
 from pipeline.report.sparklines import sparkline, whisker
@@ -200,7 +200,8 @@ def test_each_video_shows_its_interval_as_numbers_and_a_whisker(scored, report: 
     for cls, cells in rows:
         if cls != "failed":
             low, high = table.loc[cells[1], ["score_low", "score_high"]]
-            assert cells[4] == f"{number(low)}–{number(high)}"  # after #, video, score, MOS
+            shown = [float(bound) for bound in cells[4].split("–")]  # after #, video, score, MOS
+            assert shown == pytest.approx([low, high], abs=0.006 * (high - low))  # 3 digits of the width
     header = re.findall(r"<thead>(.*?)</thead>", report.read_text())[-1]  # the table of every video
     assert ">80% interval<" in header and ">in domain<" in header and ">novelty<" in header and ">trained on<" in header
 

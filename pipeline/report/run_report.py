@@ -74,7 +74,7 @@ def _metrics(path: Path, baselines: Path) -> str:
     coverage = (f"; coverage: the share of MOS inside the {DEFAULT_LEVEL:.0%} prediction intervals, val: every "
                 "training video, scored out of fold" if "coverage" in columns else "")
     return ("<h2>Metrics</h2>" + plain_table(["model", "split", *columns], rows)
-            + f'<p class="note">plcc, rmse: after the logistic fitted on validation; *_raw: before it{coverage}.</p>')
+            + f'<p class="note">plcc, rmse: after a logistic fitted on these predictions (VQEG practice); *_raw: of the scores as written{coverage}.</p>')
 
 
 def _curves(path: Path, best_epochs: Mapping[str, int]) -> str:
@@ -83,7 +83,7 @@ def _curves(path: Path, best_epochs: Mapping[str, int]) -> str:
     history = pd.read_csv(path)
     figures = plots.curves_by_phase(history, best_epochs)
     marked = ", ".join(f"{phase} {epoch}" for phase, epoch in best_epochs.items())
-    note = (f"Kept epoch (the last, or the best validation SROCC with select_epoch: best_val): {marked}. "
+    note = (f"Kept epoch (the last, or the best out-of-fold SROCC with select_epoch: best_val): {marked}. "
             if marked else "")
     return ("<h2>Training</h2>" + "".join(image(uri, f"{phase} phase per epoch") for phase, uri in figures.items())
             + f'<p class="note">{note}Epoch 0 is the model a phase starts from.</p>')

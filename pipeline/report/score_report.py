@@ -14,6 +14,7 @@ these (a version-1 model file, or a table from before them) shows "n/a" and no w
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -253,8 +254,7 @@ def _interval_cell(row: tuple, bounds: tuple[float, float]) -> str:
     if not _has_interval(row):
         return cell("n/a", sort="", cls="n")
     drawn = whisker(row.score, (row.score_low, row.score_high), *bounds)
-    text = f"{number(row.score_low)}&ndash;{number(row.score_high)}"
-    return cell(text + drawn, sort=f"{row.score_high - row.score_low:.6g}", cls="n range")
+    return cell(_bounds(row) + drawn, sort=f"{row.score_high - row.score_low:.6g}", cls="n range")
 
 
 def _trust_cells(row: tuple) -> list[str]:
@@ -266,8 +266,15 @@ def _trust_cells(row: tuple) -> list[str]:
 
 
 def _interval_text(row: tuple, level: str) -> str:
-    return (f", {level} interval {number(row.score_low)}&ndash;{number(row.score_high)}" if _has_interval(row)
-            else "")
+    return f", {level} interval {_bounds(row)}" if _has_interval(row) else ""
+
+
+def _bounds(row: tuple) -> str:
+    """``low–high`` to three significant digits of the interval's width, whatever the MOS scale (0.1-40.6, not
+    0.08031-40.62; 3.215-4.012 on a 1-5 scale)."""
+    width = row.score_high - row.score_low
+    decimals = max(0, 2 - math.floor(math.log10(width))) if width > 0 else 2
+    return f"{row.score_low:.{decimals}f}&ndash;{row.score_high:.{decimals}f}"
 
 
 def _marks(row: tuple) -> str:
