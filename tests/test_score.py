@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 from click.testing import CliRunner
 
 from pipeline.cli import extract, score
@@ -293,3 +294,20 @@ def test_a_model_file_of_version_1_still_scores_with_one_warning(run: Path, tmp_
                 (x - model.input_mean) / model.input_std, old_state["body.0.weight"], old_state["body.0.bias"])),
             old_state["head.weight"], old_state["head.bias"]).mean().item()
     assert table.loc[0, "score_raw"] == pytest.approx(reference * scorer.spec.mos_std + scorer.spec.mos_mean, rel=1e-5)
+
+
+def test_scores_keep_the_order_of_raw_predictions_far_outside_the_training_data(run: Path) -> None:
+    """Random features, most far beyond anything the model trained on: no two videos or chunks share a score,
+    SROCC(score, score_raw) is 1, and every interval holds its score."""
+    scorer = Scorer.load(run / "run" / "best_model.pth", device="cpu", store=run / "store")
+    rng = np.random.default_rng(0)
+    rows = 120
+    features = {kind: (rng.standard_normal((rows, width)) * rng.choice([1, 30, 1000], (rows, 1))).astype(np.float32)
+                for kind, width in scorer.spec.widths.items()}
+    p = scorer.score_features(features, offsets=np.arange(0, rows + 1, 2))
+    for score, raw in ((p.score, p.score_raw), (p.chunk_score, p.chunk_score_raw)):
+        assert len(np.unique(score)) == len(np.unique(raw)) == len(raw)
+        assert stats.spearmanr(score, raw)[0] == pytest.approx(1.0)
+    assert np.all((p.score_low <= p.score) & (p.score <= p.score_high))
+    assert np.all((p.chunk_low <= p.chunk_score) & (p.chunk_score <= p.chunk_high))
+    assert np.mean(p.novelty > 1) > 0.5  # most of these are unlike the training videos
