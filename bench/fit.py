@@ -58,9 +58,10 @@ def generate(root: Path, videos: int, chunks: int) -> Path:
     return csv
 
 
-def mlp_flops_per_row(widths: list[int]) -> int:
-    """Training matmul FLOPs per chunk row: forward, weight gradients, input gradients of all layers but the first."""
-    macs = [a * b for a, b in zip(widths[:-1], widths[1:])]
+def mlp_flops_per_row(widths: list[int], members: int) -> int:
+    """Training matmul FLOPs per chunk row of ``members`` stacked MLPs: forward, weight gradients, input
+    gradients of all layers but the first."""
+    macs = [a * b * members for a, b in zip(widths[:-1], widths[1:])]
     return 2 * (2 * sum(macs) + sum(macs[1:]))
 
 
@@ -74,10 +75,11 @@ def step_throughput(cfg, features, train_keys: list[str], steps: int) -> dict:
     """Time ``steps`` training steps on random batches, a torch.mm every 10 steps; FLOP rates and their ratio."""
     kinds = FeatureSpec.from_config(cfg).kinds
     features.load(kinds)
-    model = ChunkRegressor.from_config(features.width(kinds), cfg)
+    model = ChunkRegressor.from_config(features.width(kinds), cfg, cfg.crossfit_folds)
     optimizer = make_optimizer(cfg, model)
     videos = features.videos(train_keys)
     target = torch.randn(len(videos))
+    trains = torch.arange(len(videos))[:, None] % cfg.crossfit_folds != torch.arange(cfg.crossfit_folds)[None, :]
     a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
     generator = torch.Generator().manual_seed(0)
     step_times, mm_times, rows = [], [], 0
@@ -87,11 +89,11 @@ def step_throughput(cfg, features, train_keys: list[str], steps: int) -> dict:
         batch = torch.randint(len(videos), (cfg.batch_size,), generator=generator)
         start = time.perf_counter()
         x, mask = features.batch(videos[batch], kinds)
-        train_step(model, optimizer, x, mask, target[batch], cfg.loss)
+        train_step(model, optimizer, x, mask, target[batch], trains[batch], cfg.loss)
         if step >= 3:  # warm-up steps excluded
             step_times.append(time.perf_counter() - start)
             rows = x.shape[0] * x.shape[1]
-    flops = mlp_flops_per_row([features.width(kinds), *cfg.model.hidden, 1]) * rows
+    flops = mlp_flops_per_row([features.width(kinds), *cfg.model.hidden, 1], cfg.crossfit_folds) * rows
     mm_rate = 2 * 4096**3 / min(mm_times)
     best, median = min(step_times), statistics.median(step_times)
     return {"mm_rate": mm_rate, "flops": flops, "best": best, "median": median,
@@ -128,9 +130,10 @@ def time_steps(config: str, overrides: tuple[str, ...], steps: int) -> None:
     features = shared_features(FeatureStore.open(coarse.data.store), every, torch.device("cpu"))  # the fit's
     rate = step_throughput(coarse, features, splits["train"].keys, steps)
     rows = rate["flops"] / mlp_flops_per_row([features.width(FeatureSpec.from_config(coarse).kinds),
-                                              *coarse.model.hidden, 1])
+                                              *coarse.model.hidden, 1], coarse.crossfit_folds)
     print(f"\n{_machine()}; fp32 torch.mm (4096^3) best: {rate['mm_rate'] / 1e9:.1f} GFLOP/s")
-    print(f"training step ({coarse.batch_size} videos, {rows:.0f} chunk rows, {rate['flops'] / 1e9:.2f} GFLOP): "
+    print(f"training step ({coarse.batch_size} videos, {rows:.0f} chunk rows, {coarse.crossfit_folds} members, "
+          f"{rate['flops'] / 1e9:.2f} GFLOP): "
           f"best {rate['best'] * 1e3:.1f} ms = {rate['best_fraction']:.0%} of the matmul rate; median "
           f"{rate['median'] * 1e3:.1f} ms = {rate['median_fraction']:.0%} ({coarse.batch_size / rate['median']:.0f} "
           "videos/s)")

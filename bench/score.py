@@ -2,8 +2,9 @@
 
 Generates (once) a synthetic store shaped like a coarse-phase model's inputs (``bench.store.generate``:
 spatial_coarse 7168 + temporal_slow 2048 + temporal_fast 256 = 9472 float16 values per chunk), builds a model
-of the design's default shape (9472 -> 128 -> 1, GELU) with its spec, and times ``Scorer.score_table`` on
-every video: float16 -> float32 conversion, the MLP on every chunk, the per-video mean and the calibration.
+of the design's default shape (5 cross-fitted members of 9472 -> 128 -> 1, GELU) with its spec, and times
+``Scorer.score_table`` on every video: float16 -> float32 conversion, the members on every chunk, the
+per-video means, the calibration, the intervals and the domain check.
 
     .venv/bin/python -m bench.score --root /tmp/vqa-bench-score --videos 20000 --chunks 1
 """
@@ -21,21 +22,31 @@ from bench.store import KINDS, generate
 from pipeline.backbones import resolve_device
 from pipeline.config import Config, ExtractConfig
 from pipeline.fit.data import FeatureSpec
+from pipeline.fit.calibration import fit_calibration
+from pipeline.fit.intervals import Residuals
 from pipeline.fit.model import ChunkRegressor, ModelSpec
-from pipeline.metrics import Logistic4
+from pipeline.fit.novelty import fit_domain
 from pipeline.scoring import Scorer
 from pipeline.store import FEATURE_DIMS, FeatureStore
 
 
 def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -> Scorer:
-    """A scorer whose model reads the bench store's kinds, with seeded weights and a plausible calibration."""
+    """A scorer whose model reads the bench store's kinds: seeded weights, and a calibration, residuals and domain
+    fitted on synthetic out-of-fold predictions, as a fit of the default config would leave them."""
     widths = {kind: FEATURE_DIMS[kind] for kind in KINDS}
+    cfg = Config()
+    members = cfg.crossfit_folds
     torch.manual_seed(0)
-    model = ChunkRegressor(sum(widths.values()), hidden).eval()
-    model.standardise_with(torch.zeros(model.architecture["in_dim"]), torch.ones(model.architecture["in_dim"]))
+    model = ChunkRegressor(sum(widths.values()), hidden, members=members).eval()
+    rng = np.random.default_rng(0)
+    raw, folds = rng.normal(3.0, 0.8, 500), np.arange(500) % members
+    mos = raw + rng.normal(0, 0.3, 500)
+    calibration = fit_calibration(raw, mos)
     spec = ModelSpec(features=FeatureSpec("coarse", ("slow", "fast"), False), widths=widths,
                      store_settings=store.settings, store_settings_hash=store.manifest["settings_hash"],
-                     mos_mean=3.0, mos_std=0.8, calibration=Logistic4(5.0, 1.0, 3.0, 0.7), config=Config())
+                     mos_mean=3.0, mos_std=0.8, calibration=calibration, config=cfg,
+                     residuals=Residuals.of(mos - calibration(raw), folds, members),
+                     domain=fit_domain(rng.standard_normal((500, sum(widths.values()))), folds))
     return Scorer(model.to(device), spec, Path("bench-model"), ExtractConfig(device=str(device)), store=store.root)
 
 
@@ -70,15 +81,17 @@ def main(root: Path, videos: int, chunks: int, hidden: str, device: str, threads
 
 
 def first_layer_rows_per_second(scorer: Scorer, repeats: int, rows: int = 20480) -> float:
-    """Rows per second of ``addmm`` with the model's first Linear on converted inputs, in the scorer's blocks."""
-    first = scorer._layers[0]
-    blocks = torch.randn(rows, first.in_features, device=first.weight.device).split(1024)
+    """Rows per second of ``addmm`` with the model's first layer (every member's, as one matrix) on converted
+    inputs, in the scorer's blocks."""
+    weight = scorer.model.body[0].weight.detach()  # (in, members, out)
+    matrix, bias = weight.reshape(weight.shape[0], -1), scorer.model.body[0].bias.detach().reshape(-1)
+    blocks = torch.randn(rows, weight.shape[0], device=weight.device).split(1024)
     best = float("inf")
     with torch.no_grad():
         for _ in range(repeats):
             start = time.perf_counter()
             for block in blocks:
-                torch.addmm(first.bias, block, first.weight.t())
+                torch.addmm(bias, block, matrix)
             best = min(best, time.perf_counter() - start)
     return rows / best
 

@@ -245,7 +245,7 @@ class Scorer:
         chunk_low, chunk_high = self._interval(member_scores, own, held_out, chunk_score)
         video_held_out = held_out[offsets[:-1]]
         low, high = self._interval(video_members, trained_on, video_held_out, video_score)
-        novelty = spec.domain.novelty(sums / counts[:, None])
+        novelty = spec.domain.novelty(sums / counts[:, None].astype(np.float32))
         return Predictions(keys, offsets, video_score, video_raw, low, high, novelty, trained_on,
                            chunk_score, chunk_raw, chunk_low, chunk_high)
 
@@ -301,22 +301,22 @@ class Scorer:
     @torch.no_grad()
     def _chunk_outputs(self, features: Mapping[str, np.ndarray], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every member's output (standardised MOS, float64 ``(rows, members)``) of every row, and each video's sum
-        of its features (float64 ``(videos, width)``, for the domain check); a block at a time into one float32
-        buffer."""
+        of its features (``(videos, width)``, for the domain check); a block at a time into one float32 buffer."""
         rows = int(offsets[-1])
         widths = [self.spec.widths[kind] for kind in self.kinds]
         columns = np.cumsum([0, *widths])
         buffer = torch.empty((min(rows, _BLOCK_ROWS), int(columns[-1])), dtype=torch.float32, device=self.device)
         out = torch.empty((rows, self.model.members), dtype=torch.float32, device=self.device)
         video_of_row = torch.from_numpy(np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))).to(self.device)
-        sums = torch.zeros((len(offsets) - 1, int(columns[-1])), dtype=torch.float64, device=self.device)
+        sums = torch.zeros((len(offsets) - 1, int(columns[-1])), dtype=torch.float32, device=self.device)
         for start in range(0, rows, _BLOCK_ROWS):
             stop = min(rows, start + _BLOCK_ROWS)
             x = buffer[: stop - start]
             for kind, left, right in zip(self.kinds, columns[:-1], columns[1:]):
                 x[:, left:right].copy_(torch.as_tensor(features[kind][start:stop]))  # casts float16 in place
             out[start:stop] = self._layers(x).squeeze(-1)
-            sums.index_add_(0, video_of_row[start:stop], x.double())
+            videos, counts = torch.unique_consecutive(video_of_row[start:stop], return_counts=True)
+            sums[videos] += torch.segment_reduce(x, "sum", lengths=counts, axis=0)  # 6x index_add_'s speed
         return out.double().cpu().numpy(), sums.cpu().numpy()
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from pipeline.config import Config, load_config, to_dict
 from pipeline.errors import ConfigError, CSVError
-from pipeline.fit.losses import rank_loss
+from pipeline.fit.losses import rank_losses
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
 
@@ -205,6 +205,9 @@ def test_evaluate_never_crashes_on_finite_input(data: tuple) -> None:
        margin=st.floats(0, 2), stretch=st.floats(1, 100), shift=st.floats(-100, 100))
 def test_rank_loss_is_zero_on_predictions_ordered_with_the_margin(targets: list, margin: float, stretch: float,
                                                                   shift: float) -> None:
+    def rank_loss(pred: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:  # one member, all videos
+        return rank_losses(pred[:, None], target, torch.ones(len(pred), 1, dtype=torch.bool), margin)[0]
+
     target = torch.tensor(targets, dtype=torch.float64)
     gap = float(torch.diff(target.sort().values).min())  # >= 1: integer targets
     pred = target / gap * (margin + 0.01) * stretch + shift  # every pair in its targets' order, > margin apart

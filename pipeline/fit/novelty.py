@@ -44,9 +44,12 @@ class Projection:
         return cls(mean, scale, vt)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, np.float64) - self.mean) / self.scale
-        coordinates = z @ self.components.T
-        residual = np.linalg.norm(z - coordinates @ self.components, axis=1)
+        x = np.asarray(x, np.float32)  # float32 passes over the wide inputs: the distances need no more
+        z = (x - self.mean.astype(np.float32)) * (1 / self.scale).astype(np.float32)
+        coordinates = (z @ self.components.T.astype(np.float32)).astype(np.float64)
+        # the components are orthonormal: |z|^2 = |coordinates|^2 + |residual|^2, without forming the residual
+        squares = np.einsum("ij,ij->i", z, z, dtype=np.float64)
+        residual = np.sqrt(np.maximum(squares - (coordinates**2).sum(1), 0.0))
         return np.column_stack([coordinates, residual])
 
 
