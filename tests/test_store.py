@@ -233,8 +233,9 @@ def test_chunk_start_seconds_round_trip_and_are_checked(store: FeatureStore) -> 
 
 def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: FeatureStore) -> None:
     written = fill(store, 2, flush_videos=2)
-    with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds were recorded
-        del f["index/chunk_second"]
+    with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds (and checksums) were
+        del f["index/chunk_second"], f["index/crc32"]  # recorded: store format 1
+        f.attrs["format"] = 1
     reopened = FeatureStore.open(store.root)
     assert reopened.read(["nss"]).offsets[-1] == sum(len(w["nss"]) for w in written.values())
     with pytest.raises(StoreError, match="extract them into a new store"):
