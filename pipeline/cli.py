@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import click
 
 from pipeline.config import Config, load_config
-from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
+from pipeline.errors import (
+    EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, Interrupted, UsageError, VQAError, describe_os_error, exit_code, no_space,
+)
 from pipeline.labels import read_labels
 from pipeline.tables import metrics_table
 
@@ -36,22 +42,74 @@ def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> i
     return int(value)
 
 
+_KEPT = "interrupt note"  # click context meta: what a command says it kept when interrupted
+
+
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     """Run ``command``; print a typed error as one message (no traceback) and exit with its code.
 
-    The command returns its exit code (None: 0), e.g. ``EXIT_SOME_FAILED`` when some videos failed.
+    The command returns its exit code (None: 0), e.g. ``EXIT_SOME_FAILED`` when some videos failed. Ctrl-C and
+    SIGTERM exit 130 and 143 with one line saying what was kept (:func:`on_interrupt`); a full disk anywhere is
+    one line naming the file.
     """
 
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
         try:
-            code = command(*args, **kwargs)
+            with _sigterm_interrupts():
+                code = command(*args, **kwargs)
         except VQAError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(exit_code(exc)) from None
+        except KeyboardInterrupt as exc:
+            kept = click.get_current_context().meta.get(_KEPT, lambda: "nothing was left half-written; rerun the same command to start again")
+            click.echo(f"{'terminated' if isinstance(exc, Interrupted) else 'interrupted'}: {kept()}", err=True)
+            raise SystemExit(exit_code(exc)) from None
+        except OSError as exc:
+            if not no_space(exc):
+                raise
+            click.echo(f"error: {exc.filename or 'a file'}: cannot write: {describe_os_error(exc)}", err=True)
+            raise SystemExit(EXIT_ERROR) from None
         raise SystemExit(code or EXIT_OK)
 
     return run
+
+
+def on_interrupt(kept: Callable[[], str]) -> None:
+    """Say ``kept()`` (what an interrupted run keeps, and how to carry on) if the command is interrupted."""
+    click.get_current_context().meta[_KEPT] = kept
+
+
+def stored(store: str | Path) -> Callable[[], str]:
+    """What an interrupted extraction into ``store`` keeps: the videos stored there, counted when asked."""
+
+    def kept() -> str:
+        from pipeline.store import FeatureStore
+
+        try:
+            count = len(FeatureStore.open(store).cached())
+        except VQAError:
+            count = 0
+        return f"{count} video(s) are stored in {store}; rerun the same command to continue with the rest"
+
+    return kept
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM interrupt like Ctrl-C (same clean-up: the shard in progress is committed), as Interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load(config_path: str | Path, overrides: Sequence[str]) -> Config:
@@ -113,11 +171,14 @@ def _levels(option: str | None) -> list[str] | None:
 @click.option("--cluster", metavar="local:N|ADDRESS",
               help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
                    "(needs the dist extra; videos and store on a file system every worker sees).")
+@click.option("--verify", is_flag=True,
+              help="Also check every stored row against its checksum (reads the whole store): shards found damaged are "
+                   "moved to STORE/damaged/ and their videos extracted again (damaged indexes always are).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
             levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
-            workers: int | str | None, cluster: str | None, progress: bool) -> int:
+            workers: int | str | None, cluster: str | None, verify: bool, progress: bool) -> int:
     """Extract the features of a CSV's videos into a feature store; cached videos are skipped.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed.
@@ -132,6 +193,7 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
     if workers is not None:
         cfg.extract.workers = workers
     store = store or cfg.data.store
+    on_interrupt(stored(store))
     videos = _videos(cfg, csv_paths, video_root)
     uses_weights = bool(cfg.extract.levels) or cfg.extract.temporal
     click.echo(f"extracting {len(videos)} video(s) into {store} "
@@ -141,9 +203,11 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
     if cluster is not None:
         from pipeline.distributed import extract_on_cluster
 
+        if verify:
+            raise UsageError("--verify reads the whole store on this machine: run it without --cluster")
         summary = extract_on_cluster(videos, store, cfg.extract, cluster, levels=_levels(levels), progress=progress)
     else:
-        summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress)
+        summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress, verify=verify)
     click.echo(str(summary))
     if summary.failed:
         report_failures(summary.failed, store)
@@ -192,6 +256,7 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 
     extra = [f"extract.workers={workers}"] if workers is not None else []
     scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra])
+    on_interrupt(stored(scorer.store))
     click.echo(f"scoring {csv_path} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
                f"device {scorer.device})", err=True)
     table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)

@@ -25,7 +25,7 @@ from pipeline.backbones.device import Recipe, recipe_for, usable_cpus
 from pipeline.batches import Video, assemble
 from pipeline.config import ExtractConfig
 from pipeline.decode_pool import DecodeOptions, DecodePool, feed_plan, inline_events
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import ConfigError, ReadOnlyStoreError, UsageError
 from pipeline.features import FeatureSettings
 from pipeline.store import CHANGED, LACKING, FeatureStore, extraction_need, file_signature
 from pipeline.video import resize_short_side
@@ -85,12 +85,15 @@ def extract_videos(
     levels: Sequence[str] | None = None,
     backbones: Backbones | None = None,
     progress: bool = True,
+    verify: bool = False,
 ) -> ExtractSummary:
     """Extract ``(key, path)`` videos into the store at ``store``; return what was done, skipped and failed.
 
     ``levels``: spatial levels to extract (default: every level of ``cfg.levels``). A cached video lacking
     one is extracted again with its old levels plus the new ones. ``backbones``: reuse models already built
-    for ``cfg``. Per-video failures are recorded in the store and in the summary; nothing is raised for them.
+    for ``cfg``. ``verify``: also check every stored row against its checksum (reads the whole store), so that
+    shards with damaged rows are set aside and their videos extracted again (damaged indexes always are).
+    Per-video failures are recorded in the store and in the summary; nothing is raised for them.
     """
     start = time.perf_counter()
     check_config(cfg)
@@ -112,7 +115,7 @@ def extract_videos(
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
         _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, options,
-             progress, summary)
+             progress, verify, summary)
     finally:
         if pool:
             pool.close()
@@ -142,11 +145,24 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
-         backbones: Backbones, pool: DecodePool | None, options: DecodeOptions, progress: bool,
+         backbones: Backbones, pool: DecodePool | None, options: DecodeOptions, progress: bool, verify: bool,
          summary: ExtractSummary) -> None:
-    """Extract what ``_plan`` leaves to do, filling ``summary``; without a pool, decoding with ``options`` here."""
+    """Extract what ``_plan`` leaves to do, filling ``summary``; without a pool, decoding with ``options`` here.
+
+    Damaged shards (their index always; with ``verify`` their rows too) are moved aside first, so their videos
+    are extracted again. A store this process cannot write serves what it holds: with nothing to do the run
+    succeeds, otherwise ReadOnlyStoreError says how many videos it lacks.
+    """
+    for damage in store.damaged(arrays=verify):
+        store.set_aside(damage)
+    jobs = _plan(videos, store, backbones, levels, summary)
+    lacking = [job.key for job in jobs] + list(summary.failed)
+    if not lacking:
+        return
+    if store.read_only:
+        raise ReadOnlyStoreError(f"{store.root}: the store is read-only here and lacks {len(lacking)} of the videos "
+                                 f"(e.g. {lacking[0]!r}); extract them into a writable store (--store DIR)")
     with store.writer(flush_videos=cfg.shard_videos) as writer:
-        jobs = _plan(videos, store, backbones, levels, summary)
         store.record_failures(summary.failed)  # the unreadable files, in one update
         tasks = [(i, job.path) for i, job in enumerate(jobs)]
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
