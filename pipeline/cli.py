@@ -143,6 +143,16 @@ def _videos(cfg: Config, csv_paths: Sequence[str], video_root: str | None) -> li
     return list(videos.items())
 
 
+def _part(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """``--part I/N``: the I-th of N parts (1 <= I <= N)."""
+    if value is None:
+        return None
+    i, _, n = value.partition("/")
+    if not (i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise click.BadParameter(f"expected I/N with 1 <= I <= N, e.g. 3/8, got {value!r}")
+    return int(i), int(n)
+
+
 def _levels(option: str | None) -> list[str] | None:
     if option is None:
         return None
@@ -171,6 +181,9 @@ def _levels(option: str | None) -> list[str] | None:
 @click.option("--cluster", metavar="local:N|ADDRESS",
               help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
                    "(needs the dist extra; videos and store on a file system every worker sees).")
+@click.option("--part", callback=_part, metavar="I/N",
+              help="Extract only the I-th of N parts of the videos (every N-th row of the CSVs from the I-th: the same "
+                   "split each time), e.g. --part $((SLURM_ARRAY_TASK_ID + 1))/$SLURM_ARRAY_TASK_COUNT in a job array.")
 @click.option("--verify", is_flag=True,
               help="Also check every stored row against its checksum (reads the whole store): shards found damaged are "
                    "moved to STORE/damaged/ and their videos extracted again (damaged indexes always are).")
@@ -178,7 +191,8 @@ def _levels(option: str | None) -> list[str] | None:
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
             levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
-            workers: int | str | None, cluster: str | None, verify: bool, progress: bool) -> int:
+            workers: int | str | None, cluster: str | None, part: tuple[int, int] | None, verify: bool,
+            progress: bool) -> int:
     """Extract the features of a CSV's videos into a feature store; cached videos are skipped.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed.
@@ -195,8 +209,10 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
     store = store or cfg.data.store
     on_interrupt(stored(store))
     videos = _videos(cfg, csv_paths, video_root)
+    if part is not None:
+        videos = videos[part[0] - 1::part[1]]
     uses_weights = bool(cfg.extract.levels) or cfg.extract.temporal
-    click.echo(f"extracting {len(videos)} video(s) into {store} "
+    click.echo(f"extracting {len(videos)} video(s){f' (part {part[0]}/{part[1]})' if part else ''} into {store} "
                f"({f'weights {cfg.extract.weights}' if uses_weights else 'no backbone'}, "
                f"device {cfg.extract.device}, workers {cfg.extract.workers}"
                f"{f', cluster {cluster}' if cluster else ''})", err=True)

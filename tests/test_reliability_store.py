@@ -268,3 +268,36 @@ def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, timeout_s: float
     while not ready():
         assert proc.poll() is None and time.monotonic() < deadline, "the command ended before it could be signalled"
         time.sleep(0.01)
+
+
+# -- several writers ----------------------------------------------------------------------------------------
+
+def test_concurrent_extractions_share_the_work(run: Path, tmp_path: Path) -> None:
+    """Two processes started together on one store and CSV extract each video once between them."""
+    store = tmp_path / "store"
+    command = [sys.executable, str(REPO / "extract_features.py"), "-o", str(run / "config.yml"), "--store", str(store),
+               "--no-progress", "--workers", "0", *sets([*TINY, "extract.shard_videos=1"])]
+    procs = [subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    written = FeatureStore.open(store)
+    index = [entry.record.key for shard in written.shards() for entry in written._index(shard).entries]
+    assert sorted(index) == sorted(f"clip{i}.mp4" for i in range(8))  # each video once, none twice
+    assert not list((store / "claims").iterdir())
+    reference = FeatureStore.open(run / "store").read(KINDS)
+    shared = written.read(KINDS)
+    for kind in KINDS:
+        assert (shared.features[kind] == reference.features[kind]).all()
+
+
+def test_part_splits_the_videos_deterministically(run: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(run / "store", store)
+    args = ["-o", run / "config.yml", "--store", store, "--no-progress", *sets(TINY)]
+    outs = [invoke(extract, *args, "--part", f"{i}/3") for i in (1, 2, 3)]
+    assert [code for code, _ in outs] == [0, 0, 0]
+    for part, (count, (_, out)) in enumerate(zip([3, 3, 2], outs), start=1):  # rows 1,4,7 / 2,5,8 / 3,6
+        assert f"extracting {count} video(s) (part {part}/3)" in out and f"skipped {count} (cached)" in out, out
+    code, out = invoke(extract, *args, "--part", "4/3")
+    assert code == 2 and "1 <= I <= N" in out

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.store import reader as store_reader
+from pipeline.store.claims import Claims
 from pipeline.store import shards as shard_files
 from pipeline.errors import StoreError
 from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, file_signature, settings_hash
@@ -281,3 +282,29 @@ def test_concurrent_writers_do_not_corrupt_the_store(tmp_path: Path) -> None:
     assert [int(table.features["temporal_fast"][table.rows(k)][0, 0]) for k in keys] == list(range(n)) * 2
     assert sorted(store.failures()) == sorted(f"{name}-failed-{i}" for name in ("left", "right") for i in range(n))
     assert len(store.shards()) == 2 * n // 2 and not list(root.glob("*.tmp"))
+
+
+# -- claims: several extraction processes on one store ------------------------------------------------------
+
+def test_a_claim_is_held_by_one_process_until_released(tmp_path: Path) -> None:
+    with Claims(tmp_path) as first, Claims(tmp_path) as second:
+        assert first.take("a.mp4") and not second.take("a.mp4") and second.take("b.mp4")
+        assert first.extractors_here() == 1  # both are this process
+    with Claims(tmp_path) as third:
+        assert third.take("a.mp4")  # released on exit
+    assert sorted(p.name for p in (tmp_path / "claims").iterdir()) == []
+
+
+def test_the_claims_of_a_dead_process_are_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Claims(tmp_path) as claims:
+        assert claims.take("x") and claims.take("y") and claims.take("z")
+        owners = {"x": {"host": shard_files.HOST, "pid": int(dead.stdout)},  # this host, a pid that ended
+                  "y": {"host": "elsewhere", "pid": 1},  # another host, no heartbeat for an hour
+                  "z": {"host": "elsewhere", "pid": 1}}  # another host, heartbeat just now
+        held = dict(zip("xyz", claims.held))
+        claims.held.clear()  # as if another process held them
+        for key, owner in owners.items():
+            held[key].write_text(json.dumps(owner))
+        os.utime(held["y"], (0, 1e9))
+        assert claims.take("x") and claims.take("y") and not claims.take("z")

@@ -130,7 +130,7 @@ def remove_orphans(root: Path) -> None:
     """Delete ``.tmp`` shards left by dead processes of this host (their work is lost anyway)."""
     for tmp in root.glob(SHARD_GLOB + ".tmp"):
         host, pid = _shard_owner(tmp.name)
-        if host == HOST and pid is not None and not _pid_alive(pid):
+        if host == HOST and pid is not None and not pid_alive(pid):
             tmp.unlink(missing_ok=True)
 
 
@@ -144,7 +144,8 @@ def _shard_owner(name: str) -> tuple[str | None, int | None]:
     return (match.group(1), int(match.group(2))) if match else (None, None)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process of this host with ``pid`` exists (another user's included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
