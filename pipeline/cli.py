@@ -45,6 +45,10 @@ def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> i
 _KEPT = "interrupt note"  # click context meta: what a command says it kept when interrupted
 
 
+def _nothing_kept() -> str:
+    return "nothing was left half-written; rerun the same command to start again"
+
+
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     """Run ``command``; print a typed error as one message (no traceback) and exit with its code.
 
@@ -62,7 +66,7 @@ def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(exit_code(exc)) from None
         except KeyboardInterrupt as exc:
-            kept = click.get_current_context().meta.get(_KEPT, lambda: "nothing was left half-written; rerun the same command to start again")
+            kept = click.get_current_context().meta.get(_KEPT, _nothing_kept)
             click.echo(f"{'terminated' if isinstance(exc, Interrupted) else 'interrupted'}: {kept()}", err=True)
             raise SystemExit(exit_code(exc)) from None
         except OSError as exc:

@@ -165,7 +165,6 @@ def test_a_damaged_shard_is_named_and_handled_by_every_command(run: Path, tmp_pa
     store = tmp_path / "store"
     shutil.copytree(run / "store", store)
     shard = FeatureStore.open(store).shards()[0]
-    keys = sorted(e for e, entry in FeatureStore.open(store)._entries().items() if entry.shard == shard.name)
     DAMAGE[how](shard)
 
     with pytest.raises(DamagedShardError) as caught:  # never served: reading names the shard
@@ -245,7 +244,8 @@ def test_a_read_only_store_serves_what_it_holds(run: Path, tmp_path: Path) -> No
 
 # -- signals ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
 def test_a_signal_ends_extraction_saying_what_is_stored(run: Path, tmp_path: Path, signum: int, code: int,
                                                         word: str) -> None:
     store = tmp_path / "store"
@@ -282,7 +282,7 @@ def test_concurrent_extractions_share_the_work(run: Path, tmp_path: Path) -> Non
     outs = [proc.communicate(timeout=600)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outs
     written = FeatureStore.open(store)
-    index = [entry.record.key for shard in written.shards() for entry in written._index(shard).entries]
+    index = [entry.record.key for shard in written.shards() for entry in written.shard_index(shard).entries]
     assert sorted(index) == sorted(f"clip{i}.mp4" for i in range(8))  # each video once, none twice
     assert not list((store / "claims").iterdir())
     reference = FeatureStore.open(run / "store").read(KINDS)

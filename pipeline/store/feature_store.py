@@ -92,7 +92,7 @@ class FeatureStore:
         found = []
         for path in self.shards():
             try:
-                index = self._index(path)
+                index = self.shard_index(path)
                 if arrays and index.checked:
                     by_key = {entry.record.key: entry for entry in index.entries}
                     reader.read_features(self.root, by_key, index.entries[0].record.kinds, list(by_key))
@@ -129,7 +129,7 @@ class FeatureStore:
         entries: dict[str, reader.Entry] = {}
         unchecked = 0
         for path in self.shards():  # oldest first, so a newer copy of a key overwrites an older one
-            index = self._index(path)
+            index = self.shard_index(path)
             unchecked += not index.checked
             for entry in index.entries:
                 entries[entry.record.key] = entry
@@ -140,7 +140,8 @@ class FeatureStore:
                         self.root, unchecked)
         return entries
 
-    def _index(self, path: Path) -> reader.ShardIndex:
+    def shard_index(self, path: Path) -> reader.ShardIndex:
+        """The videos one shard holds, its index checked (DamagedShardError naming it otherwise)."""
         if path.name not in self._index_cache:  # shards are immutable: each index is read once per store object
             self._index_cache[path.name] = reader.read_index(path, self.manifest["settings_hash"])
         return self._index_cache[path.name]

@@ -1,5 +1,5 @@
-"""A store's ``manifest.json`` (settings, their hash, versions) and the file habits every store file shares:
-an advisory lock on the directory and all-or-nothing writes."""
+"""A store's ``manifest.json`` (settings, their hash, versions, format) and the advisory lock on the directory
+under which the manifest is created and ``failures.csv`` rewritten."""
 
 from __future__ import annotations
 
