@@ -276,9 +276,9 @@ def score(model_path: str, csv_path: str, video_root: str | None, store: str | N
 
     extra = [f"extract.workers={workers}"] if workers is not None else []
     scorer = Scorer.load(model_path, device=device, weights=weights, store=store, overrides=[*overrides, *extra])
-    on_interrupt(stored(scorer.store))
     click.echo(f"scoring {csv_path} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
                f"device {scorer.device})", err=True)
+    on_interrupt(stored(scorer.store))
     table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
     write_scores(table, out_path)
     if per_second:
