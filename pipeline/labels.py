@@ -79,9 +79,9 @@ def read_labels(
             problems.append(f"line {line}: empty {split_column!r} (every row needs its split)")
         if missing == "error" and not exists[row]:
             problems.append(f"line {line}: video file not found: {paths[row]}")
-    if duplicates:  # a count and the first few: a CSV concatenated twice must not print thousands of lines
-        problems.append(f"{len(duplicates)} duplicate filename(s), the first {min(len(duplicates), _LISTED)} listed: "
-                        + "; ".join(duplicates[:_LISTED]))
+    problems.extend(duplicates[:_LISTED])  # the first few and a count: a CSV concatenated twice must not
+    if len(duplicates) > _LISTED:          # print thousands of lines
+        problems.append(f"{len(duplicates)} duplicate filenames in all, the first {_LISTED} listed above")
     if problems:
         raise CSVError(csv_path, problems)
 

@@ -45,15 +45,17 @@ def tmpfs(path: Path, size: str = "4m") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=True)
 
 
-def fill(folder: Path) -> Path:
-    """Fill the file system of ``folder`` to the last page with one file; returns it (delete it to free space)."""
-    filler = folder / "filler"
+def fill(folder: Path, name: str = "filler", leave: int = 0) -> Path:
+    """Fill the file system of ``folder`` with one file, up to the last page or leaving ``leave`` bytes free (room
+    for small files, not for a shard); returns it (delete it to free the space)."""
+    filler = folder / name
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:
         while True:
             os.write(fd, bytes(4096))
     except OSError as exc:
         assert exc.errno == errno.ENOSPC
+        os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
     finally:
         os.close(fd)
     return filler
@@ -72,7 +74,7 @@ def test_a_full_disk_ends_extraction_with_one_clear_message_and_a_rerun_carries_
         common = ["-o", run / "config.yml", "--store", store, "--no-progress", *sets(TINY), "--set",
                   "extract.shard_videos=2", "--video-root", run]
         assert invoke(extract, *common, "--csv", tmp_path / "two.csv")[0] == 0
-        filler = fill(disk)  # the disk fills up between two runs, as it does on a shared scratch space
+        filler = fill(disk, leave=24 << 10)  # the disk fills up between two runs, as on a shared scratch space
 
         code, out = invoke(extract, *common, "--csv", run / "few.csv")
         assert code == 1, out
@@ -84,7 +86,15 @@ def test_a_full_disk_ends_extraction_with_one_clear_message_and_a_rerun_carries_
         assert sorted(p.name for p in store.iterdir() if p.name.endswith(".tmp")) == []  # nothing half-visible
         assert len(FeatureStore.open(store).read(KINDS).keys) == 2  # what was there reads back
 
+        last_page = fill(disk, "last page")  # not even a claim file fits now
+        code, out = invoke(extract, *common, "--csv", run / "few.csv")
+        assert code == 1, out
+        no_traceback(out)
+        assert out.strip().splitlines()[-1].startswith(f"error: {store}: cannot claim a video in {store / 'claims'}: "
+                                                       "no space left on device (free some space and rerun"), out
+
         filler.unlink()
+        last_page.unlink()
         code, out = invoke(extract, *common, "--csv", run / "few.csv")
         assert code == 0 and f"extracted {FEW - 2}, skipped 2 (cached)" in out, out
 
@@ -98,7 +108,7 @@ def test_a_full_disk_while_scoring_is_one_clear_message(run: Path, tmp_path: Pat
         new = tmp_path / "new.mp4"
         make_video(new, frames=16, fps=8, seed=99)
         (tmp_path / "new.csv").write_text(f"filename\n{new}\nclip0.mp4\n")
-        filler = fill(disk)
+        filler = fill(disk, leave=24 << 10)
         base = ["--model", model, "--csv", tmp_path / "new.csv", "--video-root", run, "--no-progress"]
         args = [*base, "--store", store]
 
@@ -107,6 +117,7 @@ def test_a_full_disk_while_scoring_is_one_clear_message(run: Path, tmp_path: Pat
         no_traceback(out)
         assert not (tmp_path / "scores.csv").exists()
 
+        last_page = fill(disk, "last page")
         code, out = invoke(score, *base, "--store", tmp_path / "other-store", "--out", disk / "scores.csv")
         assert code == 1, out
         no_traceback(out)
@@ -114,6 +125,7 @@ def test_a_full_disk_while_scoring_is_one_clear_message(run: Path, tmp_path: Pat
         assert not [p for p in disk.iterdir() if p.name.startswith(".")]
 
         filler.unlink()
+        last_page.unlink()
         assert invoke(score, *args, "--out", tmp_path / "scores.csv")[0] == 0
 
 

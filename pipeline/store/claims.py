@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from pipeline.errors import StoreError, describe_os_error
 from pipeline.store.shards import HOST, pid_alive
 
 CLAIMS = "claims"
@@ -37,8 +38,12 @@ class Claims:
         self._heartbeat = threading.Thread(target=self._beat, name="claims-heartbeat", daemon=True)
 
     def __enter__(self) -> Claims:
-        self.folder.mkdir(exist_ok=True)
-        self.extractor.write_text(json.dumps(self.me))
+        try:
+            self.folder.mkdir(exist_ok=True)
+            self.extractor.write_text(json.dumps(self.me))
+        except OSError as exc:
+            self.extractor.unlink(missing_ok=True)
+            raise _claim_error(self.folder, exc) from exc
         self._heartbeat.start()
         return self
 
@@ -76,9 +81,14 @@ class Claims:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({**self.me, "key": key}))
+        except OSError as exc:
+            raise _claim_error(self.folder, exc) from exc
         self.held.append(path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps({**self.me, "key": key}))
+        except OSError as exc:  # the claim stands (it names no owner: stale), the run stops
+            raise _claim_error(self.folder, exc) from exc
         return True
 
     def _stale(self, path: Path) -> bool:
@@ -101,3 +111,8 @@ class Claims:
                     os.utime(path)
                 except OSError:
                     pass  # a claim taken over by another process after all: it does the video too
+
+
+def _claim_error(folder: Path, exc: OSError) -> StoreError:
+    return StoreError(f"{folder.parent}: cannot claim a video in {folder}: {describe_os_error(exc)}; kept: every "
+                      "complete shard of the store")
