@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import click
 
 from pipeline import __version__
 from pipeline.config import Config, load_config
 from pipeline.discovery import find_videos
-from pipeline.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError, VQAError, exit_code
+from pipeline.errors import (
+    EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, Interrupted, UsageError, VQAError, describe_os_error, exit_code, no_space,
+)
 from pipeline.labels import read_labels
 from pipeline.table_formats import check_format, write_table
 from pipeline.tables import metrics_table
@@ -59,22 +65,78 @@ def _workers(ctx: click.Context, param: click.Parameter, value: str | None) -> i
     return int(value)
 
 
+_KEPT = "interrupt note"  # click context meta: what a command says it kept when interrupted
+
+
+def _nothing_kept() -> str:
+    return "nothing was left half-written; rerun the same command to start again"
+
+
 def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     """Run ``command``; print a typed error as one message (no traceback) and exit with its code.
 
-    The command returns its exit code (None: 0), e.g. ``EXIT_SOME_FAILED`` when some videos failed.
+    The command returns its exit code (None: 0), e.g. ``EXIT_SOME_FAILED`` when some videos failed. Ctrl-C and
+    SIGTERM exit 130 and 143 with one line saying what was kept (:func:`on_interrupt`); a full disk anywhere is
+    one line naming the file.
     """
 
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
         try:
-            code = command(*args, **kwargs)
+            with _sigterm_interrupts():
+                code = command(*args, **kwargs)
         except VQAError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(exit_code(exc)) from None
+        except KeyboardInterrupt as exc:
+            kept = click.get_current_context().meta.get(_KEPT, _nothing_kept)
+            click.echo(f"{'terminated' if isinstance(exc, Interrupted) else 'interrupted'}: {kept()}", err=True)
+            raise SystemExit(exit_code(exc)) from None
+        except OSError as exc:
+            if not no_space(exc):
+                raise
+            click.echo(f"error: {exc.filename or 'a file'}: cannot write: {describe_os_error(exc)}", err=True)
+            raise SystemExit(EXIT_ERROR) from None
         raise SystemExit(code or EXIT_OK)
 
     return run
+
+
+def on_interrupt(kept: Callable[[], str]) -> None:
+    """Say ``kept()`` (what an interrupted run keeps, and how to carry on) if the command is interrupted."""
+    click.get_current_context().meta[_KEPT] = kept
+
+
+def stored(store: str | Path) -> Callable[[], str]:
+    """What an interrupted extraction into ``store`` keeps: the videos stored there, counted when asked."""
+
+    def kept() -> str:
+        from pipeline.store import FeatureStore
+
+        try:
+            count = len(FeatureStore.open(store).cached())
+        except VQAError:
+            count = 0
+        return f"{count} video(s) are stored in {store}; rerun the same command to continue with the rest"
+
+    return kept
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM interrupt like Ctrl-C (same clean-up: the shard in progress is committed), as Interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load(config_path: str | Path, overrides: Sequence[str]) -> Config:
@@ -121,6 +183,16 @@ def _pointed_at(csv_path: str | None, video_specs: Sequence[str], video_root: st
     return find_videos(video_specs, sys.stdin)
 
 
+def _part(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """``--part I/N``: the I-th of N parts (1 <= I <= N)."""
+    if value is None:
+        return None
+    i, _, n = value.partition("/")
+    if not (i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise click.BadParameter(f"expected I/N with 1 <= I <= N, e.g. 3/8, got {value!r}")
+    return int(i), int(n)
+
+
 def _levels(option: str | None) -> list[str] | None:
     if option is None:
         return None
@@ -151,12 +223,19 @@ def _levels(option: str | None) -> list[str] | None:
 @click.option("--cluster", metavar="local:N|ADDRESS",
               help="Extract on a Dask cluster: N worker processes here, or a scheduler such as tcp://host:8786 "
                    "(needs the dist extra; videos and store on a file system every worker sees).")
+@click.option("--part", callback=_part, metavar="I/N",
+              help="Extract only the I-th of N parts of the videos (every N-th row of the CSVs from the I-th: the same "
+                   "split each time), e.g. --part $((SLURM_ARRAY_TASK_ID + 1))/$SLURM_ARRAY_TASK_COUNT in a job array.")
+@click.option("--verify", is_flag=True,
+              help="Also check every stored row against its checksum (reads the whole store): shards found damaged are "
+                   "moved to STORE/damaged/ and their videos extracted again (damaged indexes always are).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @version_option
 @reports_errors
 def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None, store: str | None,
             levels: str | None, device: str | None, weights: str | None, overrides: tuple[str, ...],
-            workers: int | str | None, cluster: str | None, progress: bool) -> int:
+            workers: int | str | None, cluster: str | None, part: tuple[int, int] | None, verify: bool,
+            progress: bool) -> int:
     """Extract the features of a CSV's videos into a feature store; cached videos are skipped.
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed.
@@ -171,18 +250,23 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
     if workers is not None:
         cfg.extract.workers = workers
     store = store or cfg.data.store
+    on_interrupt(stored(store))
     videos = _videos(cfg, csv_paths, video_root)
+    if part is not None:
+        videos = videos[part[0] - 1::part[1]]
     uses_weights = bool(cfg.extract.levels) or cfg.extract.temporal
-    click.echo(f"extracting {len(videos)} video(s) into {store} "
+    click.echo(f"extracting {len(videos)} video(s){f' (part {part[0]}/{part[1]})' if part else ''} into {store} "
                f"({f'weights {cfg.extract.weights}' if uses_weights else 'no backbone'}, "
                f"device {cfg.extract.device}, workers {cfg.extract.workers}"
                f"{f', cluster {cluster}' if cluster else ''})", err=True)
     if cluster is not None:
         from pipeline.distributed import extract_on_cluster
 
+        if verify:
+            raise UsageError("--verify reads the whole store on this machine: run it without --cluster")
         summary = extract_on_cluster(videos, store, cfg.extract, cluster, levels=_levels(levels), progress=progress)
     else:
-        summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress)
+        summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress, verify=verify)
     click.echo(str(summary))
     if summary.failed:
         report_failures(summary.failed, store)
@@ -246,6 +330,7 @@ def score(model_path: str, csv_path: str | None, video_specs: tuple[str, ...], v
     source = csv_path or " ".join(video_specs)
     click.echo(f"scoring {source} with {model_path} (inputs {'+'.join(scorer.kinds)}; store {scorer.store}, "
                f"device {scorer.device})", err=True)
+    on_interrupt(stored(scorer.store))
     if found is None:
         table, metrics = scorer.score_csv(csv_path, video_root, progress=progress)
     else:

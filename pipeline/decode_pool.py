@@ -16,7 +16,6 @@ import math
 import multiprocessing as mp
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -168,13 +167,17 @@ class DecodePool:
 
     def events(self, tasks: Iterable[tuple[int, str]]) -> Iterator[Event]:
         """Events of every task, interleaved across workers; each task ends with "done" or "failed"."""
-        queue = deque(tasks)
-        while queue or any(w and w.task is not None for w in self._workers):
+        queue, more = iter(tasks), True  # drawn only when a worker is idle: ``tasks`` may be claimed lazily
+        while more or any(w and w.task is not None for w in self._workers):
             for slot, worker in enumerate(self._workers):
-                if queue and (worker is None or worker.task is None):
+                if more and (worker is None or worker.task is None):
+                    task = next(queue, None)
+                    if task is None:
+                        more = False
+                        break
                     if worker is None or not worker.process.is_alive():
                         worker = self._workers[slot] = self._start()
-                    worker.assign(*queue.popleft())
+                    worker.assign(*task)
             busy = {w.conn: w for w in self._workers if w and w.task is not None}
             began = time.monotonic()
             ready = set(wait(list(busy), timeout=min(1.0, self.timeout_s)))

@@ -294,6 +294,7 @@ def _merge(summary: ExtractSummary, part: ExtractSummary) -> None:
     """Add a task's summary; what it found stored was stored during this run, by an attempt whose worker died."""
     summary.done += part.done + part.skipped
     summary.stale += part.stale
+    summary.elsewhere += part.elsewhere
     summary.failed.update(part.failed)
     summary.shards += part.shards
 

@@ -7,6 +7,7 @@ command-line layer asks :func:`exit_code`. Per-video failures during batch work 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -74,6 +75,54 @@ class StoreError(VQAError):
     """A feature store is inconsistent, unreadable or unwritable."""
 
 
+class DamagedShardError(StoreError):
+    """A shard's bytes fail its checksums, its index disagrees with its arrays, or HDF5 cannot read it. ``shard``
+    names the file: extraction moves it aside and extracts its videos again; readers stop and say so."""
+
+    def __init__(self, shard: str | Path, problem: str):
+        self.shard = Path(shard)
+        self.problem = problem
+        root = self.shard.parent
+        super().__init__(
+            f"{self.shard}: damaged shard ({problem}); its videos are not read. Repair: extract_features.py --store "
+            f"{root} --verify with the config or CSVs that filled the store moves it to {root / 'damaged'} and "
+            "extracts its videos again")
+
+
+class ReadOnlyStoreError(StoreError):
+    """Videos would have to be written into a store this process cannot write (a read-only mount)."""
+
+
+class WriteError(VQAError, OSError):
+    """A file could not be written (a full disk, a read-only file system); the previous file is kept. Still an
+    OSError, with the errno of the cause, for callers that handle file-system errors."""
+
+    def __init__(self, path: str | Path, cause: OSError, kept: str = "the previous file, if any, is kept"):
+        self.path = Path(path)
+        self.reason = describe_os_error(cause)
+        self.message = f"{self.path}: cannot write: {self.reason}; {kept}"
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that the same clean-up runs as for Ctrl-C (exit code 143, not 130)."""
+
+
+def no_space(exc: BaseException) -> bool:
+    """True when ``exc`` is a full disk or an exhausted quota."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """The cause of a file-system error in words; a full disk also says that a rerun with space carries on."""
+    if no_space(exc):
+        return "no space left on device (free some space and rerun the same command: it carries on)"
+    return exc.strerror or str(exc)
+
+
 class SettingsMismatchError(StoreError):
     """Features were asked for with other settings than those a store or model holds: extraction into a store
     made with other settings, scoring with a store or backbones that give other features than the model's.
@@ -85,8 +134,11 @@ class DeviceError(VQAError):
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal number, as shells report a command a signal ended
 #: Exit code of each cause, most specific first; the first class an error is an instance of decides.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (Interrupted, EXIT_SIGTERM),
+    (KeyboardInterrupt, EXIT_SIGINT),
     (UsageError, EXIT_USAGE),
     (SettingsMismatchError, EXIT_USAGE),  # the user picked the store or settings: a usage problem
     (VQAError, EXIT_ERROR),

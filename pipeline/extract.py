@@ -13,7 +13,7 @@ while this one runs the models, so a decoder that crashes or hangs on a bad file
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,9 +25,10 @@ from pipeline.backbones.device import Recipe, recipe_for, usable_cpus
 from pipeline.batches import Video, assemble
 from pipeline.config import ExtractConfig
 from pipeline.decode_pool import DecodeOptions, DecodePool, feed_plan, inline_events
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import ConfigError, ReadOnlyStoreError, UsageError
 from pipeline.features import FeatureSettings
 from pipeline.store import CHANGED, LACKING, FeatureStore, extraction_need, file_signature
+from pipeline.store.claims import Claims
 from pipeline.video import resize_short_side
 
 
@@ -39,13 +40,15 @@ class ExtractSummary:
     skipped: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    elsewhere: list[str] = field(default_factory=list)  # claimed by another live extraction process
     shards: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     def __str__(self) -> str:
         stale = f" ({len(self.stale)} of them changed since cached)" if self.stale else ""
+        elsewhere = f", left {len(self.elsewhere)} to other running extractions" if self.elsewhere else ""
         return (f"extracted {len(self.done)}{stale}, skipped {len(self.skipped)} (cached), failed "
-                f"{len(self.failed)} in {self.seconds:.1f} s; {len(self.shards)} new shard(s)")
+                f"{len(self.failed)}{elsewhere} in {self.seconds:.1f} s; {len(self.shards)} new shard(s)")
 
 
 class Backbones:
@@ -85,12 +88,15 @@ def extract_videos(
     levels: Sequence[str] | None = None,
     backbones: Backbones | None = None,
     progress: bool = True,
+    verify: bool = False,
 ) -> ExtractSummary:
     """Extract ``(key, path)`` videos into the store at ``store``; return what was done, skipped and failed.
 
     ``levels``: spatial levels to extract (default: every level of ``cfg.levels``). A cached video lacking
     one is extracted again with its old levels plus the new ones. ``backbones``: reuse models already built
-    for ``cfg``. Per-video failures are recorded in the store and in the summary; nothing is raised for them.
+    for ``cfg``. ``verify``: also check every stored row against its checksum (reads the whole store), so that
+    shards with damaged rows are set aside and their videos extracted again (damaged indexes always are).
+    Per-video failures are recorded in the store and in the summary; nothing is raised for them.
     """
     start = time.perf_counter()
     check_config(cfg)
@@ -112,7 +118,7 @@ def extract_videos(
             raise UsageError("nothing to extract: no spatial level, extract.temporal and extract.nss both off")
         summary = ExtractSummary()
         _run(videos, FeatureStore.open(store, backbones.settings.to_dict()), cfg, levels, backbones, pool, options,
-             progress, summary)
+             progress, verify, summary)
     finally:
         if pool:
             pool.close()
@@ -142,14 +148,28 @@ def check_config(cfg: ExtractConfig) -> None:
 
 
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
-         backbones: Backbones, pool: DecodePool | None, options: DecodeOptions, progress: bool,
+         backbones: Backbones, pool: DecodePool | None, options: DecodeOptions, progress: bool, verify: bool,
          summary: ExtractSummary) -> None:
-    """Extract what ``_plan`` leaves to do, filling ``summary``; without a pool, decoding with ``options`` here."""
-    with store.writer(flush_videos=cfg.shard_videos) as writer:
-        jobs = _plan(videos, store, backbones, levels, summary)
+    """Extract what ``_plan`` leaves to do, filling ``summary``; without a pool, decoding with ``options`` here.
+
+    Damaged shards (their index always; with ``verify`` their rows too) are moved aside first, so their videos
+    are extracted again. A store this process cannot write serves what it holds: with nothing to do the run
+    succeeds, otherwise ReadOnlyStoreError says how many videos it lacks.
+    """
+    for damage in store.damaged(arrays=verify):
+        store.set_aside(damage)
+    jobs = _plan(videos, store, backbones, levels, summary)
+    lacking = [job.key for job in jobs] + list(summary.failed)
+    if not lacking:
+        return
+    if store.read_only:
+        raise ReadOnlyStoreError(f"{store.root}: the store is read-only here and lacks {len(lacking)} of the videos "
+                                 f"(e.g. {lacking[0]!r}); extract them into a writable store (--store DIR)")
+    # Claims are released only once the writer has committed the last shard (the with statement exits in reverse).
+    with Claims(store.root) as claims, store.writer(flush_videos=cfg.shard_videos) as writer:
         store.record_failures(summary.failed)  # the unreadable files, in one update
-        tasks = [(i, job.path) for i, job in enumerate(jobs)]
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
+        tasks = _claimed(jobs, store, claims, set(backbones.kinds(levels)), bar, summary)
         try:
             events = pool.events(tasks) if pool else inline_events(tasks, replace(options, device=str(backbones.device)))
             for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
@@ -163,6 +183,27 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         finally:
             bar.close()
     summary.shards = writer.committed
+
+
+def _claimed(jobs: list[Video], store: FeatureStore, claims: Claims, wanted: set[str], bar: tqdm,
+             summary: ExtractSummary) -> Iterator[tuple[int, str]]:
+    """``(task, path)`` of the jobs this process claims, one at a time as the decoders ask for the next, so that
+    concurrent processes on one store share the work; jobs claimed or finished by another process are left.
+
+    Torch threads are set before each video to this process's share of the cores among the extractions of
+    this host on this store (never above the starting count), so several processes do not oversubscribe them.
+    """
+    threads = torch.get_num_threads()
+    for task, job in enumerate(jobs):
+        if not claims.take(job.key):
+            summary.elsewhere.append(job.key)
+        elif extraction_need(store.cached().get(job.key), job.path, wanted) is None:
+            summary.skipped.append(job.key)  # another process stored it after this one planned
+        else:
+            torch.set_num_threads(max(1, threads // claims.extractors_here()))
+            yield task, job.path
+            continue
+        bar.update(1)
 
 
 def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbones: Backbones,

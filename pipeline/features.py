@@ -30,6 +30,9 @@ PRECISIONS = ("float32", "bf16")
 #: Settings in which a model's features and a scorer's may differ: a model trained on bf16 (GPU) features
 #: scores float32 (CPU) features too. The scorer then extracts into a store of its own precision.
 SCORING_MAY_DIFFER = ("precision",)
+#: The ``extract.*`` keys that say how videos are decoded and where the models run, not what the features are
+#: (the weights are checked against the model's once built): the only ones a scorer may override.
+RUNTIME_KEYS = ("decoder", "device", "weights", "batch_size", "decode_timeout_s", "workers", "shard_videos")
 # The keys every extraction's settings hold (those before precision was recorded lack only that one).
 _KEYS = ("feature_version", "levels", "clip", "max_chunks", "spatial_weights", "temporal_weights", "nss")
 

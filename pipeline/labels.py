@@ -17,6 +17,7 @@ import pandas as pd
 from .errors import CSVError
 
 MOS_ALIASES = ("mos", "score")
+_LISTED = 10  # duplicate names listed; the message gives the count of all
 
 
 def read_labels(
@@ -60,6 +61,7 @@ def read_labels(
     exists = [p.is_file() for p in paths]
 
     seen: dict[str, int] = {}
+    duplicates: list[str] = []
     for row, name in enumerate(filenames):
         line = row + 2  # the header is line 1
         if not name:
@@ -69,7 +71,7 @@ def read_labels(
             problems.append(f"line {line}: filename {name!r} contains a NUL character")
             continue
         if name in seen:
-            problems.append(f"line {line}: duplicate filename {name!r} (first on line {seen[name]})")
+            duplicates.append(f"line {line}: duplicate filename {name!r} (first on line {seen[name]})")
         seen.setdefault(name, line)
         if mos_column is not None:
             problems.extend(_mos_problems(line, table[mos_column].iloc[row], mos.iloc[row], require_mos))
@@ -77,6 +79,9 @@ def read_labels(
             problems.append(f"line {line}: empty {split_column!r} (every row needs its split)")
         if missing == "error" and not exists[row]:
             problems.append(f"line {line}: video file not found: {paths[row]}")
+    problems.extend(duplicates[:_LISTED])  # the first few and a count: a CSV concatenated twice must not
+    if len(duplicates) > _LISTED:          # print thousands of lines
+        problems.append(f"{len(duplicates)} duplicate filenames in all, the first {_LISTED} listed above")
     if problems:
         raise CSVError(csv_path, problems)
 

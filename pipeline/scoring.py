@@ -39,10 +39,10 @@ from torch import nn
 
 from pipeline.backbones import resolve_device
 from pipeline.backbones.device import feature_precision
-from pipeline.config import ExtractConfig, load_config, valid_keys
-from pipeline.errors import ArrayError, SettingsMismatchError, StoreError, UsageError
+from pipeline.config import ExtractConfig, load_config
+from pipeline.errors import ArrayError, DamagedShardError, SettingsMismatchError, StoreError, UsageError
 from pipeline.extract import Backbones, check_config, extract_videos
-from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
+from pipeline.features import RUNTIME_KEYS, SCORING_MAY_DIFFER, FeatureSettings
 from pipeline.files import write_atomic
 from pipeline.fit.intervals import DEFAULT_LEVEL, coverage
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
@@ -113,10 +113,11 @@ class Scorer:
         ``interval``: the share of MOS the ``score_low``..``score_high`` intervals should hold.
         """
         path = Path(model_path)
-        not_extract = [item for item in overrides if not item.strip().startswith("extract.")]
-        if not_extract:
-            raise UsageError(f"--set {not_extract[0]!r}: scoring accepts extract.* keys only (the model fixes the "
-                             "rest); valid: " + ", ".join(k for k in valid_keys() if k.startswith("extract.")))
+        allowed = [f"extract.{key}" for key in RUNTIME_KEYS]
+        fixed = [item for item in overrides if item.split("=", 1)[0].strip() not in allowed]
+        if fixed:
+            raise UsageError(f"--set {fixed[0]!r}: the model fixes what its features are (and everything but how to "
+                             "extract them); scoring may change only " + ", ".join(allowed))
         model, spec = load_model(path)
         if spec.legacy:
             warnings.warn(f"{path} was written before models had intervals and an order-keeping calibration: its "
@@ -181,23 +182,36 @@ class Scorer:
             {str(v): str(v) for v in videos}
         errors = {key: f"{path}: video file not found" for key, path in paths.items() if not Path(path).exists()}
         present = {key: path for key, path in paths.items() if key not in errors}
+        while True:  # each damaged shard found is set aside and its videos extracted again, or it ends the run
+            try:
+                return self._score_present(list(paths), present, dict(errors), progress)
+            except DamagedShardError as damage:
+                FeatureStore.open(self.store).set_aside(damage)  # ReadOnlyStoreError (naming it) if it cannot be
+
+    def _score_present(self, keys: list[str], present: Mapping[str, str], errors: dict[str, str],
+                       progress: bool) -> pd.DataFrame:
+        """:meth:`score_paths` of the videos whose files are ``present``; ``errors`` holds the others' reasons."""
         store = self._open_store() if (self.store / MANIFEST).exists() else None  # opened once: indexes read once
         errors.update(self.extract_missing(present, store, progress=progress))
         scored = [key for key in present if key not in errors]
         if not scored:
-            return _table(list(paths), errors, None, {})
+            return _table(keys, errors, None, {})
         store = store or self._open_store()  # created by the extraction when there was none
         predictions = self.score_table(store.read(self.kinds, scored))
-        return _table(list(paths), errors, predictions, store.chunk_seconds(scored))
+        return _table(keys, errors, predictions, store.chunk_seconds(scored))
 
     def extract_missing(self, videos: Mapping[str, str], store: FeatureStore | None, *,
                         progress: bool = False) -> dict[str, str]:
         """Extract the ``{key: path}`` videos ``store`` (this scorer's, opened; None: not made yet) does not hold
-        (from that same file); return failures."""
+        (from that same file); return failures. A store this process cannot write fails them, naming it."""
         cached = store.cached() if store is not None else {}
         needed = [(key, path) for key, path in videos.items() if extraction_need(cached.get(key), path, self.kinds)]
         if not needed:
             return {}
+        if store is not None and store.read_only:
+            return {key: f"{path}: not in the feature store {self.store}, which is read-only here; to extract it, "
+                         "score with --store DIR, a writable directory (which then holds every video scored)"
+                    for key, path in needed}
         level = self.spec.features.level
         backbones = self.backbones()
         summary = extract_videos(needed, self.store, backbones.cfg, levels=[] if level == "none" else [level],

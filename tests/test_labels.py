@@ -66,6 +66,15 @@ def test_all_problems_reported_at_once_with_lines(root):
     assert len(info.value.problems) == 8
 
 
+def test_many_duplicates_are_counted_and_the_first_ten_listed(root):
+    text = "filename,mos\n" + "a.mp4,1\n" * 500
+    with pytest.raises(CSVError) as info:
+        read_labels(write(root, text), root, missing="keep")
+    problems = info.value.problems
+    assert problems[:10] == [f"line {line}: duplicate filename 'a.mp4' (first on line 2)" for line in range(3, 13)]
+    assert problems[10:] == ["499 duplicate filenames in all, the first 10 listed above"]
+
+
 @pytest.mark.parametrize(
     "text, problem",
     [

@@ -173,7 +173,9 @@ def test_config_through_extract(batch: dict, case: ConfigCase, tmp_path: Path) -
 @pytest.mark.parametrize("args, problem", [
     (["--set", "extract.decoder=ffmpeg"], "extract.decoder must be one of decord, pyav"),
     (["--set", "extract.batch_size=0"], "extract.batch_size must be >= 1"),
-    (["--set", "model.hidden=[4]"], "extract.* keys only"),
+    (["--set", "model.hidden=[4]"], "scoring may change only extract.decoder"),
+    (["--set", "extract.levels.fine.short_side=128"], "the model fixes what its features are"),  # not ignored
+    (["--set", "extract.max_chunks=2"], "extract.shard_videos"),  # the message lists the keys it may change
     (["--workers", "-1"], "expected a number >= 0 or auto, got '-1'"),
 ])
 def test_score_options(batch: dict, tmp_path: Path, args: list[str], problem: str) -> None:

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.store import reader as store_reader
+from pipeline.store.claims import Claims
 from pipeline.store import shards as shard_files
-from pipeline.errors import StoreError
+from pipeline.errors import DamagedShardError, StoreError
 from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, file_signature, settings_hash
 
 SETTINGS = {"feature_version": 1, "levels": {"coarse": {"short_side": 448}}, "max_chunks": 0}
@@ -231,12 +232,16 @@ def test_chunk_start_seconds_round_trip_and_are_checked(store: FeatureStore) -> 
     assert {k: v.tolist() for k, v in seconds.items()} == {"b": [1, 4, 7], "a": [0, 2]}
 
 
-def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: FeatureStore) -> None:
+def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: FeatureStore,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     written = fill(store, 2, flush_videos=2)
-    with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds were recorded
-        del f["index/chunk_second"]
+    with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds (and checksums) were
+        del f["index/chunk_second"], f["index/crc32"]  # recorded: store format 1
+        f.attrs["format"] = 1
     reopened = FeatureStore.open(store.root)
     assert reopened.read(["nss"]).offsets[-1] == sum(len(w["nss"]) for w in written.values())
+    warned, = [r.getMessage() for r in caplog.records if "without damage detection" in r.getMessage()]
+    assert warned.startswith(f"{store.root}: 1 shard(s) were written before shards carried checksums")
     with pytest.raises(StoreError, match="extract them into a new store"):
         reopened.chunk_seconds(list(written))
 
@@ -280,3 +285,56 @@ def test_concurrent_writers_do_not_corrupt_the_store(tmp_path: Path) -> None:
     assert [int(table.features["temporal_fast"][table.rows(k)][0, 0]) for k in keys] == list(range(n)) * 2
     assert sorted(store.failures()) == sorted(f"{name}-failed-{i}" for name in ("left", "right") for i in range(n))
     assert len(store.shards()) == 2 * n // 2 and not list(root.glob("*.tmp"))
+
+
+# -- claims: several extraction processes on one store ------------------------------------------------------
+
+def test_a_claim_is_held_by_one_process_until_released(tmp_path: Path) -> None:
+    with Claims(tmp_path) as first, Claims(tmp_path) as second:
+        assert first.take("a.mp4") and not second.take("a.mp4") and second.take("b.mp4")
+        assert first.extractors_here() == 1  # both are this process
+    with Claims(tmp_path) as third:
+        assert third.take("a.mp4")  # released on exit
+    assert sorted(p.name for p in (tmp_path / "claims").iterdir()) == []
+
+
+def test_the_claims_of_a_dead_process_are_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Claims(tmp_path) as claims:
+        assert claims.take("x") and claims.take("y") and claims.take("z")
+        owners = {"x": {"host": shard_files.HOST, "pid": int(dead.stdout)},  # this host, a pid that ended
+                  "y": {"host": "elsewhere", "pid": 1},  # another host, no heartbeat for an hour
+                  "z": {"host": "elsewhere", "pid": 1}}  # another host, heartbeat just now
+        held = dict(zip("xyz", claims.held))
+        claims.held.clear()  # as if another process held them
+        for key, owner in owners.items():
+            held[key].write_text(json.dumps(owner))
+        os.utime(held["y"], (0, 1e9))
+        assert claims.take("x") and claims.take("y") and not claims.take("z")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda f: f["index/row_start"].__setitem__(1, 0), "row ranges do not tile the rows in order"),
+    (lambda f: f["index/row_count"].__setitem__(0, 9), "row ranges do not tile"),
+    (lambda f: (f.__delitem__("nss"), f.create_dataset("nss", data=np.zeros((2, 5), np.float32))),
+     r"nss is \(2, 5\) float32, its index says 3 rows"),
+])
+def test_an_index_that_disagrees_with_its_arrays_is_damage(store: FeatureStore, change, problem: str) -> None:
+    """Checked even in shards without checksums (format 1): the index must tile the arrays exactly."""
+    fill(store, 2, flush_videos=2)
+    shard = store.shards()[0]
+    with h5py.File(shard, "a") as f:
+        del f["index/crc32"]
+        f.attrs["format"] = 1
+        change(f)
+    with pytest.raises(DamagedShardError, match=problem) as caught:
+        FeatureStore.open(store.root).cached()
+    assert caught.value.shard == shard and str(shard) in str(caught.value)
+
+
+def test_changed_index_bytes_fail_the_index_digest(store: FeatureStore) -> None:
+    fill(store, 2, flush_videos=2)
+    with h5py.File(store.shards()[0], "a") as f:
+        f["index/mtime"][0] += 1  # a plausible value: only the digest can tell
+    with pytest.raises(DamagedShardError, match="its index fails its checksum"):
+        FeatureStore.open(store.root).cached()

@@ -9,11 +9,16 @@ A store is a directory (docs/design.md, "Feature store"):
 ``shard-<id>.h5``
     Immutable HDF5 files, each holding several videos: one contiguous ``(rows, dim)`` array per feature
     kind and an ``index/`` group (key, first row, row count, video properties, file size and mtime; and
-    ``chunk_second``, one entry per row: the second of its video the chunk starts at). Written all or
-    nothing (:mod:`.shards`, :mod:`.writer`), read in few large blocks (:mod:`.reader`).
+    ``chunk_second``, one entry per row: the second of its video the chunk starts at; ``crc32``, a checksum
+    of each video's rows of each kind). Written all or nothing (:mod:`.shards`, :mod:`.writer`), checked
+    and read in few large blocks (:mod:`.reader`): damage raises DamagedShardError naming the shard.
 ``failures.csv``
     ``key,error`` of videos that could not be extracted (latest reason; removed once a video succeeds),
     rewritten atomically under a file lock. (:mod:`.failures`)
+``damaged/``
+    Shards found damaged, moved aside for inspection (:meth:`FeatureStore.set_aside`).
+``claims/``
+    What each live extraction process works on, so that several share the work (:mod:`.claims`).
 
 What a video's record holds, and when a video must be extracted again, is in :mod:`.records`.
 """

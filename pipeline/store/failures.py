@@ -11,7 +11,8 @@ import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pipeline.store.manifest import locked, write_text
+from pipeline.files import write_atomic
+from pipeline.store.manifest import locked
 
 FAILURES = "failures.csv"
 
@@ -38,4 +39,4 @@ def record_failures(root: Path, errors: Mapping[str, str], succeeded: Sequence[s
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["key", "error"])
         w.writerows(sorted(current.items()))
-        write_text(root / FAILURES, out.getvalue())
+        write_atomic(root / FAILURES, out.getvalue())

@@ -1,17 +1,22 @@
-"""The store as one object: open (create or check its settings), what it holds, reading, writing, failures."""
+"""The store as one object: open (create or check its settings), what it holds, reading, writing, failures,
+and setting damaged shards aside."""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import StoreError
+from pipeline.errors import DamagedShardError, ReadOnlyStoreError, StoreError
 from pipeline.store import failures, reader, shards
 from pipeline.store.manifest import MANIFEST, create_or_check, read_manifest
 from pipeline.store.records import CHANGED, FeatureTable, VideoRecord, extraction_need
 from pipeline.store.writer import ShardWriter
+
+log = logging.getLogger(__name__)
 
 
 class FeatureStore:
@@ -22,7 +27,8 @@ class FeatureStore:
         self.manifest = manifest
         self.settings: dict = manifest["settings"]
         self.writable = writable
-        self._index_cache: dict[str, list[reader.Entry]] = {}
+        self._index_cache: dict[str, reader.ShardIndex] = {}
+        self._warned_unchecked = False
 
     @classmethod
     def open(cls, root: str | Path, settings: Mapping | None = None) -> FeatureStore:
@@ -39,6 +45,11 @@ class FeatureStore:
         if manifest is None:
             raise StoreError(f"{root}: no feature store here ({MANIFEST} missing); run extract_features.py first")
         return cls(root, manifest, writable=False)
+
+    @property
+    def read_only(self) -> bool:
+        """True when this process cannot write the store's directory (a read-only mount, no permission)."""
+        return not os.access(self.root, os.W_OK)
 
     def shards(self) -> list[Path]:
         """Complete shards, oldest first (ids start with a timestamp). ``.tmp`` files are never listed."""
@@ -75,10 +86,38 @@ class FeatureStore:
         """
         return reader.read_chunk_seconds(self.root, self._entries(), keys)
 
+    def damaged(self, arrays: bool = False) -> list[DamagedShardError]:
+        """The damage of every shard whose index (and with ``arrays``, whose rows) fail their checks, one error
+        each. Checking the rows reads the whole store."""
+        found = []
+        for path in self.shards():
+            try:
+                index = self.shard_index(path)
+                if arrays and index.checked:
+                    by_key = {entry.record.key: entry for entry in index.entries}
+                    reader.read_features(self.root, by_key, index.entries[0].record.kinds, list(by_key))
+            except DamagedShardError as exc:
+                found.append(exc)
+        return found
+
+    def set_aside(self, damage: DamagedShardError) -> Path:
+        """Move a damaged shard into ``<store>/damaged/`` (kept for inspection), so that its videos count as not
+        extracted; its new path. ReadOnlyStoreError when the store cannot be changed."""
+        if self.read_only:
+            raise ReadOnlyStoreError(f"{damage}; the store is read-only, so it cannot be moved aside here")
+        self._index_cache.pop(damage.shard.name, None)
+        moved = shards.set_aside(damage.shard)
+        log.warning("%s: damaged (%s); moved to %s, its videos count as not extracted", damage.shard, damage.problem,
+                    moved)
+        return moved
+
     def writer(self, flush_videos: int = 32, flush_rows: int = 4096) -> ShardWriter:
         """A :class:`ShardWriter` that commits a shard every ``flush_videos`` videos or ``flush_rows`` rows."""
         if not self.writable:
             raise StoreError(f"{self.root}: opened read-only (no settings given); cannot write")
+        if self.read_only:
+            raise ReadOnlyStoreError(f"{self.root}: the store is read-only here; extract into a writable one "
+                                     "(--store DIR)")
         shards.remove_orphans(self.root)
         return ShardWriter(self, flush_videos=flush_videos, flush_rows=flush_rows)
 
@@ -88,9 +127,21 @@ class FeatureStore:
 
     def _entries(self) -> dict[str, reader.Entry]:
         entries: dict[str, reader.Entry] = {}
+        unchecked = 0
         for path in self.shards():  # oldest first, so a newer copy of a key overwrites an older one
-            if path.name not in self._index_cache:  # shards are immutable: each index is read once per store object
-                self._index_cache[path.name] = reader.read_index(path, self.manifest["settings_hash"])
-            for entry in self._index_cache[path.name]:
+            index = self.shard_index(path)
+            unchecked += not index.checked
+            for entry in index.entries:
                 entries[entry.record.key] = entry
+        if unchecked and not self._warned_unchecked:
+            self._warned_unchecked = True
+            log.warning("%s: %d shard(s) were written before shards carried checksums (store format 1); they are "
+                        "read without damage detection. Extract into a new store (--store) to have it.",
+                        self.root, unchecked)
         return entries
+
+    def shard_index(self, path: Path) -> reader.ShardIndex:
+        """The videos one shard holds, its index checked (DamagedShardError naming it otherwise)."""
+        if path.name not in self._index_cache:  # shards are immutable: each index is read once per store object
+            self._index_cache[path.name] = reader.read_index(path, self.manifest["settings_hash"])
+        return self._index_cache[path.name]

@@ -1,5 +1,5 @@
-"""A store's ``manifest.json`` (settings, their hash, versions) and the file habits every store file shares:
-an advisory lock on the directory and all-or-nothing writes."""
+"""A store's ``manifest.json`` (settings, their hash, versions, format) and the advisory lock on the directory
+under which the manifest is created and ``failures.csv`` rewritten."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import fcntl
 import functools
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -16,11 +15,14 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.errors import SettingsMismatchError, StoreError
+from pipeline.errors import SettingsMismatchError, StoreError, describe_os_error
 from pipeline.files import write_atomic
 from pipeline.trees import canonical, differences
 
-FORMAT_VERSION = 1
+#: Store format: 2 shards carry checksums (an index digest, a CRC-32 per video and kind) and HDF5 metadata with
+#: checksums; 1 shards carry none (still read, with a warning: docs/design.md, "Feature store").
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 
@@ -53,8 +55,8 @@ def read_manifest(root: Path) -> dict | None:
         raise StoreError(f"{path}: cannot read the manifest: {exc}") from exc
     try:
         manifest = json.loads(text)
-        if manifest["format"] != FORMAT_VERSION:
-            raise StoreError(f"{path}: store format {manifest['format']}, this version reads {FORMAT_VERSION}")
+        if manifest["format"] not in READABLE_FORMATS:
+            raise StoreError(f"{path}: store format {manifest['format']}, this version reads {READABLE_FORMATS}")
         manifest["settings"], manifest["settings_hash"]  # noqa: B018 - both must be present
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"{path}: not a valid store manifest ({exc})") from exc
@@ -63,23 +65,12 @@ def read_manifest(root: Path) -> dict | None:
 
 def create_or_check(root: Path, settings: Mapping) -> dict:
     """The manifest at ``root``, written with ``settings`` when there is none yet; SettingsMismatchError naming
-    the differing keys when the store was made with other settings."""
+    the differing keys when the store was made with other settings.
+
+    An existing store is only read here (no lock), so a read-only store serves what it holds.
+    """
     settings = json.loads(canonical(settings))
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"{root}: cannot create the feature store: {exc}") from exc
-    with locked(root):
-        manifest = read_manifest(root)
-        if manifest is None:
-            manifest = {
-                "format": FORMAT_VERSION,
-                "settings": settings,
-                "settings_hash": settings_hash(settings),
-                "versions": dict(library_versions()),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            write_text(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    manifest = read_manifest(root) or _create(root, settings)
     differing = differences(manifest["settings"], settings)
     if differing:
         listed = "\n".join(f"  - {d}" for d in differing)
@@ -90,30 +81,36 @@ def create_or_check(root: Path, settings: Mapping) -> dict:
     return manifest
 
 
+def _create(root: Path, settings: dict) -> dict:
+    """Make the store directory and its manifest, unless a concurrent writer made them first."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot create the feature store: {describe_os_error(exc)}") from exc
+    with locked(root):
+        manifest = read_manifest(root)
+        if manifest is None:
+            manifest = {
+                "format": FORMAT_VERSION,
+                "settings": settings,
+                "settings_hash": settings_hash(settings),
+                "versions": dict(library_versions()),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
 @contextmanager
 def locked(root: Path) -> Iterator[None]:
     """Exclusive advisory lock on the store directory (manifest creation, failures.csv updates)."""
-    with open(root / LOCK, "a") as f:
+    try:
+        f = open(root / LOCK, "a")
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot write to the feature store ({describe_os_error(exc)})") from exc
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` all at once; StoreError (and the old file kept) when it cannot be written."""
-    try:
-        write_atomic(path, text)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot write: {exc}") from exc

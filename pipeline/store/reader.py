@@ -1,8 +1,15 @@
-"""Reading shards back: each shard's index once, then many videos' rows in a few large reads per shard."""
+"""Reading shards back: each shard's index once (checked against its arrays), then many videos' rows in a few
+large reads per shard, each video's rows checked against their CRC-32.
+
+Every error while reading a shard names it: :class:`~pipeline.errors.DamagedShardError` when its bytes are
+wrong (checksums, an index that does not tile its arrays, HDF5 metadata that does not parse, truncation),
+StoreError when it cannot be opened at all (gone, no permission).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import errno
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,67 +17,128 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.errors import StoreError
+from pipeline.errors import DamagedShardError, StoreError, VQAError
+from pipeline.store.manifest import READABLE_FORMATS
 from pipeline.store.records import FEATURE_DIMS, FEATURE_DTYPES, FEATURE_KINDS, FeatureTable, VideoRecord
-from pipeline.store.shards import CHUNK_SECOND, INDEX_NUMBERS
+from pipeline.store.shards import CHUNK_SECOND, CRC32, INDEX_DIGEST, INDEX_NUMBERS, index_digest, row_checksum
 
 # Reads of one shard are planned in blocks: rows a few apart are read in one call with the gap thrown
 # away (cheaper than another call), and a block never exceeds this many rows (bounds the scratch buffer).
 MAX_GAP_ROWS = 16
 MAX_BLOCK_ROWS = 4096
+# Blocks stay small enough for the CPU cache, where checking their rows' CRC-32 right after the read costs little.
+MAX_BLOCK_BYTES = 1 << 20
+# Errors opening a shard that say nothing about its bytes: it is gone (moved aside by another process) or
+# this user may not read it.
+_NOT_DAMAGE = (errno.ENOENT, errno.EACCES, errno.EPERM)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """Where the newest copy of a video lives."""
+    """Where the newest copy of a video lives, and the CRC-32 of its rows of each of ``record.kinds``."""
 
     shard: str
     row_start: int
     row_count: int
     record: VideoRecord
+    checksums: tuple[int, ...] = ()  # empty in shards of store format 1, written without checksums
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """A shard's videos; ``checked``: it carries checksums (format 2), so damage to it cannot be served."""
+
+    entries: list[Entry]
+    checked: bool
 
 
 @contextmanager
 def open_shard(path: Path) -> Iterator[h5py.File]:
-    """A shard open for reading, without a lock (shards are immutable); StoreError when it cannot be read."""
+    """A shard open for reading, without a lock (shards are immutable). Any error while it is open names it:
+    DamagedShardError for what HDF5 cannot parse, StoreError when the file cannot be opened."""
     try:
-        f = h5py.File(path, "r", locking=False)
+        with h5py.File(path, "r", locking=False) as f:
+            yield f
+    except VQAError:
+        raise
     except OSError as exc:
-        raise StoreError(f"{path}: cannot read shard: {exc}") from exc
-    with f:
-        yield f
+        if exc.errno in _NOT_DAMAGE:
+            raise StoreError(f"{path}: cannot read shard: {exc.strerror}") from exc
+        raise DamagedShardError(path, _first_line(exc)) from exc
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise DamagedShardError(path, _first_line(exc)) from exc
 
 
-def read_index(path: Path, settings_hash: str) -> list[Entry]:
-    """The videos a shard holds; StoreError when it was written for a store of another settings hash."""
+def read_index(path: Path, settings_hash: str) -> ShardIndex:
+    """The videos a shard holds, once its index is checked (digest, and tiling its arrays exactly); StoreError
+    when it was written for a store of another settings hash."""
     with open_shard(path) as f:
         shard_hash = f.attrs.get("settings_hash")
         if shard_hash != settings_hash:
             raise StoreError(f"{path}: written with settings hash {shard_hash}, but the manifest has "
                              f"{settings_hash}; the shard belongs to another store")
+        version = int(f.attrs.get("format", 1))
+        if version not in READABLE_FORMATS:
+            raise StoreError(f"{path}: shard format {version}, this version reads {READABLE_FORMATS}")
         kinds = tuple(k for k in FEATURE_KINDS if k in f)
+        shapes = {kind: (f[kind].shape, f[kind].dtype) for kind in kinds}
         ix = f["index"]
         columns = {col: ix[col][()] for col in INDEX_NUMBERS}
-        keys = ix["key"].asstr()[()]
-        decoders = ix["decoder"].asstr()[()]
-    return [
+        keys = [str(k) for k in ix["key"].asstr()[()]]
+        decoders = [str(d) for d in ix["decoder"].asstr()[()]]
+        seconds = ix[CHUNK_SECOND][()] if CHUNK_SECOND in ix else None
+        checked = version >= 2
+        crcs = ix[CRC32][()] if checked else np.zeros((len(keys), 0), dtype=np.uint32)
+        if checked and f.attrs.get(INDEX_DIGEST) != index_digest(keys, decoders, columns, seconds, crcs):
+            raise DamagedShardError(path, "its index fails its checksum")
+    problem = _index_problem(keys, decoders, columns, seconds, crcs if checked else None, shapes)
+    if problem:
+        raise DamagedShardError(path, problem)
+    entries = [
         Entry(
             shard=path.name,
             row_start=int(columns["row_start"][i]),
             row_count=int(columns["row_count"][i]),
             record=VideoRecord(
-                key=str(keys[i]), fps=float(columns["fps"][i]), frames=int(columns["frames"][i]),
+                key=keys[i], fps=float(columns["fps"][i]), frames=int(columns["frames"][i]),
                 width=int(columns["width"][i]), height=int(columns["height"][i]),
-                duration=float(columns["duration"][i]), decoder=str(decoders[i]),
+                duration=float(columns["duration"][i]), decoder=decoders[i],
                 size=int(columns["size"][i]), mtime=float(columns["mtime"][i]), kinds=kinds,
             ),
+            checksums=tuple(int(c) for c in crcs[i]),
         )
         for i in range(len(keys))
     ]
+    return ShardIndex(entries, checked)
+
+
+def _index_problem(keys: list[str], decoders: list[str], columns: Mapping[str, np.ndarray], seconds: np.ndarray | None,
+                   crcs: np.ndarray | None, shapes: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> str | None:
+    """What is wrong with an index against its arrays (None: nothing): one entry per video in every column, row
+    ranges that tile the rows exactly and in order, every array (rows, its kind's width) in its kind's dtype."""
+    videos = len(keys)
+    if not videos or not shapes:
+        return "it holds no videos or no feature arrays"
+    if len(decoders) != videos or any(len(c) != videos for c in columns.values()) or len(set(keys)) != videos:
+        return "its index columns disagree on the number of videos, or name a video twice"
+    counts, starts = columns["row_count"], columns["row_start"]
+    rows = int(counts.sum())
+    if (counts < 1).any() or not np.array_equal(starts, np.concatenate([[0], np.cumsum(counts)[:-1]])):
+        return "its index row ranges do not tile the rows in order"
+    for kind, (shape, dtype) in shapes.items():
+        if len(shape) != 2 or shape[0] != rows or shape[1] != FEATURE_DIMS.get(kind, shape[1]) \
+                or dtype != FEATURE_DTYPES[kind]:
+            return f"{kind} is {shape} {dtype}, its index says {rows} rows of {FEATURE_DTYPES[kind]}"
+    if seconds is not None and seconds.shape != (rows,):
+        return f"index/{CHUNK_SECOND} has {seconds.shape} entries for {rows} rows"
+    if crcs is not None and crcs.shape != (videos, len(shapes)):
+        return f"index/{CRC32} is {crcs.shape}, not one per video and kind"
+    return None
 
 
 def read_features(root: Path, entries: Mapping[str, Entry], kinds: Sequence[str], keys: Sequence[str]) -> FeatureTable:
-    """Features of ``kinds`` for ``keys``, in that order; StoreError naming what the store lacks."""
+    """Features of ``kinds`` for ``keys``, in that order; StoreError naming what the store lacks,
+    DamagedShardError naming a shard whose rows fail their CRC-32."""
     unknown = [k for k in kinds if k not in FEATURE_KINDS]
     if unknown:
         raise StoreError(f"{root}: unknown feature kind(s) {unknown}; known: {list(FEATURE_KINDS)}")
@@ -85,21 +153,41 @@ def read_features(root: Path, entries: Mapping[str, Entry], kinds: Sequence[str]
     counts = np.array([entries[k].row_count for k in keys], dtype=np.int64)
     offsets = np.zeros(len(keys) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    by_shard: dict[str, list[tuple[int, int, int]]] = {}
+    by_shard: dict[str, list[tuple[Entry, int]]] = {}
     for key, dst in zip(keys, offsets[:-1]):
-        entry = entries[key]
-        by_shard.setdefault(entry.shard, []).append((entry.row_start, entry.row_count, int(dst)))
+        by_shard.setdefault(entries[key].shard, []).append((entries[key], int(dst)))
     features: dict[str, np.ndarray] = {}
-    for shard, segments in by_shard.items():
+    for shard, placed in by_shard.items():
         with open_shard(root / shard) as f:
             for kind in kinds:
                 ds = f[kind]
                 if kind not in features:
                     features[kind] = np.empty((int(offsets[-1]), ds.shape[1]), dtype=ds.dtype)
-                read_segments(ds, segments, features[kind])
+                read_segments(ds, [(e.row_start, e.row_count, dst) for e, dst in placed], features[kind],
+                              _row_checker(root / shard, kind, placed, features[kind]))
     for kind in kinds:  # no keys at all: still give each kind an empty array of the right width
         features.setdefault(kind, np.empty((0, FEATURE_DIMS.get(kind, 0)), dtype=FEATURE_DTYPES[kind]))
     return FeatureTable(keys=list(keys), offsets=offsets, features=features)
+
+
+def _row_checker(shard: Path, kind: str, placed: list[tuple[Entry, int]],
+                 out: np.ndarray) -> Callable[[list[tuple[int, int, int]]], None]:
+    """What checks segments of ``kind`` just read into ``out`` against the CRC-32 written with them: raises
+    DamagedShardError naming the shard and the video whose rows fail."""
+    expected = {dst: entry for entry, dst in placed if entry.checksums}
+
+    def check(segments: list[tuple[int, int, int]]) -> None:
+        for _, rows, dst in segments:
+            entry = expected.get(dst)
+            if entry and row_checksum(out[dst:dst + rows]) != entry.checksums[entry.record.kinds.index(kind)]:
+                raise DamagedShardError(shard, f"the {kind} rows of {entry.record.key!r} fail their CRC-32")
+
+    return check
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'unreadable'}"
 
 
 def read_chunk_seconds(root: Path, entries: Mapping[str, Entry], keys: Sequence[str]) -> dict[str, np.ndarray]:
@@ -122,21 +210,24 @@ def read_chunk_seconds(root: Path, entries: Mapping[str, Entry], keys: Sequence[
     return seconds
 
 
-def read_segments(ds: h5py.Dataset, segments: list[tuple[int, int, int]], out: np.ndarray) -> None:
-    """Copy ``(src_row, rows, dst_row)`` segments of ``ds`` into ``out`` with few, large reads.
+def read_segments(ds: h5py.Dataset, segments: list[tuple[int, int, int]], out: np.ndarray,
+                  placed: Callable[[list[tuple[int, int, int]]], None] = lambda segments: None) -> None:
+    """Copy ``(src_row, rows, dst_row)`` segments of ``ds`` into ``out`` with few, large reads; ``placed`` is called
+    with the segments of each block as soon as they are in ``out`` (their rows are then still in the CPU cache).
 
     Segments are sorted by source row and grouped into blocks (gaps up to ``MAX_GAP_ROWS``, at most
-    ``MAX_BLOCK_ROWS`` rows). A block whose rows land contiguously in ``out`` is read straight into it;
-    any other block is read once into a scratch buffer and scattered.
+    ``MAX_BLOCK_ROWS`` rows and, beyond one segment, ``MAX_BLOCK_BYTES``). A block whose rows land contiguously
+    in ``out`` is read straight into it; any other block is read once into a scratch buffer and scattered.
     """
     segments = sorted(segments)
+    block_rows = max(1, min(MAX_BLOCK_ROWS, MAX_BLOCK_BYTES // max(1, out[:1].nbytes)))
     i = 0
     while i < len(segments):
         start, rows, dst = segments[i]
         end, j, direct = start + rows, i + 1, True
         while j < len(segments):
             s, r, d = segments[j]
-            if s - end > MAX_GAP_ROWS or max(end, s + r) - start > MAX_BLOCK_ROWS:
+            if s - end > MAX_GAP_ROWS or max(end, s + r) - start > block_rows:
                 break
             direct = direct and s == end and d - dst == s - start
             end, j = max(end, s + r), j + 1  # max: a key asked for twice overlaps itself
@@ -146,6 +237,7 @@ def read_segments(ds: h5py.Dataset, segments: list[tuple[int, int, int]], out: n
             block = ds[start:end]
             for s, r, d in segments[i:j]:
                 out[d:d + r] = block[s - start:s - start + r]
+        placed(segments[i:j])
         i = j
 
 

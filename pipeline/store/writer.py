@@ -32,6 +32,7 @@ class ShardWriter:
         self.flush_videos = flush_videos
         self.flush_rows = flush_rows
         self.committed: list[Path] = []
+        self.videos_committed = 0
         self._records: list[VideoRecord] = []
         self._arrays: dict[str, list[np.ndarray]] = {}
         self._seconds: list[np.ndarray] = []
@@ -72,9 +73,15 @@ class ShardWriter:
             return None
         records, arrays, seconds = self._records, self._arrays, self._seconds
         self._records, self._arrays, self._seconds, self._rows = [], {}, [], 0
-        path = shards.write_shard(self.store.root, self.store.manifest["settings_hash"], records, arrays,
-                                  np.concatenate(seconds))
+        try:
+            path = shards.write_shard(self.store.root, self.store.manifest["settings_hash"], records, arrays,
+                                      np.concatenate(seconds))
+        except StoreError as exc:
+            raise StoreError(f"{exc}; kept: {self.videos_committed} video(s) in the {len(self.committed)} shard(s) "
+                             f"this run completed, and every earlier shard; lost: the {len(records)} video(s) of this "
+                             "shard") from exc
         self.committed.append(path)
+        self.videos_committed += len(records)
         self.store.record_failures(succeeded=[r.key for r in records])
         return path
 
