@@ -236,7 +236,7 @@ def test_shards_without_chunk_seconds_still_read_but_give_no_seconds(store: Feat
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     written = fill(store, 2, flush_videos=2)
     with h5py.File(store.shards()[0], "a") as f:  # as a shard written before the seconds (and checksums) were
-        del f["index/chunk_second"], f["index/crc32"]  # recorded: store format 1
+        del f["index/chunk_second"], f["index/xxh3"]  # recorded: store format 1
         f.attrs["format"] = 1
     reopened = FeatureStore.open(store.root)
     assert reopened.read(["nss"]).offsets[-1] == sum(len(w["nss"]) for w in written.values())
@@ -324,7 +324,7 @@ def test_an_index_that_disagrees_with_its_arrays_is_damage(store: FeatureStore, 
     fill(store, 2, flush_videos=2)
     shard = store.shards()[0]
     with h5py.File(shard, "a") as f:
-        del f["index/crc32"]
+        del f["index/xxh3"]
         f.attrs["format"] = 1
         change(f)
     with pytest.raises(DamagedShardError, match=problem) as caught:

@@ -9,7 +9,7 @@ A store is a directory (docs/design.md, "Feature store"):
 ``shard-<id>.h5``
     Immutable HDF5 files, each holding several videos: one contiguous ``(rows, dim)`` array per feature
     kind and an ``index/`` group (key, first row, row count, video properties, file size and mtime; and
-    ``chunk_second``, one entry per row: the second of its video the chunk starts at; ``crc32``, a checksum
+    ``chunk_second``, one entry per row: the second of its video the chunk starts at; ``xxh3``, a checksum
     of each video's rows of each kind). Written all or nothing (:mod:`.shards`, :mod:`.writer`), checked
     and read in few large blocks (:mod:`.reader`): damage raises DamagedShardError naming the shard.
 ``failures.csv``

@@ -19,7 +19,7 @@ from pipeline.errors import SettingsMismatchError, StoreError, describe_os_error
 from pipeline.files import write_atomic
 from pipeline.trees import canonical, differences
 
-#: Store format: 2 shards carry checksums (an index digest, a CRC-32 per video and kind) and HDF5 metadata with
+#: Store format: 2 shards carry checksums (an index digest, an XXH3-64 per video and kind) and HDF5 metadata with
 #: checksums; 1 shards carry none (still read, with a warning: docs/design.md, "Feature store").
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)

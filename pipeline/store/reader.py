@@ -1,5 +1,5 @@
 """Reading shards back: each shard's index once (checked against its arrays), then many videos' rows in a few
-large reads per shard, each video's rows checked against their CRC-32.
+large reads per shard, each video's rows checked against their XXH3-64 hash.
 
 Every error while reading a shard names it: :class:`~pipeline.errors.DamagedShardError` when its bytes are
 wrong (checksums, an index that does not tile its arrays, HDF5 metadata that does not parse, truncation),
@@ -20,13 +20,13 @@ import numpy as np
 from pipeline.errors import DamagedShardError, StoreError, VQAError
 from pipeline.store.manifest import READABLE_FORMATS
 from pipeline.store.records import FEATURE_DIMS, FEATURE_DTYPES, FEATURE_KINDS, FeatureTable, VideoRecord
-from pipeline.store.shards import CHUNK_SECOND, CRC32, INDEX_DIGEST, INDEX_NUMBERS, index_digest, row_checksum
+from pipeline.store.shards import CHUNK_SECOND, ROW_CHECKSUMS, INDEX_DIGEST, INDEX_NUMBERS, index_digest, row_checksum
 
 # Reads of one shard are planned in blocks: rows a few apart are read in one call with the gap thrown
 # away (cheaper than another call), and a block never exceeds this many rows (bounds the scratch buffer).
 MAX_GAP_ROWS = 16
 MAX_BLOCK_ROWS = 4096
-# Blocks stay small enough for the CPU cache, where checking their rows' CRC-32 right after the read costs little.
+# Blocks stay small enough for the CPU cache, where hashing their rows right after the read costs little.
 MAX_BLOCK_BYTES = 1 << 20
 # Errors opening a shard that say nothing about its bytes: it is gone (moved aside by another process) or
 # this user may not read it.
@@ -35,7 +35,7 @@ _NOT_DAMAGE = (errno.ENOENT, errno.EACCES, errno.EPERM)
 
 @dataclass(frozen=True)
 class Entry:
-    """Where the newest copy of a video lives, and the CRC-32 of its rows of each of ``record.kinds``."""
+    """Where the newest copy of a video lives, and the XXH3-64 of its rows of each of ``record.kinds``."""
 
     shard: str
     row_start: int
@@ -88,7 +88,7 @@ def read_index(path: Path, settings_hash: str) -> ShardIndex:
         decoders = [str(d) for d in ix["decoder"].asstr()[()]]
         seconds = ix[CHUNK_SECOND][()] if CHUNK_SECOND in ix else None
         checked = version >= 2
-        crcs = ix[CRC32][()] if checked else np.zeros((len(keys), 0), dtype=np.uint32)
+        crcs = ix[ROW_CHECKSUMS][()] if checked else np.zeros((len(keys), 0), dtype=np.uint64)
         if checked and f.attrs.get(INDEX_DIGEST) != index_digest(keys, decoders, columns, seconds, crcs):
             raise DamagedShardError(path, "its index fails its checksum")
     problem = _index_problem(keys, decoders, columns, seconds, crcs if checked else None, shapes)
@@ -132,13 +132,13 @@ def _index_problem(keys: list[str], decoders: list[str], columns: Mapping[str, n
     if seconds is not None and seconds.shape != (rows,):
         return f"index/{CHUNK_SECOND} has {seconds.shape} entries for {rows} rows"
     if crcs is not None and crcs.shape != (videos, len(shapes)):
-        return f"index/{CRC32} is {crcs.shape}, not one per video and kind"
+        return f"index/{ROW_CHECKSUMS} is {crcs.shape}, not one per video and kind"
     return None
 
 
 def read_features(root: Path, entries: Mapping[str, Entry], kinds: Sequence[str], keys: Sequence[str]) -> FeatureTable:
     """Features of ``kinds`` for ``keys``, in that order; StoreError naming what the store lacks,
-    DamagedShardError naming a shard whose rows fail their CRC-32."""
+    DamagedShardError naming a shard whose rows fail their checksum."""
     unknown = [k for k in kinds if k not in FEATURE_KINDS]
     if unknown:
         raise StoreError(f"{root}: unknown feature kind(s) {unknown}; known: {list(FEATURE_KINDS)}")
@@ -172,7 +172,7 @@ def read_features(root: Path, entries: Mapping[str, Entry], kinds: Sequence[str]
 
 def _row_checker(shard: Path, kind: str, placed: list[tuple[Entry, int]],
                  out: np.ndarray) -> Callable[[list[tuple[int, int, int]]], None]:
-    """What checks segments of ``kind`` just read into ``out`` against the CRC-32 written with them: raises
+    """What checks segments of ``kind`` just read into ``out`` against the checksum written with them: raises
     DamagedShardError naming the shard and the video whose rows fail."""
     expected = {dst: entry for entry, dst in placed if entry.checksums}
 
@@ -180,7 +180,7 @@ def _row_checker(shard: Path, kind: str, placed: list[tuple[Entry, int]],
         for _, rows, dst in segments:
             entry = expected.get(dst)
             if entry and row_checksum(out[dst:dst + rows]) != entry.checksums[entry.record.kinds.index(kind)]:
-                raise DamagedShardError(shard, f"the {kind} rows of {entry.record.key!r} fail their CRC-32")
+                raise DamagedShardError(shard, f"the {kind} rows of {entry.record.key!r} fail their checksum (XXH3-64)")
 
     return check
 

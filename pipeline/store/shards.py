@@ -8,8 +8,9 @@ number of machines never collide, and sorting ids orders shards by age (the newe
 
 Damage is detected, never served (format 2): HDF5's own metadata carries checksums (file format of HDF5
 1.10), the index carries a SHA-256 of all its columns (``index_sha256``), and every video's rows of every kind
-carry a CRC-32 (``index/crc32``, checked whenever the rows are read). A contiguous array with one CRC per
-video reads at almost the speed of unchecked rows; HDF5's per-chunk Fletcher-32 halved it (BENCHMARKS.md).
+carry an XXH3-64 hash (``index/xxh3``, checked whenever the rows are read): about 17 GB/s on one core, so
+checked rows read at most of the speed of unchecked ones, where zlib's CRC-32 (3.6 GB/s) halved it and HDF5's
+per-chunk Fletcher-32 was slower still (BENCHMARKS.md, "Shard checksums").
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import re
 import secrets
 import socket
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
+import xxhash
 
 from pipeline.errors import StoreError, WriteError
 from pipeline.files import write_atomic
@@ -41,8 +42,8 @@ INDEX_NUMBERS = {  # index/<name> columns besides key and decoder, one entry per
 }
 #: Per-row index column: the second each chunk starts at (shards written before it existed lack it).
 CHUNK_SECOND = "chunk_second"
-#: ``index/crc32``: (videos, kinds) uint32, the CRC-32 of each video's rows of each kind, kinds in store order.
-CRC32 = "crc32"
+#: ``index/xxh3``: (videos, kinds) uint64, the XXH3-64 of each video's rows of each kind, kinds in store order.
+ROW_CHECKSUMS = "xxh3"
 #: Shard attribute: SHA-256 of every index column (:func:`index_digest`).
 INDEX_DIGEST = "index_sha256"
 HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
@@ -71,7 +72,7 @@ def shard_image(name: str, settings_hash: str, records: list[VideoRecord], array
     columns = {col: np.asarray(values[col] if col in values else [getattr(r, col) for r in records], dtype=dtype)
                for col, dtype in INDEX_NUMBERS.items()}
     keys, decoders = [r.key for r in records], [r.decoder for r in records]
-    crcs = np.array([[row_checksum(part) for part in parts] for parts in arrays.values()], dtype=np.uint32).T
+    crcs = np.array([[row_checksum(part) for part in parts] for parts in arrays.values()], dtype=np.uint64).T
     strings = h5py.string_dtype("utf-8")
     # libver 1.10: every metadata block (superblock, object headers, B-trees) carries a checksum.
     with h5py.File(name, "w", driver="core", backing_store=False, libver=("v110", "latest")) as f:
@@ -90,20 +91,20 @@ def shard_image(name: str, settings_hash: str, records: list[VideoRecord], array
         for col, data in columns.items():
             ix.create_dataset(col, data=data)
         ix.create_dataset(CHUNK_SECOND, data=seconds)  # per row, unlike the per-video columns above
-        ix.create_dataset(CRC32, data=crcs)
+        ix.create_dataset(ROW_CHECKSUMS, data=crcs)
         f.flush()
         return f.id.get_file_image()
 
 
 def row_checksum(rows: np.ndarray) -> int:
-    """CRC-32 of the bytes of a video's rows of one kind (C order), as written and as read back."""
-    return zlib.crc32(np.ascontiguousarray(rows).data)
+    """XXH3-64 of the bytes of a video's rows of one kind (C order), as written and as read back."""
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(rows).data)
 
 
 def index_digest(keys: Sequence[str], decoders: Sequence[str], columns: Mapping[str, np.ndarray],
                  seconds: np.ndarray, crcs: np.ndarray) -> str:
     """SHA-256 of a shard's index: keys, decoders, every number column in :data:`INDEX_NUMBERS` order, chunk
-    seconds and CRCs, each with its dtype and shape (the same bytes whether written or read back)."""
+    seconds and row checksums, each with its dtype and shape (the same bytes whether written or read back)."""
     digest = hashlib.sha256(canonical([list(keys), list(decoders)]).encode("utf-8"))
     for array in (*(columns[col] for col in INDEX_NUMBERS), seconds, crcs):
         array = np.ascontiguousarray(array)
