@@ -1,7 +1,11 @@
+import itertools
+import math
 import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from pipeline.metrics import Logistic4, evaluate, fit_logistic, pair_accuracy
@@ -108,3 +112,19 @@ def test_bounded_asymptotes_keep_calibration_on_the_training_scale():
     far = np.array([-10.0, 10.0])
     assert free(far).min() < 0 or free(far).max() > 100 or free.linear
     assert 0.0 - 1e-6 <= bounded(far).min() and bounded(far).max() <= 100.0 + 1e-6
+
+
+def brute_force_pair_accuracy(mos: list[float], pred: list[float]) -> float:
+    terms = [0.5 if pred[i] == pred[j] else float((mos[i] > mos[j]) == (pred[i] > pred[j]))
+             for i, j in itertools.combinations(range(len(mos)), 2) if mos[i] != mos[j]]
+    return sum(terms) / len(terms) if terms else float("nan")
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 4), st.sampled_from([-1.5, 0.0, 0.25, 2.0, 7.0])), min_size=2, max_size=25))
+def test_pair_accuracy_counts_like_a_loop_over_pairs(rows):
+    """The O(n log n) count (from Kendall's tau-b and the ties) equals the loop, ties in MOS, predictions or both."""
+    mos, pred = map(list, zip(*rows))
+    expected = brute_force_pair_accuracy(mos, pred)
+    got = pair_accuracy(mos, pred)
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)

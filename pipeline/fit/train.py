@@ -25,13 +25,16 @@ from pipeline.fit.data import ChunkFeatures, FeatureSpec, Log, Split
 from pipeline.fit.intervals import DEFAULT_LEVEL, Residuals, coverage
 from pipeline.fit.losses import mse_losses, rank_losses
 from pipeline.fit.model import ChunkRegressor, ModelSpec
-from pipeline.fit.novelty import fit_domain
+from pipeline.fit.novelty import fit_domain, reference_sample
 from pipeline.fit.protocols import is_test
 from pipeline.metrics import evaluate
 
 # Chunk rows per forward pass when predicting: float32 inputs below glibc's mmap threshold, so the buffers
 # are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
 _PREDICT_ROWS = 512
+_VALIDATE_ALWAYS_UP_TO = 5000  # training videos up to which every epoch is validated (a second or two)
+_UNVALIDATED = dict.fromkeys(("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "pair_accuracy", "n"),
+                             float("nan"))  # an epoch's history row without out-of-fold metrics
 
 
 @dataclass
@@ -114,7 +117,7 @@ def train_phase(
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the epoch's timing covers its queued GPU work
         trained = time.perf_counter()
-        val = evaluate(part.mos, out_of_fold())
+        val = evaluate(part.mos, out_of_fold()) if _validates(epoch, cfg, len(part)) else _UNVALIDATED
         kept = cfg.select_epoch == "last" or _score(val) > best_srocc
         if kept:
             best_srocc, best_epoch, best_state = _score(val), epoch, copy.deepcopy(model.state_dict())
@@ -129,7 +132,8 @@ def train_phase(
     oof = out_of_fold()
     calibration = fit_calibration(oof, part.mos)
     residuals = Residuals.of(part.mos - calibration(oof), folds, members)
-    domain = fit_domain(features.video_means(videos, spec.kinds), folds, cfg.seed)
+    sample = reference_sample(len(part), cfg.seed)
+    domain = fit_domain(features.video_means(videos[torch.from_numpy(sample).to(device)], spec.kinds), folds[sample])
     model_spec = ModelSpec(
         features=spec,
         widths={kind: features.width([kind]) for kind in spec.kinds},
@@ -159,6 +163,15 @@ def train_phase(
     log(f"{phase}: calibration over predictions {calibration.fitted_range[0]:.2f}..{calibration.fitted_range[1]:.2f}; "
         + ", ".join(f"{name} {DEFAULT_LEVEL:.0%}-interval coverage {m['coverage']:.2f}" for name, m in metrics.items()))
     return PhaseResult(phase, model, model_spec, best_epoch, history, scored, predictions, raw, metrics)
+
+
+def _validates(epoch: int, cfg: Config, videos: int) -> bool:
+    """Whether ``epoch`` predicts every training video out of fold: always when that picks the epoch
+    (``select_epoch: best_val``), on small data sets, and at the last epoch; else (it only draws the curves)
+    every tenth of the schedule, since one pass costs as much as a fifth of a training epoch."""
+    if cfg.select_epoch == "best_val" or videos <= _VALIDATE_ALWAYS_UP_TO or epoch == cfg.num_epochs:
+        return True
+    return epoch % max(1, cfg.num_epochs // 10) == 0
 
 
 def training_part(splits: dict[str, Split]) -> Split:
