@@ -49,7 +49,7 @@ from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
 from pipeline.store import MANIFEST, FeatureStore, FeatureTable, extraction_need, settings_hash
-from pipeline.trees import differences
+from pipeline.trees import differences, finite
 
 #: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
 SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error", "score_low", "score_high", "in_domain",
@@ -366,17 +366,11 @@ def write_per_second(table: pd.DataFrame, path: str | Path) -> None:
     """Write one JSON line per scored video: ``{"filename", "score", "score_low", "score_high", "seconds": [...],
     "scores": [...], "scores_low": [...], "scores_high": [...]}`` (bounds null for a model without intervals)."""
     write_atomic(path, "".join(
-        json.dumps(_finite({"filename": row.filename, "score": row.score, "score_low": row.score_low,
+        json.dumps(finite({"filename": row.filename, "score": row.score, "score_low": row.score_low,
                             "score_high": row.score_high, "seconds": row.seconds.tolist(),
                             "scores": row.chunk_scores.tolist(), "scores_low": row.chunk_low.tolist(),
                             "scores_high": row.chunk_high.tolist()}), allow_nan=False) + "\n"
         for row in table[table["status"] == "ok"].itertuples(index=False)))
-
-
-def _finite(data: dict) -> dict:
-    """NaN (a model without intervals) as null: strict JSON."""
-    return {k: ([None if math.isnan(x) else x for x in v] if isinstance(v, list) else
-                None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
 def _table(keys: list[str], errors: Mapping[str, str], predictions: Predictions | None,

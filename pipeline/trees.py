@@ -1,4 +1,5 @@
-"""Nested mappings (configs, store settings) as dotted keys: the one flattener, and the one list of differences.
+"""Nested mappings (configs, store settings, JSON outputs): the one flattener, the one list of differences, and
+the one way NaN becomes JSON's null.
 
 Every message that names differing settings or config keys goes through :func:`differences`, so they all read
 alike: ``levels.coarse.short_side: 448 vs. 64``.
@@ -7,6 +8,7 @@ alike: ``levels.coarse.short_side: 448 vs. 64``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 ABSENT = "<absent>"
@@ -38,3 +40,14 @@ def differences(first: Mapping, second: Mapping, allowed: tuple[str, ...] = ()) 
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k, ABSENT) != b.get(k, ABSENT)
                   and not any(k == p or k.startswith(p + ".") for p in allowed))
     return [f"{k}: {canonical(a.get(k, ABSENT))} vs. {canonical(b.get(k, ABSENT))}" for k in keys]
+
+
+def finite(data: object) -> object:
+    """``data`` (dicts, lists and tuples nested) with every NaN or infinite float as None: strict JSON's null."""
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data

@@ -9,10 +9,10 @@ from fit_fixtures import make_store, write_configs, write_csv
 
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.fit.data import ChunkFeatures, read_splits
+from pipeline.fit.data import ChunkFeatures, read_splits, training_part
 from pipeline.fit.model import load_model
 from pipeline.fit.run import fit, resolve_configs
-from pipeline.fit.train import deterministic, train_phase, training_part
+from pipeline.fit.train import deterministic, train_phase
 from pipeline.metrics import evaluate
 from pipeline.store import FeatureStore
 

@@ -305,9 +305,9 @@ def test_scores_keep_the_order_of_raw_predictions_far_outside_the_training_data(
     features = {kind: (rng.standard_normal((rows, width)) * rng.choice([1, 30, 1000], (rows, 1))).astype(np.float32)
                 for kind, width in scorer.spec.widths.items()}
     p = scorer.score_features(features, offsets=np.arange(0, rows + 1, 2))
-    for score, raw in ((p.score, p.score_raw), (p.chunk_score, p.chunk_score_raw)):
-        assert len(np.unique(score)) == len(np.unique(raw)) == len(raw)
-        assert stats.spearmanr(score, raw)[0] == pytest.approx(1.0)
+    for calibrated, raw in ((p.score, p.score_raw), (p.chunk_score, p.chunk_score_raw)):
+        assert len(np.unique(calibrated)) == len(np.unique(raw)) == len(raw)
+        assert stats.spearmanr(calibrated, raw)[0] == pytest.approx(1.0)
     assert np.all((p.score_low <= p.score) & (p.score <= p.score_high))
     assert np.all((p.chunk_low <= p.chunk_score) & (p.chunk_score <= p.chunk_high))
     assert np.mean(p.novelty > 1) > 0.5  # most of these are unlike the training videos

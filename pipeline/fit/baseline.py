@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from pipeline.fit.data import ChunkFeatures, Log, Split
+from pipeline.fit.data import ChunkFeatures, Log, Split, training_part
 from pipeline.fit.protocols import is_test
 from pipeline.metrics import evaluate
 
@@ -37,13 +37,13 @@ def run_baselines(names: list[str], features: ChunkFeatures, splits: dict[str, S
                   log: Log = print) -> dict[str, dict[str, dict]]:
     """Fit each baseline of ``names`` on ``train`` + ``val``; return its metrics on every test split."""
     tests = [name for name in splits if is_test(name)]
-    part = [splits["train"], splits["val"]]
-    groups = np.concatenate([split.groups for split in part]).astype(str)
+    part = training_part(splits)
+    groups = part.groups.astype(str)
     n_groups = len(set(groups))
     if not names or not tests or n_groups < 2:
         return {}
-    x = features.video_means(features.videos([key for split in part for key in split.keys]), kinds)
-    y = np.concatenate([split.mos for split in part])
+    x = features.video_means(features.videos(part.keys), kinds)
+    y = part.mos
     inputs = {name: features.video_means(features.videos(splits[name].keys), kinds) for name in tests}
     results = {}
     for name in names:

@@ -76,6 +76,13 @@ class Split:
         return Split(self.name, [k for k, keep in zip(self.keys, mask) if keep], self.mos[mask], self.groups[mask])
 
 
+def training_part(splits: dict[str, Split]) -> Split:
+    """The videos the members train on: the ``train`` and ``val`` splits together."""
+    train, val = splits["train"], splits["val"]
+    return Split("train", [*train.keys, *val.keys], np.concatenate([train.mos, val.mos]),
+                 np.concatenate([train.groups, val.groups]))
+
+
 def read_splits(cfg: Config, holdout: Holdout | None = None, log: Log = print) -> dict[str, Split]:
     """Return the ``train``, ``val`` and test splits of ``cfg.data`` (test names: :mod:`pipeline.fit.protocols`).
 

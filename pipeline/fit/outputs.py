@@ -23,6 +23,7 @@ from pipeline.fit.train import PhaseResult
 from pipeline.report.run_report import write_run_report
 from pipeline.store.manifest import library_versions
 from pipeline.tables import METRIC_COLUMNS
+from pipeline.trees import finite
 
 BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits
 OUT_OF_FOLD_FILE = "out_of_fold.csv"  # every training video scored by the member that did not train on it
@@ -86,7 +87,7 @@ def write_baselines(out_dir: Path, baselines: dict[str, dict[str, dict]]) -> dic
 
 def write_json(path: Path, data: object) -> None:
     """Write ``data`` as strict JSON (NaN and infinity as null), all at once."""
-    write_atomic(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_out_of_fold(path: Path, result: PhaseResult) -> None:
@@ -129,13 +130,3 @@ def plot_scatter(path: Path, result: PhaseResult) -> None:
 
 def _contract(values: dict) -> dict:
     return {c: values.get(c, math.nan) for c in METRIC_COLUMNS}
-
-
-def _finite(data: object) -> object:
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    return data

@@ -21,7 +21,7 @@ from pipeline.config import Config, LossConfig
 from pipeline.errors import ConfigError
 from pipeline.fit.calibration import fit_calibration
 from pipeline.fit.checks import check_phase
-from pipeline.fit.data import ChunkFeatures, FeatureSpec, Log, Split
+from pipeline.fit.data import ChunkFeatures, FeatureSpec, Log, Split, training_part
 from pipeline.fit.intervals import DEFAULT_LEVEL, Residuals, coverage
 from pipeline.fit.losses import mse_losses, rank_losses
 from pipeline.fit.model import ChunkRegressor, ModelSpec
@@ -33,8 +33,6 @@ from pipeline.metrics import evaluate
 # are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
 _PREDICT_ROWS = 512
 _VALIDATE_ALWAYS_UP_TO = 5000  # training videos up to which every epoch is validated (a second or two)
-_UNVALIDATED = dict.fromkeys(("srocc", "krocc", "plcc", "rmse", "plcc_raw", "rmse_raw", "pair_accuracy", "n"),
-                             float("nan"))  # an epoch's history row without out-of-fold metrics
 
 
 @dataclass
@@ -100,8 +98,10 @@ def train_phase(
         outputs = _predict(model, features, videos, spec.kinds)  # (N, members)
         return outputs[np.arange(len(part)), folds] * mos_std + mos_mean
 
-    val = evaluate(part.mos, out_of_fold())
-    best_srocc, best_epoch, best_state = _score(val), 0, copy.deepcopy(model.state_dict())
+    oof = out_of_fold()
+    val = evaluate(part.mos, oof)
+    unvalidated = dict.fromkeys(val, math.nan)  # the history row of an epoch that skips the out-of-fold pass
+    best_srocc, best_epoch, best_state, best_oof = _score(val), 0, copy.deepcopy(model.state_dict()), oof
     history = [_row(phase, 0, float("nan"), torch.full((3,), float("nan")), val, (0.0, 0.0))]
     log(f"{phase}: {len(part)} training videos in {members} folds by {cfg.data.group_column} (member k trains on "
         f"all but fold k), inputs {'+'.join(spec.kinds)} ({model.architecture['in_dim']}), epoch 0 out-of-fold "
@@ -117,10 +117,11 @@ def train_phase(
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the epoch's timing covers its queued GPU work
         trained = time.perf_counter()
-        val = evaluate(part.mos, out_of_fold()) if _validates(epoch, cfg, len(part)) else _UNVALIDATED
+        oof = out_of_fold() if _validates(epoch, cfg, len(part)) else None
+        val = evaluate(part.mos, oof) if oof is not None else unvalidated
         kept = cfg.select_epoch == "last" or _score(val) > best_srocc
         if kept:
-            best_srocc, best_epoch, best_state = _score(val), epoch, copy.deepcopy(model.state_dict())
+            best_srocc, best_epoch, best_state, best_oof = _score(val), epoch, copy.deepcopy(model.state_dict()), oof
         seconds = (trained - started, time.perf_counter() - trained)
         history.append(_row(phase, epoch, lr, totals.cpu() / len(part), val, seconds))
         log(_progress(history[-1], cfg.num_epochs, kept))
@@ -129,7 +130,7 @@ def train_phase(
     model.eval()
     log(f"{phase}: kept epoch {best_epoch} ({'the last' if cfg.select_epoch == 'last' else 'best out-of-fold'}, "
         f"out-of-fold srocc {best_srocc:.4f})" + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
-    oof = out_of_fold()
+    oof = best_oof if best_oof is not None else out_of_fold()  # the kept epoch's pass, not a second one
     calibration = fit_calibration(oof, part.mos)
     residuals = Residuals.of(part.mos - calibration(oof), folds, members)
     sample = reference_sample(len(part), cfg.seed)
@@ -172,13 +173,6 @@ def _validates(epoch: int, cfg: Config, videos: int) -> bool:
     if cfg.select_epoch == "best_val" or videos <= _VALIDATE_ALWAYS_UP_TO or epoch == cfg.num_epochs:
         return True
     return epoch % max(1, cfg.num_epochs // 10) == 0
-
-
-def training_part(splits: dict[str, Split]) -> Split:
-    """The videos the members train on: the ``train`` and ``val`` splits together."""
-    train, val = splits["train"], splits["val"]
-    return Split("train", [*train.keys, *val.keys], np.concatenate([train.mos, val.mos]),
-                 np.concatenate([train.groups, val.groups]))
 
 
 def crossfit_folds(part: Split, folds: int) -> np.ndarray:

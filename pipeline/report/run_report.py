@@ -144,7 +144,7 @@ def _coverage(path: Path) -> str:
             if values.get("coverage") is not None]
     if not rows:
         return ""
-    return (f"<h3>Prediction intervals: how often they held the MOS</h3>"
+    return ("<h3>Prediction intervals: how often they held the MOS</h3>"
             + plain_table(["model", "split", "coverage", "nominal", "n", "reading"], rows)
             + f'<p class="note">The share of videos whose MOS lies inside its {DEFAULT_LEVEL:.0%} prediction '
               "interval; val: every training video, scored by the member that did not train on it; test: videos no "
