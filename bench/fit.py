@@ -5,15 +5,18 @@ two-phase fit reads (spatial_coarse, spatial_fine, temporal_slow, temporal_fast:
 row), and a labels CSV with a ``source`` column. Then, with the project's config
 (``config/kwai_simpleVQA.yml`` and its fine phase):
 
-1. a two-phase ``fit`` on the whole store: wall time of the call (store read, both phases with validation
-   every epoch, run-directory outputs; interpreter start-up and imports excluded). ``--epochs N`` shortens
-   both phases to N epochs; the full schedule's time is then estimated from the measured per-epoch times.
-2. steady-state training steps (``ChunkFeatures.batch`` + ``train_step``, the loop's body) on the features
+1. the default two-phase ``fit`` on the whole store: wall time of the call, everything included (store read,
+   both phases' cross-fitted members, each epoch's out-of-fold curve, calibration, intervals, domain check,
+   run-directory outputs; interpreter start-up and imports excluded). ``--epochs N`` shortens both phases to
+   N epochs; the full schedule's time is then estimated from the measured per-epoch times.
+2. with ``--sweep``, an 8-fit sweep (``SWEEP``) in one command: one process, so the fits share the features
+   read and what is computed from them alone (input moments, the domain check's video means).
+3. steady-state training steps (``ChunkFeatures.batch`` + ``train_step``, the loop's body) on the features
    the fit loaded, interleaved with a 4096^3 ``torch.mm``; the MLP's matmul FLOPs per step (forward, weight
    gradients, input gradients of all but the first layer) over the step time, as a fraction of the best
    ``torch.mm`` rate. Best and median over ``--steps`` steps (the median is what an epoch sees).
 
-    .venv/bin/python bench/fit.py --root /tmp/vqa-fit-bench --videos 28000 --chunks 8 --epochs 2
+    .venv/bin/python -m bench.fit --root /tmp/vqa-fit-bench --videos 28000 --chunks 8 --sweep
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import click
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from pipeline.fit.data import FeatureSpec, read_splits, shared_features
 from pipeline.fit.model import ChunkRegressor
@@ -88,7 +92,8 @@ def step_throughput(cfg, features, train_keys: list[str], steps: int) -> dict:
             mm_times.append(matmul_seconds(a, b))
         batch = torch.randint(len(videos), (cfg.batch_size,), generator=generator)
         start = time.perf_counter()
-        x, mask = features.batch(videos[batch], kinds)
+        chunks = features.sample_chunks(videos[batch], cfg.train_chunks, generator) if cfg.train_chunks else None
+        x, mask = features.batch(videos[batch], kinds, chunks)
         train_step(model, optimizer, x, mask, target[batch], trains[batch], cfg.loss)
         if step >= 3:  # warm-up steps excluded
             step_times.append(time.perf_counter() - start)
@@ -122,6 +127,21 @@ def time_fit(config: str, overrides: tuple[str, ...], epochs: int | None, out: P
               f"{full:.0f} s = {full / 60:.1f} min")
 
 
+SWEEP = {"grid": {"optimizer.lr": [1.0e-3, 3.0e-4], "loss.rank_weight": [0, 1], "model.dropout": [0.1, 0.2]}}
+
+
+def time_sweep(config: str, overrides: tuple[str, ...], out: Path) -> None:
+    """Run an 8-fit sweep (``SWEEP``) in one command, as ``fit.py --sweep`` does; print its wall time."""
+    out.mkdir(parents=True, exist_ok=True)
+    sweep = out / "sweep.yml"
+    sweep.write_text(yaml.safe_dump(SWEEP))
+    start = time.perf_counter()
+    fit(config, overrides=overrides, sweep=sweep, out=out)
+    wall = time.perf_counter() - start
+    print(f"\n{_machine()}\nsweep of 8 two-phase fits in one command: {wall:.1f} s = {wall / 60:.1f} min "
+          f"({wall / 8:.1f} s a fit)")
+
+
 def time_steps(config: str, overrides: tuple[str, ...], steps: int) -> None:
     """Print the steady-state training step rate of the coarse phase against the machine's matmul rate."""
     coarse, _ = resolve_configs(config, None, overrides)
@@ -152,9 +172,10 @@ def _machine() -> str:
 @click.option("--steps", default=200, show_default=True, help="Steady-state training steps timed.")
 @click.option("--threads", type=int, help="torch threads (default: torch's choice).")
 @click.option("--skip-fit", is_flag=True, help="Only the steady-state step measurement.")
+@click.option("--sweep", is_flag=True, help="Also time an 8-fit sweep in one command (after the single fit).")
 @click.option("--set", "overrides", multiple=True, help="Extra config overrides, e.g. batch_size=64.")
 def main(root: Path, videos: int, chunks: int, config: str, epochs: int | None, steps: int, threads: int | None,
-         skip_fit: bool, overrides: tuple[str, ...]) -> None:
+         skip_fit: bool, sweep: bool, overrides: tuple[str, ...]) -> None:
     if threads:
         torch.set_num_threads(threads)
     root.mkdir(parents=True, exist_ok=True)
@@ -165,6 +186,8 @@ def main(root: Path, videos: int, chunks: int, config: str, epochs: int | None, 
                  "data.group_column=source", "features.nss=false", *overrides)  # the store holds the 4 deep kinds
     if not skip_fit:
         time_fit(config, overrides, epochs, root / "run")
+    if sweep:
+        time_sweep(config, overrides, root / "sweep")
     time_steps(config, overrides, steps)
 
 

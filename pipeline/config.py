@@ -117,6 +117,12 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     num_epochs: int = 30
     batch_size: int = 32
+    # Chunks of each video a training step reads, drawn afresh every epoch (0: all of them); predictions always
+    # average every chunk. One is as accurate as all on vqa-dev and costs a chunk's share (BENCHMARKS.md).
+    train_chunks: int = 1
+    # At most this many videos an epoch (0: all): past it an epoch is the next slice of a reshuffled stream of the
+    # training videos, so a large set trains in a bounded number of steps (BENCHMARKS.md, "Fit at LSVQ scale").
+    epoch_videos: int = 8192
     # The epoch a phase keeps: its last (the cosine schedule has settled the weights there) or the one with the best
     # validation SROCC. On small data validation holds 2-3 sources, too few to pick an epoch (BENCHMARKS.md).
     select_epoch: Literal["last", "best_val"] = "last"

@@ -154,3 +154,37 @@ def test_a_source_on_both_sides_is_reported(tiny):
     read_splits(config(tiny, val_csv=str(overlapping)), log=lines.append)
     assert lines == [f"warning: 2 group(s) of {csv} also in the val split, e.g. ['src0', 'src1']; "
                      "its scores will be optimistic"]
+
+
+def test_sampled_chunks_are_distinct_real_chunks_drawn_by_the_generator(tiny):
+    tmp, labels, _ = tiny
+    features = ChunkFeatures(FeatureStore.open(tmp / "store"), list(labels.filename), torch.device("cpu"))
+    features.load(KINDS)
+    videos = torch.tensor([2, 0, 4])  # 3, 1 and 2 chunks
+    chunks = features.sample_chunks(videos, 2, torch.Generator().manual_seed(0))
+    x, mask = features.batch(videos, KINDS, chunks)
+    assert x.shape[:2] == mask.shape == (3, 2)
+    assert mask.tolist() == [[True, True], [True, False], [True, True]]  # the one-chunk video: its chunk, padding
+    for row, (video, picked) in enumerate(zip(videos.tolist(), chunks.tolist())):
+        real = [c for c in picked if c < int(features.counts[video])]
+        assert len(set(real)) == len(real) == int(mask[row].sum())
+        everything, _ = features.batch(videos[row:row + 1], KINDS)
+        for column, chunk in enumerate(real):
+            assert torch.equal(x[row, column], everything[0, chunk])
+    again = features.sample_chunks(videos, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(chunks, again)
+    draws = {tuple(features.sample_chunks(videos[:1], 1, torch.Generator().manual_seed(s)).tolist()[0]) for s in range(20)}
+    assert draws == {(0,), (1,), (2,)}  # every chunk of the three-chunk video gets drawn
+
+
+def test_moments_are_computed_once_per_set_of_videos(tiny, monkeypatch):
+    tmp, labels, _ = tiny
+    features = ChunkFeatures(FeatureStore.open(tmp / "store"), list(labels.filename), torch.device("cpu"))
+    features.load(KINDS)
+    calls = []
+    compute = features._moments
+    monkeypatch.setattr(features, "_moments", lambda *args: calls.append(1) or compute(*args))
+    first = features.moments(torch.tensor([1, 5]), KINDS)
+    assert features.moments(torch.tensor([1, 5]), KINDS) is first and len(calls) == 1
+    features.moments(torch.tensor([1, 6]), KINDS)
+    assert len(calls) == 2

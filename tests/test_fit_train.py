@@ -10,9 +10,9 @@ from fit_fixtures import make_store, write_configs, write_csv
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.fit.data import ChunkFeatures, read_splits, training_part
-from pipeline.fit.model import load_model
+from pipeline.fit.model import ChunkRegressor, load_model
 from pipeline.fit.run import fit, resolve_configs
-from pipeline.fit.train import deterministic, train_phase
+from pipeline.fit.train import _epoch_videos, _monitored, deterministic, train_phase
 from pipeline.metrics import evaluate
 from pipeline.store import FeatureStore
 
@@ -173,3 +173,37 @@ def test_grouped_folds_report_mean_and_std(tiny, tmp_path):
     assert len(table) == 18  # 3 folds x (2 phases x (val, test) + 2 baselines x test)
     assert set(table[table.split == "test"].phase) == {"coarse", "fine", "ridge", "svr"}
     assert set(summary["ridge"]) == {"test"} and set(summary["svr"]["test"]["srocc"]) == {"mean", "std"}
+
+
+def test_a_member_alone_predicts_what_it_predicts_among_all():
+    torch.manual_seed(0)
+    model = ChunkRegressor(12, [8, 4], members=3).eval()
+    x, mask = torch.randn(5, 2, 12), torch.tensor([[True, True]] * 4 + [[True, False]])
+    together = model(x, mask)
+    for member in range(3):
+        torch.testing.assert_close(model(x, mask, member=member), together[:, member:member + 1])
+
+
+def test_an_epoch_is_a_slice_of_a_reshuffled_stream_of_every_video():
+    epochs = _epoch_videos(10, 4, torch.Generator().manual_seed(0))
+    seen = torch.cat([next(epochs) for _ in range(5)])  # 20 visits: every video twice
+    assert torch.bincount(seen, minlength=10).tolist() == [2] * 10
+    whole = _epoch_videos(10, 10, torch.Generator().manual_seed(0))
+    assert sorted(next(whole).tolist()) == list(range(10))
+
+
+def test_curves_follow_a_fixed_sample_on_large_sets_unless_they_pick_the_epoch(monkeypatch):
+    monkeypatch.setattr("pipeline.fit.train._MONITORED_VIDEOS", 50)
+    last, best = load_config(None, []), load_config(None, ["select_epoch=best_val"])
+    assert np.array_equal(_monitored(40, last), np.arange(40))
+    sample = _monitored(200, last)
+    assert len(sample) == 50 == len(set(sample.tolist())) and np.array_equal(sample, _monitored(200, last))
+    assert np.array_equal(_monitored(200, best), np.arange(200))
+
+
+def test_a_capped_epoch_trains_on_its_share_and_logs_how(tiny, tmp_path):
+    lines = []
+    cfg, _, splits, features = phase_inputs(tiny, "epoch_videos=8", "batch_size=4", "train_chunks=2")
+    result = train_phase("coarse", cfg, features, splits, log=lines.append)
+    assert f"8 videos an epoch (of {len(training_part(splits))}: epoch_videos), 2 chunk(s) of each per step" in lines[0]
+    assert result.best_epoch == cfg.num_epochs and not any(line.rstrip().endswith("*") for line in lines)

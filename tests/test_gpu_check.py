@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKS = ("preflight", "cuda-tests", "parity", "throughput", "decode-ceiling", "end-to-end", "fit-score")
+CHECKS = ("preflight", "cuda-tests", "parity", "throughput", "decode-ceiling", "end-to-end", "fit-score", "lsvq-fit")
 
 
 def test_the_gpu_check_runs_every_check_on_a_cpu(tmp_path: Path) -> None:
@@ -25,4 +25,4 @@ def test_the_gpu_check_runs_every_check_on_a_cpu(tmp_path: Path) -> None:
     expected_skips = {"cuda-tests"} if not torch.cuda.is_available() else set()
     assert {name for name, (status, _) in lines.items() if status == "SKIP"} == expected_skips, out
     assert "chunks/s" in lines["end-to-end"][1] and "x the decode ceiling" in lines["end-to-end"][1], out
-    assert re.search(r"summary: 6 passed, 0 failed, 1 skipped", out) or not expected_skips, out
+    assert re.search(r"summary: 7 passed, 0 failed, 1 skipped", out) or not expected_skips, out

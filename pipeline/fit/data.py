@@ -8,8 +8,9 @@ tensor plus a ``(videos, chunks)`` mask. No per-sample reads, no DataLoader.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,7 @@ class ChunkFeatures:
         self.arrays: dict[str, torch.Tensor] = {}
         self.offsets: np.ndarray | None = None
         self.starts = self.counts = torch.empty(0, dtype=torch.long)
+        self._computed: dict[tuple, Any] = {}  # (what, kinds, videos' digest) -> moments or video means
 
     def load(self, kinds: Sequence[str]) -> None:
         """Read the ``kinds`` not held yet, in one store read."""
@@ -179,21 +181,37 @@ class ChunkFeatures:
     def width(self, kinds: Sequence[str]) -> int:
         return sum(self.arrays[kind].shape[1] for kind in kinds)
 
-    def batch(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return features ``(B, C, dim)`` of ``videos`` padded to the longest, and the bool mask ``(B, C)``.
+    def batch(self, videos: torch.Tensor, kinds: Sequence[str],
+              chunks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return features ``(B, C, dim)`` of ``videos`` and the bool mask ``(B, C)`` of real chunks.
 
-        The features keep the store's dtype (float16 for the CNN kinds): the model standardises them into
-        float32 in the same pass, which saves a conversion pass over every batch.
+        ``chunks`` ``(B, C)`` picks chunks of each video (an index at or past a video's count is padding); by default
+        every chunk, padded to the longest video. The features keep the store's dtype (float16 for the CNN kinds):
+        the model standardises them into float32 in the same pass, which saves a conversion pass over every batch.
         """
         counts = self.counts[videos]  # (B,)
-        chunks = torch.arange(int(counts.max()), device=self.device)  # (C,)
-        mask = chunks[None, :] < counts[:, None]  # (B, C)
-        rows = (self.starts[videos][:, None] + torch.where(mask, chunks[None, :], 0)).flatten()  # padding: row 0
+        if chunks is None:
+            chunks = torch.arange(int(counts.max()), device=self.device).expand(len(videos), -1)
+        mask = chunks < counts[:, None]  # (B, C)
+        rows = (self.starts[videos][:, None] + torch.where(mask, chunks, 0)).flatten()  # padding: the first row
         x = torch.cat([self.arrays[kind].index_select(0, rows) for kind in kinds], dim=1)  # (B * C, dim)
         return x.view(*mask.shape, -1), mask
 
+    def sample_chunks(self, videos: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+        """``k`` different chunks of each video, uniformly at random: indices ``(B, k)`` for :meth:`batch` (a video
+        with fewer chunks gets all of them, then padding)."""
+        counts = self.counts[videos].cpu()
+        width = int(counts.max())
+        draws = torch.rand(len(videos), width, generator=generator)
+        draws[torch.arange(width)[None, :] >= counts[:, None]] = 2.0  # padding sorts after every real chunk
+        return draws.argsort(1)[:, :k].to(self.device)
+
     def moments(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-input mean and standard deviation (float32, ``(dim,)``) over every chunk of ``videos``."""
+        """Per-input mean and standard deviation (float32, ``(dim,)``) over every chunk of ``videos``; computed once
+        per set of videos and kinds, so the fits of a sweep share it."""
+        return self._once("moments", videos, kinds, self._moments)
+
+    def _moments(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         counts = self.counts[videos]
         first = torch.cumsum(counts, 0) - counts  # where each video's rows begin in ``rows``
         rows = (torch.repeat_interleave(self.starts[videos] - first, counts)
@@ -201,9 +219,19 @@ class ChunkFeatures:
         moments = [_moments(self.arrays[kind], rows) for kind in kinds]
         return torch.cat([m for m, _ in moments]).float(), torch.cat([s for _, s in moments]).float()
 
-    @torch.no_grad()
     def video_means(self, videos: torch.Tensor, kinds: Sequence[str]) -> np.ndarray:
-        """The mean over each video's chunks of its ``kinds`` features, float64 ``(videos, dim)``."""
+        """The mean over each video's chunks of its ``kinds`` features, float64 ``(videos, dim)``; computed once per
+        set of videos and kinds, so the fits of a sweep share it."""
+        return self._once("video_means", videos, kinds, self._video_means)
+
+    def _once(self, name: str, videos: torch.Tensor, kinds: Sequence[str], compute: Callable) -> Any:
+        key = (name, tuple(kinds), hashlib.sha256(videos.cpu().numpy().tobytes()).hexdigest())
+        if key not in self._computed:
+            self._computed[key] = compute(videos, kinds)
+        return self._computed[key]
+
+    @torch.no_grad()
+    def _video_means(self, videos: torch.Tensor, kinds: Sequence[str]) -> np.ndarray:
         per_block = max(1, _MEAN_ROWS // int(self.counts[videos].max()))
         means = []
         for block in videos.split(per_block):

@@ -47,13 +47,19 @@ class StackedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(in_features, members, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(members, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        in_features, members, out_features = self.weight.shape
-        if self.shared_input:
-            y = (x @ self.weight.view(in_features, members * out_features)).unflatten(-1, (members, out_features))
+    def forward(self, x: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Every member's outputs, or with ``member`` that member's alone (``members`` = 1 in the shapes)."""
+        weight, bias = self.weight, self.bias
+        if member is not None:
+            weight, bias = weight[:, member:member + 1], bias[member:member + 1]
+        in_features, members, out_features = weight.shape
+        if self.shared_input and member is not None:
+            y = (x @ weight[:, 0]).unsqueeze(-2)  # a strided view: no copy of the member's weights
+        elif self.shared_input:
+            y = (x @ weight.view(in_features, members * out_features)).unflatten(-1, (members, out_features))
         else:
-            y = torch.einsum("...ki,iko->...ko", x, self.weight)
-        return y + self.bias
+            y = torch.einsum("...ki,iko->...ko", x, weight)
+        return y + bias
 
 
 class ChunkRegressor(nn.Module):
@@ -94,17 +100,20 @@ class ChunkRegressor(nn.Module):
         self.input_mean.copy_(mean)
         self.input_std.copy_(torch.where(std < _MIN_STD, torch.ones_like(std), std))
 
-    def chunk_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's scores ``(..., members)`` of chunk features ``(..., in_dim)``, float16 (as stored) or float32."""
+    def chunk_scores(self, x: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Each member's scores ``(..., members)`` of chunk features ``(..., in_dim)``, float16 (as stored) or
+        float32; with ``member``, that member's alone ``(..., 1)``, at its share of the arithmetic."""
         scale = 1.0 / self.input_std
-        standardised = torch.addcmul(-self.input_mean * scale, x, scale)  # one float32 pass over the batch
-        return self.head(self.body(standardised)).squeeze(-1)
+        hidden = torch.addcmul(-self.input_mean * scale, x, scale)  # standardised in one float32 pass
+        for layer in self.body:
+            hidden = layer(hidden, member) if isinstance(layer, StackedLinear) else layer(hidden)
+        return self.head(hidden, member).squeeze(-1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Each member's video scores ``(B, members)`` of padded chunk features ``(B, C, in_dim)``; ``mask``
-        ``(B, C)`` marks real chunks."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Each member's video scores ``(B, members)`` of padded chunk features ``(B, C, in_dim)`` (``member``:
+        that one's, ``(B, 1)``); ``mask`` ``(B, C)`` marks real chunks."""
         weights = mask.to(torch.float32)[..., None]  # (B, C, 1)
-        return (self.chunk_scores(x) * weights).sum(1) / weights.sum(1)
+        return (self.chunk_scores(x, member) * weights).sum(1) / weights.sum(1)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pipeline.metrics import evaluate
 # Chunk rows per forward pass when predicting: float32 inputs below glibc's mmap threshold, so the buffers
 # are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
 _PREDICT_ROWS = 512
-_VALIDATE_ALWAYS_UP_TO = 5000  # training videos up to which every epoch is validated (a second or two)
+_MONITORED_VIDEOS = 5000  # training videos whose out-of-fold predictions draw each epoch's curve
 
 
 @dataclass
@@ -87,50 +87,66 @@ def train_phase(
         _transfer(init, model, phase)
     model.standardise_with(*features.moments(videos, spec.kinds))
     optimizer = make_optimizer(cfg, model)
-    steps_per_epoch = math.ceil(len(part) / cfg.batch_size)
+    per_epoch = min(len(part), cfg.epoch_videos or len(part))
+    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(cfg.scheduler.warmup_epochs * steps_per_epoch, cfg.num_epochs * steps_per_epoch)
     )
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    epochs = _epoch_videos(len(part), per_epoch, torch.Generator().manual_seed(cfg.seed))
+    chunk_draws = torch.Generator().manual_seed(cfg.seed + 1)
+    monitored = _monitored(len(part), cfg)
 
-    def out_of_fold() -> np.ndarray:
-        """Each training video's prediction (MOS scale) by the member that left it out."""
-        outputs = _predict(model, features, videos, spec.kinds)  # (N, members)
-        return outputs[np.arange(len(part)), folds] * mos_std + mos_mean
+    def out_of_fold(among: np.ndarray) -> np.ndarray:
+        """The prediction (MOS scale) of each of the training videos ``among`` by the member that left it out."""
+        oof = np.empty(len(among))
+        for member in range(members):
+            mine = np.flatnonzero(folds[among] == member)
+            oof[mine] = _predict(model, features, videos[among[mine]], spec.kinds, member)[:, 0]
+        return oof * mos_std + mos_mean
 
-    oof = out_of_fold()
-    val = evaluate(part.mos, oof)
-    unvalidated = dict.fromkeys(val, math.nan)  # the history row of an epoch that skips the out-of-fold pass
-    best_srocc, best_epoch, best_state, best_oof = _score(val), 0, copy.deepcopy(model.state_dict()), oof
+    def validate() -> tuple[dict, np.ndarray]:
+        oof = out_of_fold(monitored)
+        return evaluate(part.mos[monitored], oof), oof
+
+    val, oof = validate()
+    best_srocc, best_epoch, best_oof = _score(val), 0, oof  # what best_val keeps until an epoch beats it
+    best_state = copy.deepcopy(model.state_dict()) if cfg.select_epoch == "best_val" else None
     history = [_row(phase, 0, float("nan"), torch.full((3,), float("nan")), val, (0.0, 0.0))]
     log(f"{phase}: {len(part)} training videos in {members} folds by {cfg.data.group_column} (member k trains on "
-        f"all but fold k), inputs {'+'.join(spec.kinds)} ({model.architecture['in_dim']}), epoch 0 out-of-fold "
-        f"srocc {history[0]['val_srocc']:.4f} (standardisation and epoch 0: {time.perf_counter() - started:.1f} s)")
+        f"all but fold k), inputs {'+'.join(spec.kinds)} ({model.architecture['in_dim']}), "
+        + _epoch_shape(cfg, per_epoch, len(part), len(monitored))
+        + f"; epoch 0 out-of-fold srocc {history[0]['val_srocc']:.4f} "
+        f"(standardisation and epoch 0: {time.perf_counter() - started:.1f} s)")
     for epoch in range(1, cfg.num_epochs + 1):
         started, lr = time.perf_counter(), schedule.get_last_lr()[0]
         model.train()
         totals = torch.zeros(3, device=device)  # loss, mse, rank summed over videos, averaged over members
-        for batch in torch.randperm(len(part), generator=shuffle).to(device).split(cfg.batch_size):
-            x, mask = features.batch(videos[batch], spec.kinds)  # (B, C, D), (B, C)
+        for batch in next(epochs).to(device).split(cfg.batch_size):
+            chunks = features.sample_chunks(videos[batch], cfg.train_chunks, chunk_draws) if cfg.train_chunks else None
+            x, mask = features.batch(videos[batch], spec.kinds, chunks)  # (B, C, D), (B, C)
             totals += train_step(model, optimizer, x, mask, target[batch], trains[batch], cfg.loss) * len(batch)
             schedule.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the epoch's timing covers its queued GPU work
         trained = time.perf_counter()
-        oof = out_of_fold() if _validates(epoch, cfg, len(part)) else None
-        val = evaluate(part.mos, oof) if oof is not None else unvalidated
-        kept = cfg.select_epoch == "last" or _score(val) > best_srocc
-        if kept:
+        val, oof = validate()
+        improved = cfg.select_epoch == "best_val" and _score(val) > best_srocc
+        if improved:
             best_srocc, best_epoch, best_state, best_oof = _score(val), epoch, copy.deepcopy(model.state_dict()), oof
         seconds = (trained - started, time.perf_counter() - trained)
-        history.append(_row(phase, epoch, lr, totals.cpu() / len(part), val, seconds))
-        log(_progress(history[-1], cfg.num_epochs, kept))
+        history.append(_row(phase, epoch, lr, totals.cpu() / per_epoch, val, seconds))
+        log(_progress(history[-1], cfg.num_epochs, improved))
 
-    model.load_state_dict(best_state)
+    if cfg.select_epoch == "last":
+        best_epoch, best_oof = cfg.num_epochs, oof
+    else:
+        model.load_state_dict(best_state)
     model.eval()
+    # the kept epoch's pass when it covered every video, else one pass over all of them now
+    oof = best_oof if len(monitored) == len(part) else out_of_fold(np.arange(len(part)))
     log(f"{phase}: kept epoch {best_epoch} ({'the last' if cfg.select_epoch == 'last' else 'best out-of-fold'}, "
-        f"out-of-fold srocc {best_srocc:.4f})" + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
-    oof = best_oof if best_oof is not None else out_of_fold()  # the kept epoch's pass, not a second one
+        f"out-of-fold srocc {_score(evaluate(part.mos, oof)):.4f})"
+        + ("; no epoch beat the initial model" if best_epoch == 0 else ""))
     calibration = fit_calibration(oof, part.mos)
     residuals = Residuals.of(part.mos - calibration(oof), folds, members)
     sample = reference_sample(len(part), cfg.seed)
@@ -166,13 +182,31 @@ def train_phase(
     return PhaseResult(phase, model, model_spec, best_epoch, history, scored, predictions, raw, metrics)
 
 
-def _validates(epoch: int, cfg: Config, videos: int) -> bool:
-    """Whether ``epoch`` predicts every training video out of fold: always when that picks the epoch
-    (``select_epoch: best_val``), on small data sets, and at the last epoch; else (it only draws the curves)
-    every tenth of the schedule, since one pass costs as much as a fifth of a training epoch."""
-    if cfg.select_epoch == "best_val" or videos <= _VALIDATE_ALWAYS_UP_TO or epoch == cfg.num_epochs:
-        return True
-    return epoch % max(1, cfg.num_epochs // 10) == 0
+def _monitored(videos: int, cfg: Config) -> np.ndarray:
+    """The training videos whose out-of-fold SROCC each epoch reports: every one when that picks the epoch
+    (``select_epoch: best_val``) or when there are few; else a fixed random sample, as the curves only need a
+    sample and a pass over every video costs as much as a fifth of a training epoch."""
+    if cfg.select_epoch == "best_val" or videos <= _MONITORED_VIDEOS:
+        return np.arange(videos)
+    return np.sort(np.random.default_rng(cfg.seed).choice(videos, _MONITORED_VIDEOS, replace=False))
+
+
+def _epoch_videos(videos: int, per_epoch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Each epoch's videos in training order: consecutive slices of a stream of reshuffled passes over all videos,
+    so every video is visited as often as any other (within one) however epochs cut the passes."""
+    stream = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(stream) < per_epoch:
+            stream = torch.cat([stream, torch.randperm(videos, generator=generator)])
+        yield stream[:per_epoch]
+        stream = stream[per_epoch:]
+
+
+def _epoch_shape(cfg: Config, per_epoch: int, videos: int, monitored: int) -> str:
+    """How an epoch reads the training videos, for the phase's first log line."""
+    shape = f"{per_epoch} videos an epoch" + (f" (of {videos}: epoch_videos)" if per_epoch < videos else "")
+    shape += f", {cfg.train_chunks} chunk(s) of each per step" if cfg.train_chunks else ", every chunk"
+    return shape + (f", curves on {monitored} of them" if monitored < videos else "")
 
 
 def crossfit_folds(part: Split, folds: int) -> np.ndarray:
@@ -223,11 +257,15 @@ def deterministic() -> Iterator[None]:
 
 
 @torch.no_grad()
-def _predict(model: ChunkRegressor, features: ChunkFeatures, videos: torch.Tensor, kinds: tuple[str, ...]) -> np.ndarray:
-    """Every member's outputs (standardised MOS, float64 ``(videos, members)``) for ``videos``."""
+def _predict(model: ChunkRegressor, features: ChunkFeatures, videos: torch.Tensor, kinds: tuple[str, ...],
+             member: int | None = None) -> np.ndarray:
+    """Every member's outputs (standardised MOS, float64 ``(videos, members)``) for ``videos``; with ``member``,
+    that member's alone ``(videos, 1)``."""
     model.eval()
+    if len(videos) == 0:
+        return np.empty((0, 1 if member is not None else model.members))
     per_batch = max(1, _PREDICT_ROWS // int(features.counts[videos].max()))
-    outputs = [model(*features.batch(chunk, kinds)) for chunk in videos.split(per_batch)]
+    outputs = [model(*features.batch(chunk, kinds), member=member) for chunk in videos.split(per_batch)]
     return torch.cat(outputs).double().cpu().numpy()
 
 
@@ -274,9 +312,9 @@ def _row(phase: str, epoch: int, lr: float, losses: torch.Tensor, val: dict, sec
             **{f"val_{k}": v for k, v in val.items()}, "train_seconds": seconds[0], "val_seconds": seconds[1]}
 
 
-def _progress(row: dict, epochs: int, kept: bool) -> str:
+def _progress(row: dict, epochs: int, improved: bool) -> str:
     return (f"{row['phase']:6s} epoch {row['epoch']:3d}/{epochs}  lr {row['lr']:.2e}  "
             f"loss {row['train_loss']:.4f} (mse {row['train_mse']:.4f}, rank {row['train_rank']:.4f})  "
             f"out-of-fold srocc {row['val_srocc']:.4f} plcc {row['val_plcc']:.4f}  "
             f"{row['train_seconds']:.1f}+{row['val_seconds']:.1f}s"
-            + ("  *" if kept else ""))
+            + ("  *" if improved else ""))
