@@ -122,7 +122,7 @@ class Config:
     train_chunks: int = 1
     # At most this many videos an epoch (0: all): past it an epoch is the next slice of a reshuffled stream of the
     # training videos, so a large set trains in a bounded number of steps (BENCHMARKS.md, "Fit at LSVQ scale").
-    epoch_videos: int = 8192
+    epoch_videos: int = 4096
     # The epoch a phase keeps: its last (the cosine schedule has settled the weights there) or the one with the best
     # validation SROCC. On small data validation holds 2-3 sources, too few to pick an epoch (BENCHMARKS.md).
     select_epoch: Literal["last", "best_val"] = "last"

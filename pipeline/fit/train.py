@@ -32,7 +32,7 @@ from pipeline.metrics import evaluate
 # Chunk rows per forward pass when predicting: float32 inputs below glibc's mmap threshold, so the buffers
 # are reused; larger batches get fresh, page-faulted memory every time (BENCHMARKS.md, "Fitting").
 _PREDICT_ROWS = 512
-_MONITORED_VIDEOS = 5000  # training videos whose out-of-fold predictions draw each epoch's curve
+_MONITORED_VIDEOS = 2000  # training videos whose out-of-fold predictions draw each epoch's curve
 
 
 @dataclass
