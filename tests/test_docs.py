@@ -18,10 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS_WITH_EXIT_CODES = [README, ROOT / "docs" / "design.md"]
 CONFIG_FILES = sorted(SHIPPED.rglob("*.yml")) + sorted((ROOT / "config").rglob("*.yml"))
-CONFIG_ROW = re.compile(r"^\| `([\w.]+)` \| `([^`]*)` \|")
 
 
-def _table_after(path: Path, header: str) -> list[list[str]]:
+def _table_rows(path: Path, header: str) -> list[list[str]]:
     """The rows (cells stripped) of every markdown table whose header line starts with ``header``."""
     rows, inside = [], False
     for line in path.read_text().splitlines():
@@ -36,8 +35,7 @@ def _table_after(path: Path, header: str) -> list[list[str]]:
 
 
 def test_readme_config_table_is_config_py():
-    rows = [CONFIG_ROW.match(line) for line in README.read_text().splitlines()]
-    documented = {m.group(1): m.group(2) for m in rows if m}
+    documented = {key.strip("`"): default.strip("`") for key, default, *_ in _table_rows(README, "| key | default |")}
     assert sorted(documented) == sorted(valid_keys()), f"{README}: the config table's keys differ from config.py's"
     stated = load_config(None, [f"{key}={default}" for key, default in documented.items()])
     wrong = [key for key in documented if _leaf(to_dict(stated), key) != _leaf(to_dict(Config()), key)]
@@ -56,7 +54,7 @@ def _code_of(cls: type[BaseException]) -> int:
 
 @pytest.mark.parametrize("doc", DOCS_WITH_EXIT_CODES, ids=lambda p: p.name)
 def test_exit_code_tables_are_exit_codes(doc):
-    rows = _table_after(doc, "| code |")
+    rows = _table_rows(doc, "| code |")
     codes = {int(code) for row in rows for code in row[0].split(",")}
     assert codes == {errors.EXIT_OK, errors.EXIT_SOME_FAILED} | {code for _, code in errors.EXIT_CODES}, \
         f"{doc}: the exit-code table lists other codes than errors.EXIT_CODES"
