@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean-demo
+.PHONY: install test test-fast demo clean-demo
 
 install: $(STAMP)
 
@@ -14,8 +14,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Every test, then the 25 slowest (where the suite's time goes).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
+
+# The tests not marked slow: the quick check while working (see setup.cfg's markers).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --durations=25
 
 demo: $(STAMP)
 	$(PY) -m pipeline.demo

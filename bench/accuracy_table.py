@@ -5,7 +5,7 @@ over the seeds first, then the table gives the mean over folds (and the std over
 spread shown is that of the content, not of the initialisation. Sorted by validation SROCC, the metric that
 picks a configuration; the test columns are what it scores on sources it never saw.
 
-    .venv/bin/python -m bench.accuracy_table runs/accuracy_study
+    .venv/bin/python -m bench.accuracy_table RUN_DIR
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the wall time until the last ends, how many videos each extracted, how many the 
 was extracted twice (the claims should make that never happen). Random backbone weights (speed does not
 depend on them), the demo's sample sizes.
 
-    .venv/bin/python -m bench.concurrent --csv /work/shared/data/vqa-sample/labels.csv --counts 1 2 4
+    .venv/bin/python -m bench.concurrent --csv ../shared/data/vqa-sample/labels.csv --counts 1 2 4
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench.cputime import timed
 from pipeline.demo import SAMPLE_LEVELS
 from pipeline.store import FeatureStore
 
@@ -29,15 +29,18 @@ def run(count: int, csv: Path, store: Path, overrides: list[str]) -> tuple[float
     command = [sys.executable, str(REPO / "extract_features.py"), "-o", str(REPO / "config/kwai_simpleVQA.yml"),
                "--csv", str(csv), "--store", str(store), "--weights", "random", "--no-progress",
                *(arg for item in overrides for arg in ("--set", item))]
-    start = time.perf_counter()
-    procs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(count)]
-    outs = [proc.communicate()[0] for proc in procs]
-    wall = time.perf_counter() - start
+    procs = []
+
+    def extract_together() -> list[str]:
+        procs.extend(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                     for _ in range(count))
+        return [proc.communicate()[0] for proc in procs]
+
+    outs, took = timed(extract_together)
     for proc, out in zip(procs, outs):
         if proc.returncode != 0:
             raise SystemExit(f"an extraction failed:\n{out}")
-    return wall, [int(re.search(r"extracted (\d+)", out).group(1)) for out in outs]
+    return took.wall, [int(re.search(r"extracted (\d+)", out).group(1)) for out in outs]
 
 
 def main() -> None:

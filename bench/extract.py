@@ -17,7 +17,7 @@ its children (decoder processes), sampled every 50 ms; every way builds its mode
 Then the same on long generated 1080p videos (``--long``, a few chunks each) for peak memory, which grows
 with the video's length only where the whole video is decoded into RAM.
 
-    .venv/bin/python -m bench.extract --data /work/shared/data/vqa-dev --videos 8 --long 10,30,90 --long-chunks 2
+    .venv/bin/python -m bench.extract --data ../shared/data/vqa-dev --videos 8 --long 10,30,90 --long-chunks 2
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from bench.decode import write_video
+from bench.videos import pattern_video
 from pipeline.config import ExtractConfig, load_config
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, decode_video
 from pipeline.extract import Backbones, extract_videos
@@ -206,7 +206,8 @@ def in_subprocess(way: str, paths: list[Path], config: Path, workers: int, max_c
 
 
 @click.command()
-@click.option("--data", type=click.Path(exists=True, path_type=Path), default=Path("/work/shared/data/vqa-dev"))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True,
+              help="a data set folder holding labels.csv (filename column) and its videos, e.g. vqa-dev")
 @click.option("--videos", default=16, show_default=True, help="evenly spaced subset of DATA's labels.csv")
 @click.option("--config", type=click.Path(exists=True, path_type=Path), default=ROOT / "config/kwai_simpleVQA.yml")
 @click.option("--long", "long_seconds", default="10,30,90", show_default=True,
@@ -214,7 +215,7 @@ def in_subprocess(way: str, paths: list[Path], config: Path, workers: int, max_c
 @click.option("--long-chunks", default=3, show_default=True, help="max_chunks on the long videos (bounds time)")
 @click.option("--workers", default="0,1", show_default=True, help="pipeline decoder processes to try")
 @click.option("--threads", default=1, show_default=True, help="torch intra-op threads of every way")
-@click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/vqa-bench-decode"), show_default=True)
+@click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/vqa-bench-extract"), show_default=True)
 @click.option("--measure", "way", type=click.Choice(WAYS), hidden=True)
 @click.option("--max-chunks", default=0, hidden=True)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
@@ -227,7 +228,7 @@ def main(data: Path, videos: int, config: Path, long_seconds: str, long_chunks: 
     table = pd.read_csv(data / "labels.csv")
     subset = [data / f for f in table["filename"].iloc[np.linspace(0, len(table) - 1, videos).round().astype(int)]]
     work.mkdir(parents=True, exist_ok=True)
-    long_videos = [write_video(work / f"1080p_{s}s_10fps.mp4", int(s), 10, 1920, 1080)
+    long_videos = [pattern_video(work / f"1080p_{s}s_10fps.mp4", int(s), 10, 1920, 1080)
                    for s in long_seconds.split(",") if s.strip()]  # --long "": the data set only
     counts = [int(w) for w in workers.split(",")]
     sets = [(f"{data.name} ({videos} videos)", subset, 0, ["forward", *["pipeline"] * len(counts), "research"])]

@@ -15,7 +15,7 @@ seconds per one-second chunk, split by part:
   level, clip scaled to [0, 1]): work the design puts on the device when there is one;
 - ``store``: the rows of every kind through ``ShardWriter`` into a shard.
 
-Two figures follow, as issue 14 asks. A GPU node, against <= 1.15x decoding: the CPU work that stays on the
+Two figures follow. A GPU node, against <= 1.15x decoding: the CPU work that stays on the
 CPU under the accelerator recipe, where decoder processes hand over YUV planes through shared memory
 (``decode layer, planes``: decoding, one copy of each clip frame's planes and of the key frame into the ring,
 the key frame's RGB; ``hand-off, planes``: the header through the pipe, both ends; store). The main process
@@ -26,14 +26,14 @@ this CPU as an upper bound. And a CPU-only machine with NSS on (everything, swsc
 with the backbones (the chunks' pixels cross the pipe, or with ``workers: 0`` do not; levels and clip scaling
 follow) and weight-free (NSS only: only NSS rows cross). Decoding alone and the three decode layers run in
 ``--repeats`` interleaved rounds; each figure is the median over rounds of its ratio within a round (with the
-range over rounds, and the ratio of best rounds that runs J-M used); the split by part is the best round's.
+range over rounds, and the ratio of the best rounds); the split by part is the best round's.
 
 ``--feed`` then runs backbone-free extraction (NSS only, ``extract_videos``) of ``--copies`` copies of the
 1080p30 clip at each ``--workers`` value and reports steady-state chunks/s (from the first chunk handed to
 the models to the last, so start-up is excluded) against 80% of cores / (CPU-s per chunk of the weight-free
 CPU-only figure), the rate that keeps the cores busy.
 
-    .venv/bin/python -m bench.feed --data /work/shared/data/vqa-dev --work /tmp/vqa-bench-feed --feed auto,0,1,2
+    .venv/bin/python -m bench.feed --data ../shared/data/vqa-dev --work /tmp/vqa-bench-feed --feed auto,0,1,2
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from fractions import Fraction
 from multiprocessing import Pipe
 from pathlib import Path
 
@@ -56,6 +55,8 @@ import numpy as np
 import torch
 
 from bench.cputime import best_cpu
+from bench.stores import video_record
+from bench.videos import reencoded
 import pipeline.batches as batches
 import pipeline.decode_pool as decode_pool
 import pipeline.extract as extract
@@ -65,7 +66,7 @@ from pipeline.config import load_config
 from pipeline.decode_pool import DecodedChunk, DecodeOptions, decode_video
 from pipeline.nss import NSS_DIM, nss_features
 from pipeline.plane_ring import SLOTS, PlaneRing
-from pipeline.store import FeatureStore, VideoRecord
+from pipeline.store import FeatureStore
 from pipeline.video import VideoInfo, resize_short_side
 from pipeline.video.frames import AVFrame
 from pipeline.video.yuv import YUVClip, clip_from_yuv
@@ -78,28 +79,10 @@ TARGETS = {"gpu_node": 1.15, "cpu_only_nss": 1.5}
 
 
 def make_clip(data: Path, work: Path, name: str) -> Path:
-    """The sources one after another, upscaled (bicubic) to ``name``'s size and frame rate, H.264 CRF 23; cached."""
+    """The sources one after another, upscaled to ``name``'s size and frame rate; cached under ``work``."""
     width, height, fps = CLIPS[name]
-    path = work / f"feed-{name}.mp4"
-    if path.exists():
-        return path
-    work.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part.mp4")
-    with av.open(str(partial), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "medium", "crf": "23"}
-        index = 0
-        for source in SOURCES:
-            with av.open(str(data / "videos" / f"{source}__pristine.mp4")) as src:
-                for frame in src.decode(video=0):
-                    scaled = frame.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
-                    scaled.pts, scaled.time_base = index, Fraction(1, fps)
-                    out.mux(stream.encode(scaled))
-                    index += 1
-        out.mux(stream.encode())
-    partial.rename(path)
-    return path
+    sources = [data / "videos" / f"{source}__pristine.mp4" for source in SOURCES]
+    return reencoded(work / f"feed-{name}.mp4", sources, fps, width, height)
 
 
 def decode_alone(path: Path) -> None:
@@ -201,8 +184,8 @@ def figure(layer: list[float], alone: list[float], chunks: int, extra: float, ta
     """A figure (a decode layer's CPU per chunk plus ``extra``, as a multiple of decoding alone) from interleaved rounds.
 
     The ratio is taken within each round, then the median over rounds: a slow spell then moves both sides of one
-    ratio, where the best round of each side alone (the statistic of runs J-M) could pair a lucky decoding run with
-    an unlucky layer run or the other way round, which moved a figure by up to 0.1x between runs.
+    ratio, where the best round of each side alone could pair a lucky decoding run with an unlucky layer run or
+    the other way round.
     """
     ratios = sorted((lay / chunks + extra) / (dec / chunks) for lay, dec in zip(layer, alone))
     return {"cpu": float(np.median(layer)) / chunks + extra, "x_decoding": float(np.median(ratios)),
@@ -212,8 +195,7 @@ def figure(layer: list[float], alone: list[float], chunks: int, extra: float, ta
 
 def hand_off(chunks_: list[DecodedChunk]) -> None:
     """The chunks through a pipe as a decoder process sends them and DecodePool receives them (here: two threads), the
-    pipe made as DecodePool makes it: duplex, a Unix socket pair (runs before X used a one-way OS pipe, which cost
-    a 720p chunk's hand-off 8.5 ms where the socket pair costs 4.7: medians of an interleaved scratch timing)."""
+    pipe made as DecodePool makes it: duplex, a Unix socket pair (a one-way OS pipe costs more)."""
     ours, theirs = Pipe()
     worker = decode_pool._Worker(process=None, conn=ours)
 
@@ -292,9 +274,7 @@ def store_writes(chunks_per_video: int, videos: int = 64) -> None:
         store = FeatureStore.open(root, {"bench": "feed"})
         with store.writer(flush_videos=videos) as writer:
             for i in range(videos):
-                record = VideoRecord(key=f"v{i}", fps=30.0, frames=1, width=1, height=1, duration=1.0,
-                                     decoder="pyav", size=1, mtime=0.0)
-                writer.add(record, rows, range(chunks_per_video))
+                writer.add(video_record(f"v{i}", chunks_per_video), rows, range(chunks_per_video))
 
 
 def replace_clip(chunk: DecodedChunk) -> DecodedChunk:
@@ -372,7 +352,7 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
         batches.Batcher.add = add
         try:
             # One sample a second: reading every process's smaps_rollup 20 times a second (the default) cost
-            # as much CPU as the decoding it was measuring, and halved the rate on 2 cores.
+            # as much CPU as the decoding it was measuring.
             with TreeUsage(interval_s=1.0) as usage:
                 summary = extract.extract_videos(videos, Path(tmp) / "store", cfg, progress=False)
         finally:
@@ -389,7 +369,8 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
 
 
 @click.command()
-@click.option("--data", type=click.Path(exists=True, path_type=Path), default=Path("/work/shared/data/vqa-dev"))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True,
+              help="vqa-dev: the folder holding its videos/ (the pristine sources are re-encoded from it)")
 @click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/vqa-bench-feed"), show_default=True)
 @click.option("--repeats", default=7, show_default=True,
               help="rounds of the decode measurements (median ratio), runs of the others (least CPU time)")

@@ -26,40 +26,21 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 import pandas as pd
 import torch
 import yaml
 
+from bench.stores import TWO_PHASE_KINDS, labels_csv, synthetic_store
 from pipeline.fit.data import FeatureSpec, read_splits, shared_features
 from pipeline.fit.model import ChunkRegressor
 from pipeline.fit.run import fit, resolve_configs
 from pipeline.fit.train import make_optimizer, train_step
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord
-
-KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
-_POOL_ROWS = 4096  # distinct pseudo-feature rows, reused at shifting offsets (generating GBs would dominate)
-
+from pipeline.store import FeatureStore
 
 def generate(root: Path, videos: int, chunks: int) -> Path:
-    """Fill a store with ``videos`` x ``chunks`` rows of every kind and write its labels CSV; skip a complete store."""
-    store = FeatureStore.open(root / "store", {"bench": "fit", "videos": videos, "chunks": chunks})
-    rng = np.random.default_rng(0)
-    keys = [f"videos/v{i:06d}.mp4" for i in range(videos)]
-    csv = root / "labels.csv"
-    pd.DataFrame({"filename": keys, "mos": np.round(rng.uniform(1, 5, videos), 3),
-                  "source": [f"s{i // 4}" for i in range(videos)]}).to_csv(csv, index=False)
-    if len(store.cached()) == videos:
-        return csv
-    pool = {k: rng.standard_normal((_POOL_ROWS + chunks, FEATURE_DIMS[k]), dtype=np.float32).astype(np.float16)
-            for k in KINDS}
-    with store.writer(flush_videos=512, flush_rows=512 * chunks) as writer:
-        for i, key in enumerate(keys):
-            at = (i * 7) % _POOL_ROWS
-            record = VideoRecord(key=key, fps=30.0, frames=30 * chunks, width=1920, height=1080,
-                                 duration=float(chunks), decoder="decord", size=0, mtime=0.0)
-            writer.add(record, {k: pool[k][at:at + chunks] for k in KINDS}, range(chunks))
-    return csv
+    """A store under ``root`` of ``videos`` x ``chunks`` rows of every kind a two-phase fit reads, and its labels CSV."""
+    synthetic_store(root / "store", videos, chunks, TWO_PHASE_KINDS, flush_videos=512)
+    return labels_csv(root / "labels.csv", videos)
 
 
 def mlp_flops_per_row(widths: list[int], members: int) -> int:

@@ -11,11 +11,12 @@ checkerboard), ``grey`` (flat mid grey), ``black``, ``noise`` (uniform random pi
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from bench.videos import write_h264
 
 WIDTH, HEIGHT, FPS, SECONDS = 480, 270, 25, 2
 _BARS = np.array([(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0), (192, 0, 192), (192, 0, 0),
@@ -48,13 +49,8 @@ PATTERNS = ("bars", "gradient", "checker", "grey", "black", "noise")
 
 def write(path: Path, name: str) -> None:
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(FPS))
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"crf": "18", "threads": "1"}
-        for k in range(FPS * SECONDS):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(pattern(name, k, rng), format="rgb24")))
-        container.mux(stream.encode())
+    frames = (av.VideoFrame.from_ndarray(pattern(name, k, rng), format="rgb24") for k in range(FPS * SECONDS))
+    write_h264(path, frames, FPS, WIDTH, HEIGHT, {"crf": "18", "threads": "1"})
 
 
 def main() -> None:

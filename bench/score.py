@@ -1,6 +1,6 @@
 """Scoring throughput from cached features: videos per second of the prediction step, the store read timed apart.
 
-Generates (once) a synthetic store shaped like a coarse-phase model's inputs (``bench.store.generate``:
+Generates (once) a synthetic store shaped like a coarse-phase model's inputs (``bench.stores``:
 spatial_coarse 7168 + temporal_slow 2048 + temporal_fast 256 = 9472 float16 values per chunk), builds a model
 of the design's default shape (5 cross-fitted members of 9472 -> 128 -> 1, GELU) with its spec, and times
 ``Scorer.score_table`` on every video: float16 -> float32 conversion, the members on every chunk, the
@@ -11,14 +11,14 @@ per-video means, the calibration, the intervals and the domain check.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
-from bench.store import KINDS, generate
+from bench.cputime import best_times, timed
+from bench.stores import COARSE_KINDS, synthetic_store
 from pipeline.backbones import resolve_device
 from pipeline.config import Config, ExtractConfig
 from pipeline.fit.data import FeatureSpec
@@ -33,7 +33,7 @@ from pipeline.store import FEATURE_DIMS, FeatureStore
 def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -> Scorer:
     """A scorer whose model reads the bench store's kinds: seeded weights, and a calibration, residuals and domain
     fitted on synthetic out-of-fold predictions, as a fit of the default config would leave them."""
-    widths = {kind: FEATURE_DIMS[kind] for kind in KINDS}
+    widths = {kind: FEATURE_DIMS[kind] for kind in COARSE_KINDS}
     cfg = Config()
     members = cfg.crossfit_folds
     torch.manual_seed(0)
@@ -61,18 +61,16 @@ def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -
 def main(root: Path, videos: int, chunks: int, hidden: str, device: str, threads: int, repeats: int) -> None:
     if threads:
         torch.set_num_threads(threads)
-    start = time.perf_counter()
-    store = generate(root / f"{videos}x{chunks}", videos, chunks)
-    print(f"store ready in {time.perf_counter() - start:.1f} s: {store.root}")
+    store, made = timed(lambda: synthetic_store(root / f"{videos}x{chunks}", videos, chunks))
+    print(f"store ready in {made.wall:.1f} s: {store.root}")
     scorer = bench_scorer(FeatureStore.open(store.root), resolve_device(device), [int(h) for h in hidden.split(",")])
-    start = time.perf_counter()
-    table = FeatureStore.open(store.root).read(scorer.kinds)
-    read = time.perf_counter() - start
+    table, read = timed(lambda: FeatureStore.open(store.root).read(scorer.kinds))
     rows = int(table.offsets[-1])
-    scorer.score_table(table)  # warm-up: allocations, thread pool
-    wall, cpu = (min(times) for times in zip(*(_timed(scorer, table) for _ in range(repeats))))
+    assert np.isfinite(scorer.score_table(table).score).all()  # also the warm-up: allocations, thread pool
+    best = best_times(lambda: scorer.score_table(table), repeats)
+    wall, cpu = best.wall, best.cpu
     gigabytes = sum(a.nbytes for a in table.features.values()) / 1e9
-    print(f"read {len(table.keys)} videos ({rows} chunks, {gigabytes:.2f} GB) in {read:.2f} s")
+    print(f"read {len(table.keys)} videos ({rows} chunks, {gigabytes:.2f} GB) in {read.wall:.2f} s")
     print(f"predict, best of {repeats}, {torch.get_num_threads()} thread(s), {device}: {wall:.3f} s wall = "
           f"{len(table.keys) / wall:,.0f} videos/s, {rows / wall:,.0f} chunks/s; {cpu:.3f} CPU-s = "
           f"{rows / cpu:,.0f} chunks per CPU-second")
@@ -86,23 +84,13 @@ def first_layer_rows_per_second(scorer: Scorer, repeats: int, rows: int = 20480)
     weight = scorer.model.body[0].weight.detach()  # (in, members, out)
     matrix, bias = weight.reshape(weight.shape[0], -1), scorer.model.body[0].bias.detach().reshape(-1)
     blocks = torch.randn(rows, weight.shape[0], device=weight.device).split(1024)
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            start = time.perf_counter()
+
+    def product() -> None:
+        with torch.no_grad():
             for block in blocks:
                 torch.addmm(bias, block, matrix)
-            best = min(best, time.perf_counter() - start)
-    return rows / best
 
-
-def _timed(scorer: Scorer, table) -> tuple[float, float]:
-    """Wall and CPU seconds (this process, all threads) of one ``score_table``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    predictions = scorer.score_table(table)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert np.isfinite(predictions.score).all()
-    return wall, cpu
+    return rows / best_times(product, repeats).wall
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class ExtractConfig:
     levels: dict[Literal["coarse", "fine"], LevelConfig] = field(default_factory=_default_levels)  # null: no ResNet
     clip: ClipConfig = field(default_factory=ClipConfig)
     temporal: bool = True  # run the SlowFast backbone (temporal_slow, temporal_fast)
-    nss: bool = True  # also extract the weight-free natural-scene-statistics features (about 1% of the CNNs' time)
+    nss: bool = True  # also extract the weight-free natural-scene-statistics features (cheap beside the CNNs: BENCHMARKS.md)
     decode_timeout_s: float = 120.0  # a video whose decoding stalls this long fails instead of hanging
     # Decoding processes beside the models (0: decode in the main process); auto: what keeps the models busy.
     workers: Union[int, Literal["auto"]] = "auto"

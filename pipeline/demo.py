@@ -8,9 +8,8 @@ passed as ``--set`` overrides and printed:
   would only upscale them, at 16 times the ResNet-50 cost of ``coarse 112, fine 180`` (native). A model
   fitted on these levels extracts new videos at the same levels when it scores them.
 - A learning rate of 1e-4 for both phases (``optimizer.lr``): 30 clips make one optimizer step an epoch, and at
-  the configs' 1e-3 the first steps on 9,547 inputs blow the MLP up (training loss 1 -> 112 at step 2; the
-  members then rank the source they left out backwards, out-of-fold SROCC -0.59 over the 30 clips, against
-  0.81 at 1e-4; BENCHMARKS.md).
+  the configs' 1e-3 the first steps on 9,547 inputs blow the MLP up, and the members then rank the source
+  they left out backwards (BENCHMARKS.md, "make demo").
 - Nothing else: the NSS features are on by default (``extract.nss``, ``features.nss``); they need no
   downloaded weights, so the demo's numbers mean something even where the pretrained weights cannot be had.
 - Without pretrained weights, ``extract.weights=random`` (said plainly, with what it means) and a store of its

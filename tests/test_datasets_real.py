@@ -32,6 +32,7 @@ def test_konvid1k(tmp_path: Path):
     assert row["mos"] == 4.444029851  # from the quoted mos file, not the attributes' rounded value
 
 
+@pytest.mark.slow
 def test_lsvq_three_parts(tmp_path: Path):
     table, _ = load(tmp_path, "lsvq", "LSVQ/train_labels.txt", "LSVQ/LSVQ_whole_test.csv", "LSVQ/labels_test_1080p.csv")
     assert Counter(table["split"]) == {"train": 28056, "test": 7220, "test-1080p": 3573}

@@ -92,6 +92,7 @@ def keys_by_pid(store: Path) -> dict[int, set[str]]:
     return written
 
 
+@pytest.mark.slow
 def test_cluster_store_equals_single_process_and_resumes(videos: Path, cluster: Cluster, reference: dict,
                                                          tmp_path: Path) -> None:
     cfg = load_config(videos / "config.yml").extract
@@ -122,6 +123,7 @@ def allowed_failures(request: pytest.FixtureRequest, cluster: Cluster) -> Iterat
     cluster.client.run_on_scheduler(set_allowed, before)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_task_is_replaced_and_its_task_rerun(videos: Path, cluster: Cluster, reference: dict,
                                                                  allowed_failures: int, tmp_path: Path) -> None:
     """SIGKILL the first worker to commit a shard: its task's other videos run again, the store ends complete."""
@@ -164,6 +166,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_its_task_rerun(videos: Path, c
     assert killed[0] not in cluster.client.run(os.getpid).values()
 
 
+@pytest.mark.slow
 def test_a_sweep_fits_on_the_cluster_workers(cluster: Cluster, tmp_path: Path) -> None:
     """The sweep's fits run as tasks on the workers (joblib's Dask backend) and rank as a serial sweep does."""
     from distributed import get_task_stream
@@ -210,6 +213,7 @@ def test_without_dask_the_cluster_option_says_what_to_install(videos: Path, tmp_
 
 
 @pytest.mark.parametrize("spec", ["local:0", "local:two", "local"])
+@pytest.mark.slow
 def test_a_malformed_cluster_spec_exits_2(videos: Path, tmp_path: Path, spec: str) -> None:
     pytest.importorskip("distributed", reason="dask[distributed] is not installed")
     code, out = run_cli(videos, tmp_path, spec)

@@ -69,6 +69,7 @@ def assert_same_features(a: dict, b: dict) -> None:
             np.testing.assert_array_equal(a[key][kind], b[key][kind], err_msg=f"{key} {kind}")
 
 
+@pytest.mark.slow
 def test_extracts_skips_cached_and_reports_failures(videos: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     code, out = run(videos, store, "--csv", str(videos / "good.csv"))
@@ -93,6 +94,7 @@ def test_extracts_skips_cached_and_reports_failures(videos: Path, tmp_path: Path
     assert_same_features(table(store), {**table(store), **first})
 
 
+@pytest.mark.slow
 def test_a_level_added_later_keeps_the_others(videos: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     csv = str(videos / "good.csv")
@@ -106,6 +108,7 @@ def test_a_level_added_later_keeps_the_others(videos: Path, tmp_path: Path) -> N
     assert "spatial_fine" in FeatureStore.open(store).cached()["clip0.mp4"].kinds
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused(videos: Path, tmp_path: Path) -> None:
     """A store made with other settings is a settings mismatch: exit 2, as when scoring (pipeline.errors)."""
     store = tmp_path / "store"
@@ -124,6 +127,7 @@ def test_usage_errors_exit_2(videos: Path, tmp_path: Path, args: list[str], mess
     assert code == 2 and message in out, out
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_clean_result(videos: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, rerun the same command: the store equals a clean run's, and a .tmp is never read."""
     command = [sys.executable, str(REPO / "extract_features.py"), "-o", str(videos / "config.yml"),
@@ -151,6 +155,7 @@ def test_killed_run_resumes_to_the_clean_result(videos: Path, tmp_path: Path) ->
     assert sorted(FeatureStore.open(killed).failures()) == sorted(FeatureStore.open(clean).failures())
 
 
+@pytest.mark.slow
 def test_decode_pool_fails_only_the_video_whose_decoder_crashes_or_hangs(videos: Path) -> None:
     options = DecodeOptions.from_config(load_config(videos / "config.yml").extract)
     pool = DecodePool(2, options, timeout_s=3, decode=crashing_decode)
@@ -184,6 +189,7 @@ def test_extract_videos_summary(videos: Path, tmp_path: Path) -> None:
     assert FeatureStore.open(tmp_path / "store").cached()["a"].width == 64
 
 
+@pytest.mark.slow
 def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
         videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(videos / "config.yml").extract
@@ -210,6 +216,7 @@ def test_unusable_rows_fail_their_video_but_an_unwritable_store_ends_the_run(
         extract_videos([("c", videos / "clip2.mp4")], tmp_path / "store", cfg, levels=["coarse"], progress=False)
 
 
+@pytest.mark.slow
 def test_nss_only_chunks_cross_without_their_pixels_and_give_the_same_rows(videos: Path, tmp_path: Path) -> None:
     cfg = replace(load_config(videos / "config.yml").extract, levels={}, temporal=False, nss=True)
     options = DecodeOptions.from_config(cfg)

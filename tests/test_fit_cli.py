@@ -27,6 +27,7 @@ def invoke(*args: str):
     return CliRunner().invoke(fit, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_fit_with_store_seed_and_folds(tiny, tmp_path):
     tmp, config = tiny
     result = invoke("-o", config, "--store", tmp / "store", "--out", tmp_path / "cv", "--seed", 5, "--folds", 2,
@@ -86,6 +87,7 @@ def test_both_phases_and_every_sweep_entry_are_checked_before_any_store_is_read(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_repeats_report_the_median_over_random_grouped_splits(tiny, tmp_path):
     tmp, config = tiny
     result = invoke("-o", config, "--store", tmp / "store", "--out", tmp_path / "rep", "--repeats", 2,
@@ -96,6 +98,7 @@ def test_repeats_report_the_median_over_random_grouped_splits(tiny, tmp_path):
     assert set(json.loads((tmp_path / "rep" / "repeats.json").read_text())["models"]) == {"coarse", "ridge", "svr"}
 
 
+@pytest.mark.slow
 def test_sweep_runs_in_parallel_and_ranks_by_validation_srocc(tiny, tmp_path):
     tmp, config = tiny
     sweep = tmp_path / "sweep.yml"
@@ -127,6 +130,7 @@ def test_a_bad_sweep_entry_stops_before_any_fit(tiny, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_fit_script_runs_the_command(tiny, tmp_path):
     tmp, config = tiny
     done = subprocess.run([sys.executable, str(ROOT / "fit.py"), "-o", str(config), "--store", str(tmp / "store"),

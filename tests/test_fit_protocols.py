@@ -113,6 +113,7 @@ def test_test_csv_is_one_path_or_a_list_of_paths(tiny):
         config(tiny, "data.test_csv=[a.csv, 3]")
 
 
+@pytest.mark.slow
 def test_baselines_search_and_fit_on_the_training_part_only(tiny, monkeypatch):
     tmp, _, _ = tiny
     cfg = config(tiny)
@@ -131,6 +132,7 @@ def test_baselines_search_and_fit_on_the_training_part_only(tiny, monkeypatch):
         assert not set(groups) & set(splits["test"].groups)
 
 
+@pytest.mark.slow
 def test_repeats_write_one_row_per_repeat_and_the_median(tiny, tmp_path):
     tmp, _, csv = tiny
     path = write_configs(tmp_path, tmp / "store", csv, coarse=NSS_ONLY)

@@ -36,6 +36,7 @@ def run(tiny):
     return out, metrics
 
 
+@pytest.mark.slow
 def test_run_directory_holds_the_contract_outputs(run):
     out, metrics = run
     assert {p.name for p in out.iterdir()} >= {"best_model.pth", "coarse_model.pth", "metrics.json", "history.csv",
@@ -50,6 +51,7 @@ def test_run_directory_holds_the_contract_outputs(run):
     assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_each_phase_keeps_its_last_epoch_or_its_best_validation_one(run, tiny, tmp_path):
     out, metrics = run
     history = pd.read_csv(out / "history.csv")
@@ -63,6 +65,7 @@ def test_each_phase_keeps_its_last_epoch_or_its_best_validation_one(run, tiny, t
         assert best[phase]["val"]["srocc"] == pytest.approx(history[history.phase == phase].val_srocc.max())
 
 
+@pytest.mark.slow
 def test_best_model_loads_weights_only_and_reproduces_the_out_of_fold_scores(run, tiny):
     out, metrics = run
     tmp, labels, _ = tiny
@@ -83,6 +86,7 @@ def test_best_model_loads_weights_only_and_reproduces_the_out_of_fold_scores(run
     assert spec.mos_mean == pytest.approx(part.mos.mean())
 
 
+@pytest.mark.slow
 def test_resolved_configs_rerun_the_same_fit(run, tmp_path):
     out, metrics = run
     coarse, fine = resolve_configs(out / "config_coarse.yml")
@@ -115,6 +119,7 @@ def phase_inputs(tiny, *overrides):
     return coarse, fine, splits, features
 
 
+@pytest.mark.slow
 def test_fine_phase_starts_from_the_coarse_model_with_its_own_standardisation(tiny):
     coarse_cfg, fine_cfg, splits, features = phase_inputs(tiny, "model.dropout=0.0")
     fine_cfg.optimizer.lr, fine_cfg.optimizer.weight_decay = 1e-12, 0.0  # training barely moves the weights
@@ -128,6 +133,7 @@ def test_fine_phase_starts_from_the_coarse_model_with_its_own_standardisation(ti
     assert not torch.equal(fine.model.input_mean, coarse.model.input_mean)
 
 
+@pytest.mark.slow
 def test_fine_phase_with_another_architecture_is_refused(tiny):
     coarse_cfg, fine_cfg, splits, features = phase_inputs(tiny)
     fine_cfg.model.hidden = [7]
@@ -136,6 +142,7 @@ def test_fine_phase_with_another_architecture_is_refused(tiny):
         train_phase("fine", fine_cfg, features, splits, init=coarse.model, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_the_test_split_is_reported_but_never_selects(tiny, tmp_path):
     tmp, labels, csv = tiny
     test = labels.iloc[:10]
@@ -149,6 +156,7 @@ def test_the_test_split_is_reported_but_never_selects(tiny, tmp_path):
     assert results[0]["fine"]["test"]["srocc"] != results[1]["fine"]["test"]["srocc"]
 
 
+@pytest.mark.slow
 def test_training_learns_the_synthetic_quality(tmp_path):
     csv = write_csv(tmp_path / "labels.csv", make_store(tmp_path / "store", videos=120, max_chunks=2))
     path = write_configs(tmp_path, tmp_path / "store", csv,
@@ -158,6 +166,7 @@ def test_training_learns_the_synthetic_quality(tmp_path):
     assert metrics["coarse"]["val"]["srocc"] > max(0.6, start + 0.3)
 
 
+@pytest.mark.slow
 def test_grouped_folds_report_mean_and_std(tiny, tmp_path):
     tmp, _, csv = tiny
     path = write_configs(tmp_path, tmp / "store", csv, coarse={"num_epochs": 1}, fine={"num_epochs": 1})

@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKS = ("preflight", "cuda-tests", "parity", "throughput", "decode-ceiling", "end-to-end", "fit-score", "lsvq-fit")
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_every_check_on_a_cpu(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--quick", "--work",

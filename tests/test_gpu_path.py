@@ -82,6 +82,7 @@ def test_slowfast_pools_bf16_activations_in_float32() -> None:
 
 
 @pytest.mark.parametrize("extractor, shape", [(SpatialExtractor, (3, 3, 64, 96)), (TemporalExtractor, (2, 8, 3, 32, 32))])
+@pytest.mark.slow
 def test_the_accelerator_recipe_matches_float32_within_the_bf16_tolerance(extractor, shape) -> None:
     """Whole batches, channels-last, bf16 autocast (the CUDA recipe), here on the CPU, against the CPU recipe."""
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
@@ -93,6 +94,7 @@ def test_the_accelerator_recipe_matches_float32_within_the_bf16_tolerance(extrac
 
 
 @pytest.mark.parametrize("recipe", [CPU_RECIPE, ACCELERATOR_RECIPE], ids=["cpu", "accelerator"])
+@pytest.mark.slow
 def test_spatial_rows_do_not_depend_on_the_key_frames_memory_layout(recipe: Recipe) -> None:
     """Key frames come channels last, as decoded; the rows are those of the same frames in any other layout."""
     frames = torch.rand(2, 64, 96, 3, generator=torch.Generator().manual_seed(2))
@@ -110,6 +112,7 @@ def test_upload_stacks_tensors_in_their_own_memory_layout() -> None:
 
 
 @pytest.mark.parametrize("recipe", [BATCHED_FLOAT32, ACCELERATOR_RECIPE], ids=["float32", "bf16"])
+@pytest.mark.slow
 def test_a_videos_features_do_not_depend_on_the_videos_batched_with_it(videos: Path, cfg, tmp_path: Path,
                                                                         recipe: Recipe) -> None:
     """Batches spanning videos (the accelerator way) give each video the rows it gets when extracted alone."""
@@ -139,6 +142,7 @@ def info(width: int, height: int, chunks: int) -> VideoInfo:
     return VideoInfo("x.mp4", width, height, 24.0, 24 * chunks, float(chunks), 0, "yuv420p", "h264", "pyav")
 
 
+@pytest.mark.slow
 def test_interleaved_videos_share_batches_and_a_failing_batch_fails_only_its_bad_video(
         cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of three videos arrive interleaved (as from several decoder processes); the middle one makes any
@@ -177,6 +181,7 @@ def run_events(events: list, cfg, store_path: Path, recipe: Recipe, videos: int)
 
 
 @pytest.mark.parametrize("recipe", [CPU_RECIPE, BATCHED_FLOAT32], ids=["per-video", "spanning"])
+@pytest.mark.slow
 def test_a_video_whose_decoding_fails_midway_leaves_no_rows_in_the_batches(cfg, tmp_path: Path, recipe: Recipe) -> None:
     events = [(0, "info", info(64, 48, 3)), (1, "info", info(64, 48, 2))]
     events += [(0, "chunk", synthetic_chunk(0, 48, 64)), (1, "chunk", synthetic_chunk(10, 48, 64)),
@@ -189,6 +194,7 @@ def test_a_video_whose_decoding_fails_midway_leaves_no_rows_in_the_batches(cfg, 
     np.testing.assert_array_equal(stored.features["nss"][:, 0], [10, 11])
 
 
+@pytest.mark.slow
 def test_a_sticky_device_error_stops_the_run_and_keeps_what_was_stored(
         videos: Path, cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An illegal memory access leaves the CUDA context unusable: the run stops (exit 1) with a clear message,

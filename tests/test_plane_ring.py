@@ -163,6 +163,7 @@ def extracted(videos: Path, store: Path, recipe: Recipe, workers: int) -> dict[s
     return {key: {kind: read.features[kind][read.rows(key)] for kind in KINDS} for key in keys}
 
 
+@pytest.mark.slow
 def test_device_clips_give_the_same_rows_with_any_workers_and_the_cpu_rows_within_rounding(
         videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     converted = []
@@ -181,6 +182,7 @@ def test_device_clips_give_the_same_rows_with_any_workers_and_the_cpu_rows_withi
             assert np.linalg.norm(a - b) <= 0.01 * np.linalg.norm(a), (key, kind)
 
 
+@pytest.mark.slow
 def test_a_video_failing_mid_clip_fails_alone_and_hands_back_its_slots(videos: Path, tmp_path: Path):
     cfg = replace(load_config(videos / "config.yml").extract, workers=1, decode_timeout_s=10.0)
     names = ["cut", "a", "cut", "b", "a"]
@@ -190,6 +192,7 @@ def test_a_video_failing_mid_clip_fails_alone_and_hands_back_its_slots(videos: P
     assert set(summary.done) | set(summary.failed) == {f"{n}{i}" for i, n in enumerate(names)}
 
 
+@pytest.mark.slow
 def test_the_main_process_page_locks_each_ring_buffer_and_unlocks_it_before_the_next(
         videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     events: list[tuple[str, int]] = []
@@ -209,6 +212,7 @@ def test_the_main_process_page_locks_each_ring_buffer_and_unlocks_it_before_the_
     assert events[0][1] == events[1][1] and events[2][1] == events[3][1]
 
 
+@pytest.mark.slow
 def test_a_chunk_in_shared_memory_is_copied_out_before_its_slot_can_be_reused(videos: Path):
     cfg = load_config(videos / "config.yml").extract
     backbones = Backbones(cfg, recipe=DEVICE_CLIPS)

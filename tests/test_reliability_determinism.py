@@ -19,7 +19,8 @@ from pipeline.fit.model import load_model
 from pipeline.store import FeatureStore
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Slow: every test extracts, fits or scores afresh to compare with the tiny run.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 

@@ -69,6 +69,7 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout_s: floa
 
 # -- fit ----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_fit_killed_mid_training_leaves_no_model_and_a_rerun_starts_clean(synthetic: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(REPO / "fit.py"), "-o", str(synthetic / "coarse.yml"),
@@ -87,6 +88,7 @@ def test_a_fit_killed_mid_training_leaves_no_model_and_a_rerun_starts_clean(synt
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
+@pytest.mark.slow
 def test_a_model_write_that_fails_keeps_the_previous_model(synthetic: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The model is written to a temp file and renamed: a disk that fills mid-write leaves the old file whole."""
@@ -151,6 +153,7 @@ def test_any_damage_to_a_model_file_loads_the_same_model_or_is_refused(run: Path
 
 # -- scoring ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_scoring_killed_mid_run_is_redone_by_a_rerun(run: Path, tmp_path: Path) -> None:
     """Killed while extracting, scoring keeps the complete shards; the rerun extracts the rest and writes the
     same scores.csv as scoring from a store that held everything."""
@@ -191,6 +194,7 @@ def test_scores_csv_is_replaced_whole_or_not_at_all(run: Path, tmp_path: Path,
 
 # -- a full disk --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_ends_extraction_with_a_clear_error_and_a_valid_store(run: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk fills while the second shard is written: exit 1 naming the shard and the cause; the first shard

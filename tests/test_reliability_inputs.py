@@ -23,7 +23,8 @@ PRECACHED = ("plain.mp4", "short.mp4")  # extracted before the batch run, which 
 KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Slow: every test reads the corpus the module extracts and scores once.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

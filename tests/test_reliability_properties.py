@@ -153,6 +153,7 @@ def test_a_float_key_takes_any_float_literal(value: float, style: str) -> None:
 @SETTINGS
 @given(text=st.text(max_size=40) | st.sampled_from(sorted(OVERRIDABLE)).map(lambda key: key + "=")
        .flatmap(lambda prefix: st.text(max_size=20).map(lambda value: prefix + value)))
+@pytest.mark.slow
 def test_any_override_text_gives_a_config_or_a_config_error(text: str) -> None:
     try:
         cfg = load_config(None, [text])
@@ -177,6 +178,7 @@ def order_preserving(values: np.ndarray, kind: int) -> np.ndarray:
 
 @SETTINGS
 @given(data=paired, kind=st.integers(0, 3))
+@pytest.mark.slow
 def test_rank_metrics_depend_only_on_the_order_of_predictions(data: tuple, kind: int) -> None:
     mos, pred = (np.array(v) for v in data)
     with warnings.catch_warnings():
@@ -189,6 +191,7 @@ def test_rank_metrics_depend_only_on_the_order_of_predictions(data: tuple, kind:
 @settings(SETTINGS, max_examples=15)  # each example fits a logistic: extreme magnitudes take a while
 @given(data=st.integers(2, 30).flatmap(lambda n: st.tuples(st.lists(finite, min_size=n, max_size=n),
                                                            st.lists(finite, min_size=n, max_size=n))))
+@pytest.mark.slow
 def test_evaluate_never_crashes_on_finite_input(data: tuple) -> None:
     mos, pred = data
     with warnings.catch_warnings():

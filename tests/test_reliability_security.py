@@ -97,6 +97,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if not p.is_dir()}
 
 
+@pytest.mark.slow
 def test_csv_paths_never_choose_where_anything_is_written(run: Path, tmp_path: Path) -> None:
     """Keys that climb out of the video root or are absolute are read where they point, and are only ever keys.
 

@@ -67,6 +67,7 @@ def no_traceback(out: str) -> None:
 
 # -- a full disk --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_ends_extraction_with_one_clear_message_and_a_rerun_carries_on(run: Path, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk") as disk:
         store = disk / "store"
@@ -99,6 +100,7 @@ def test_a_full_disk_ends_extraction_with_one_clear_message_and_a_rerun_carries_
         assert code == 0 and f"extracted {FEW - 2}, skipped 2 (cached)" in out, out
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_scoring_is_one_clear_message(run: Path, tmp_path: Path) -> None:
     """score.py extracting into its store on a full disk, and writing scores.csv onto a full disk."""
     model = run / "run" / "best_model.pth"
@@ -173,6 +175,7 @@ DAMAGE = {"array bytes": damage_array, "index bytes": damage_index, "metadata by
 
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))
+@pytest.mark.slow
 def test_a_damaged_shard_is_named_and_handled_by_every_command(run: Path, tmp_path: Path, how: str) -> None:
     store = tmp_path / "store"
     shutil.copytree(run / "store", store)
@@ -198,6 +201,7 @@ def test_a_damaged_shard_is_named_and_handled_by_every_command(run: Path, tmp_pa
 
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))
+@pytest.mark.slow
 def test_extraction_sets_a_damaged_shard_aside_and_extracts_its_videos_again(run: Path, tmp_path: Path,
                                                                              how: str) -> None:
     store = tmp_path / "store"
@@ -220,6 +224,7 @@ def test_extraction_sets_a_damaged_shard_aside_and_extracts_its_videos_again(run
 
 # -- a read-only store --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_read_only_store_serves_what_it_holds(run: Path, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "ro") as mount:
         store = mount / "store"
@@ -258,6 +263,7 @@ def test_a_read_only_store_serves_what_it_holds(run: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
                                                 (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.slow
 def test_a_signal_ends_extraction_saying_what_is_stored(run: Path, tmp_path: Path, signum: int, code: int,
                                                         word: str) -> None:
     store = tmp_path / "store"
@@ -284,6 +290,7 @@ def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, timeout_s: float
 
 # -- several writers ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_concurrent_extractions_share_the_work(run: Path, tmp_path: Path) -> None:
     """Two processes started together on one store and CSV extract each video once between them."""
     store = tmp_path / "store"
@@ -303,6 +310,7 @@ def test_concurrent_extractions_share_the_work(run: Path, tmp_path: Path) -> Non
         assert (shared.features[kind] == reference.features[kind]).all()
 
 
+@pytest.mark.slow
 def test_part_splits_the_videos_deterministically(run: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     shutil.copytree(run / "store", store)

@@ -92,6 +92,7 @@ def report(scored: tuple[pd.DataFrame, dict, Path]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_one_row_per_video_failed_ones_listed_with_their_reason(scored, report: Path) -> None:
     table, _, _ = scored
     page = Page(report.read_text())
@@ -352,6 +353,7 @@ def _chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProc
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium); "
                                              "the report is not checked in a browser")
+@pytest.mark.slow
 def test_chromium_draws_the_report_without_errors(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     done = _chromium(report, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,1600")

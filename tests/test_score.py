@@ -74,6 +74,7 @@ def score_cli(run: Path, csv: Path, *args: str) -> tuple[int, str]:
                   "--device", "cpu", "--no-progress", *args)
 
 
+@pytest.mark.slow
 def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Path) -> None:
     csv = tmp_path / "to_score.csv"
     csv.write_text("filename,mos\nclip0.mp4,1\nmissing.mp4,2\nclip3.mp4,2.5\nbad.mp4,3\nnew.mp4,4\n")
@@ -130,6 +131,7 @@ def make_sparse_clip(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_per_second_scores_name_the_seconds_the_chunks_start_at(tmp_path: Path) -> None:
     """With max_chunks 2, the sparse clip's chunks start at 0 s and 2 s (sampling plan), whatever its duration."""
     root = fitted_run(tmp_path, "extract.max_chunks=2")
@@ -138,6 +140,7 @@ def test_per_second_scores_name_the_seconds_the_chunks_start_at(tmp_path: Path) 
     write_per_second(table, tmp_path / "seconds.jsonl")
     line = json.loads((tmp_path / "seconds.jsonl").read_text())
     assert line["seconds"] == [0, 2] and len(line["scores"]) == 2
+@pytest.mark.slow
 def test_report_lists_every_video_with_key_frames_of_the_worst(run: Path, tmp_path: Path) -> None:
     csv = tmp_path / "to_score.csv"
     csv.write_text("filename,mos\nclip0.mp4,1\nmissing.mp4,2\nclip3.mp4,2.5\nclip4.mp4,3\n")
@@ -194,6 +197,7 @@ def test_refuses_a_store_made_with_other_settings(run: Path, tmp_path: Path) -> 
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: Path) -> None:
     """Precision is the one setting a model's features and a scorer's may differ in: the CPU scorer of a model
     trained on GPU (bf16) features extracts float32 ones, into a store of that precision, never the bf16 one."""
@@ -242,6 +246,7 @@ def test_score_features_validates_arrays(run: Path) -> None:
         scorer.score_features(arrays, offsets=[0, 5, 5])
 
 
+@pytest.mark.slow
 def test_readme_python_api_example_runs(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's Python API example, run as written against a tiny run laid out like the demo's."""
     readme = (REPO / "README.md").read_text()

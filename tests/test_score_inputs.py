@@ -24,6 +24,7 @@ def score_cli(run: Path, *args: object) -> tuple[int, str]:
                   "--no-progress", *args)
 
 
+@pytest.mark.slow
 def test_a_folder_is_searched_and_keyed_by_relative_paths(run, tmp_path):
     videos = tmp_path / "videos"
     (videos / "nested" / "deeper").mkdir(parents=True)
@@ -47,6 +48,7 @@ def test_a_folder_is_searched_and_keyed_by_relative_paths(run, tmp_path):
     assert [rows[i]["trained_on"] for i in (0, 2, 3)] == [True, False, False]
 
 
+@pytest.mark.slow
 def test_paths_from_standard_input(run, tmp_path):
     result = CliRunner().invoke(score, [
         "--model", str(run / "run" / "best_model.pth"), "--store", str(run / "store"), "--device", "cpu",

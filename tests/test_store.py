@@ -272,6 +272,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_do_not_corrupt_the_store(tmp_path: Path) -> None:
     root, n = tmp_path / "shared", 20
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -31,6 +31,7 @@ def test_every_command_says_its_version(command):
 
 
 @pytest.mark.parametrize("script", ["extract_features.py", "fit.py", "score.py"])
+@pytest.mark.slow
 def test_top_level_scripts_say_their_version(script):
     done = subprocess.run([sys.executable, script, "--version"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout == f"vqa-pipeline {__version__}\n"

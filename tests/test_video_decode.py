@@ -126,6 +126,7 @@ def test_10_bit_becomes_8_bit_rgb(tmp_path, codec):
         (3840, 2160, dict(frames=1, options={"preset": "ultrafast"})),
     ],
 )
+@pytest.mark.slow
 def test_frame_sizes(tmp_path, width, height, kwargs):
     path = make_video(tmp_path / "size.mkv", width=width, height=height, **{"frames": 8, **kwargs})
     info, n, chunks = chunks_of(path, decoder="decord")

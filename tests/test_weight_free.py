@@ -28,6 +28,7 @@ def invoke(command, *args: object) -> str:
     return result.output
 
 
+@pytest.mark.slow
 def test_extract_fit_score_without_any_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_backbone(*_, **__):
         raise AssertionError("the weight-free path built a backbone")

@@ -1,7 +1,7 @@
 """What every importer produces (one ``Record`` per video), checked once, and written as a label CSV.
 
-The output is the label CSV of DESIGN.md: ``filename,mos,group`` then ``split`` and ``mos_std`` when the data
-set has them, readable by ``pipeline.labels.read_labels`` as it is.
+The output is the project's label CSV (README, "Standard datasets"): ``filename,mos,group`` then ``split`` and
+``mos_std`` when the data set has them, readable by ``pipeline.labels.read_labels`` as it is.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ frame to RGB and resizing that. Every pixel gets its own chroma and exact roundi
 
 The view is defined as swscale's packed RGB (``rgb24``), but comes channels first, as the models take it.
 Where a frame is at least :data:`PLANAR_FROM` times the view's height, swscale's planar RGB (``gbrp``) is
-the same numbers (tests/test_video_views.py pins it) at 60-75 % of the cost, already channels first:
+the same numbers (tests/test_video_views.py pins it) at less cost (BENCHMARKS.md, "The CPU feed"), already channels first:
 swscale has its own code for packed output whose vertical filter has one or two taps (a frame at most 1.5x
 the view's height), which rounds differently, and uses its general filter, the one planar output always
 uses, from three taps up.

@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 #: planned 10,254 one-second chunks of one frame). A damaged gap under the limit costs at most a minute of chunks.
 MAX_FRAME_GAP_S = 60
 
-# Opening a file decodes frames to complete the streams' parameters (8 ms at 720p, 11 ms at 1080p: a chunk's worth
-# of decoding for every video). The probe takes what it needs from its own first decoded frame, so its opening
+# Opening a file decodes frames to complete the streams' parameters (about a chunk's worth of decoding for every
+# video). The probe takes what it needs from its own first decoded frame, so its opening
 # skips that decoding; the decoder opens the file as FFmpeg does by default (its reorder delay measured).
 _PROBE_WITHOUT_DECODING = {"skip_frame": "all"}
 

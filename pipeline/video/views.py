@@ -4,7 +4,7 @@
 bilinear with antialiasing (as PIL does it), so downscaling averages pixels instead of skipping
 them, and work on any device: on a GPU the work stays there. Their result is always rounded to
 uint8 (the levels' inputs are 8-bit images, whatever resized them): on the CPU they run in uint8,
-PyTorch's vectorised path, 7x faster than float at 1080p; elsewhere in float, rounded back. The two
+PyTorch's vectorised path, several times faster than float there; elsewhere in float, rounded back. The two
 agree within one grey level.
 """
 
