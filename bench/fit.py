@@ -37,6 +37,7 @@ from pipeline.fit.run import fit, resolve_configs
 from pipeline.fit.train import make_optimizer, train_step
 from pipeline.store import FeatureStore
 
+
 def generate(root: Path, videos: int, chunks: int) -> Path:
     """A store under ``root`` of ``videos`` x ``chunks`` rows of every kind a two-phase fit reads, and its labels CSV."""
     synthetic_store(root / "store", videos, chunks, TWO_PHASE_KINDS, flush_videos=512)
