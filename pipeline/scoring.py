@@ -3,7 +3,7 @@
     scorer = Scorer.load("runs/demo/best_model.pth")
     table = scorer.score_paths(["a.mp4", "b.mp4"])     # extracts what its store lacks, then predicts
 
-A model file names the extraction settings of the features it was trained on (``ModelSpec.store_settings``).
+A model file names the extraction settings of the features it was trained on (``ModelSpec.store``).
 Videos are extracted with exactly those settings (levels, clip, max_chunks, weights, NSS), and a store made
 with any other settings is refused, so a model never scores features it was not trained on. The one
 allowed difference is the precision the backbones compute at (:data:`~pipeline.features.SCORING_MAY_DIFFER`):
@@ -48,8 +48,8 @@ from pipeline.fit.intervals import DEFAULT_LEVEL, coverage
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model
 from pipeline.labels import read_labels
 from pipeline.metrics import evaluate
-from pipeline.store import MANIFEST, FeatureStore, FeatureTable, extraction_need, settings_hash
-from pipeline.trees import differences, finite
+from pipeline.store import MANIFEST, FeatureStore, FeatureTable, StoreSettings, extraction_need
+from pipeline.trees import finite
 
 #: Columns of ``scores.csv`` (and the first columns of every table ``score_paths`` returns).
 SCORE_COLUMNS = ("filename", "score", "score_raw", "status", "error", "score_low", "score_high", "in_domain",
@@ -127,20 +127,20 @@ class Scorer:
         runtime.device = device or runtime.device
         check_config(runtime)
         model.to(resolve_device(runtime.device))
-        settings = spec.store_settings
+        settings = spec.store.values
         extract = FeatureSettings.from_dict(settings).to_config(runtime, weights) \
             if FeatureSettings.describes(settings) else None
         return cls(model, spec, path, extract, store, interval)
 
     @functools.cached_property
-    def store_settings(self) -> dict:
+    def store_settings(self) -> StoreSettings:
         """The settings of the store this scorer reads and extends: the model's, at the precision this machine's
         backbones compute at (the one difference allowed, SCORING_MAY_DIFFER); the model's as they are when its
         features were not made by extraction."""
         if self.extract is None:
-            return self.spec.store_settings
+            return self.spec.store
         precision = feature_precision(resolve_device(self.extract.device))
-        return FeatureSettings.from_dict(self.spec.store_settings).with_precision(precision).to_dict()
+        return StoreSettings.of(FeatureSettings.from_dict(self.spec.store.values).with_precision(precision).to_dict())
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -277,7 +277,7 @@ class Scorer:
     def backbones(self) -> Backbones:
         """The backbones that make this model's inputs, built once; refused if they would make other features."""
         if self._backbones is None:
-            trained = FeatureSettings.from_dict(self.spec.store_settings, str(self.path))
+            trained = FeatureSettings.from_dict(self.spec.store.values, str(self.path))
             backbones = Backbones(self.extract)
             differing = trained.differences(backbones.settings, allowed=SCORING_MAY_DIFFER)
             if differing:
@@ -292,11 +292,11 @@ class Scorer:
 
     def _open_store(self) -> FeatureStore:
         store = FeatureStore.open(self.store)
-        if store.manifest["settings_hash"] != settings_hash(self.store_settings):
+        if store.settings.hash != self.store_settings.hash:
             raise SettingsMismatchError(
                 f"{self.store}: this store was made with other extraction settings than the features {self.path} "
                 "was trained on (at the precision this machine extracts at); pass another --store (a new directory "
-                "is fine). Differing (model here vs. store): " + "; ".join(differences(self.store_settings, store.settings)))
+                "is fine). Differing (model here vs. store): " + "; ".join(self.store_settings.differences(store.settings)))
         return store
 
     def _check_features(self, features: Mapping[str, np.ndarray]) -> int:
@@ -345,16 +345,15 @@ def folded_layers(model: ChunkRegressor) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
-def default_store(settings: Mapping, trained: str | Path) -> Path:
+def default_store(settings: StoreSettings, trained: str | Path) -> Path:
     """The store a scorer whose store has ``settings`` uses by default: ``trained`` (the one its model was trained
     from) when that is here with the same settings; otherwise ``features/scores-<first 12 digits of their hash>``."""
-    wanted = settings_hash(settings)
     try:
-        if FeatureStore.open(trained).manifest["settings_hash"] == wanted:
+        if FeatureStore.open(trained).settings.hash == settings.hash:
             return Path(trained)
     except StoreError:
         pass
-    return Path("features") / f"scores-{wanted[:12]}"
+    return Path("features") / f"scores-{settings.hash[:12]}"
 
 
 def write_scores(table: pd.DataFrame, path: str | Path) -> None:

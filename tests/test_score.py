@@ -22,7 +22,7 @@ from pipeline.demo import demo_overrides
 from pipeline.fit.model import ChunkRegressor, load_model, save_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, write_per_second
-from pipeline.store import FeatureStore, settings_hash
+from pipeline.store import FeatureStore, StoreSettings
 from videos import frame_content, make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
 
 
 def test_refuses_a_store_made_with_other_settings(run: Path, tmp_path: Path) -> None:
-    settings = FeatureStore.open(run / "store").settings
+    settings = FeatureStore.open(run / "store").settings.values
     FeatureStore.open(tmp_path / "other", {**settings, "levels": {**settings["levels"], "fine": {"short_side": 96}}})
     code, out = invoke(score, "--model", run / "run" / "best_model.pth", "--csv", run / "labels.csv",
                        "--store", tmp_path / "other", "--out", tmp_path / "s.csv", "--no-progress")
@@ -198,9 +198,9 @@ def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: P
     """Precision is the one setting a model's features and a scorer's may differ in: the CPU scorer of a model
     trained on GPU (bf16) features extracts float32 ones, into a store of that precision, never the bf16 one."""
     model, spec = load_model(run / "run" / "best_model.pth")
-    assert spec.store_settings["precision"] == "float32"
-    gpu_settings = {**spec.store_settings, "precision": "bf16"}
-    gpu = dataclasses.replace(spec, store_settings=gpu_settings, store_settings_hash=settings_hash(gpu_settings))
+    assert spec.store.values["precision"] == "float32"
+    gpu_settings = {**spec.store.values, "precision": "bf16"}
+    gpu = dataclasses.replace(spec, store=StoreSettings.of(gpu_settings))
     save_model(tmp_path / "gpu.pth", model, gpu)
     scorer = Scorer.load(tmp_path / "gpu.pth", device="cpu", store=tmp_path / "cpu-store")
     table = scorer.score_paths({"clip0.mp4": run / "clip0.mp4"})
@@ -208,7 +208,7 @@ def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: P
     assert table.loc[0, "status"] == "ok", table.loc[0, "error"]
     again = reference.score_paths({"clip0.mp4": run / "clip0.mp4"}).loc[0, "score"]
     assert table.loc[0, "score"] == pytest.approx(again, rel=1e-5)
-    assert FeatureStore.open(tmp_path / "cpu-store").settings["precision"] == "float32"
+    assert FeatureStore.open(tmp_path / "cpu-store").settings.values["precision"] == "float32"
     FeatureStore.open(tmp_path / "bf16-store", gpu_settings)
     code, out = invoke(score, "--model", tmp_path / "gpu.pth", "--csv", run / "labels.csv", "--store",
                        tmp_path / "bf16-store", "--device", "cpu", "--out", tmp_path / "s.csv", "--no-progress")

@@ -20,7 +20,7 @@ from pipeline.store import reader as store_reader
 from pipeline.store.claims import Claims
 from pipeline.store import shards as shard_files
 from pipeline.errors import DamagedShardError, StoreError
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, file_signature, settings_hash
+from pipeline.store import FEATURE_DIMS, FeatureStore, StoreSettings, VideoRecord, file_signature
 
 SETTINGS = {"feature_version": 1, "levels": {"coarse": {"short_side": 448}}, "max_chunks": 0}
 REPO = Path(__file__).resolve().parents[1]
@@ -121,9 +121,10 @@ def test_other_settings_are_refused_naming_the_keys(store: FeatureStore) -> None
     other["levels"]["coarse"]["short_side"] = 64
     with pytest.raises(StoreError, match=r"levels\.coarse\.short_side: 448 vs\. 64"):
         FeatureStore.open(store.root, other)
-    assert FeatureStore.open(store.root, dict(reversed(SETTINGS.items()))).settings == SETTINGS  # key order is not a difference
+    reopened = FeatureStore.open(store.root, dict(reversed(SETTINGS.items())))  # key order is not a difference
+    assert reopened.settings == StoreSettings.of(SETTINGS) and reopened.settings.values == SETTINGS
     manifest = json.loads((store.root / "manifest.json").read_text())
-    assert manifest["settings_hash"] == settings_hash(SETTINGS)
+    assert manifest["settings_hash"] == reopened.settings.hash
     assert "h5py" in manifest["versions"]
 
 
