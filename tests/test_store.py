@@ -72,6 +72,16 @@ def test_round_trip_in_any_order(store: FeatureStore) -> None:
     np.testing.assert_array_equal(twice.features["nss"], np.concatenate([expected(written[keys[0]], "nss")] * 2))
 
 
+def test_each_video_rows_are_hashed_once_per_read(store: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = fill(store, 5)
+    hashed = []
+    monkeypatch.setattr(store_reader, "row_checksum", lambda rows: hashed.append(len(rows)) or
+                        shard_files.row_checksum(rows))
+    keys = list(written)
+    store.read(["nss", "temporal_fast"], [*keys, keys[0], keys[3]])  # two keys asked for twice
+    assert sorted(hashed) == sorted(len(written[key]["nss"]) for key in keys for _ in range(2))
+
+
 def test_read_all_and_records(store: FeatureStore) -> None:
     written = fill(store, 5)
     table = store.read(["temporal_slow"])
