@@ -22,6 +22,7 @@ from pipeline.demo import demo_overrides
 from pipeline.fit.model import ChunkRegressor, load_model, save_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, write_per_second
+from pipeline.scoring.store_choice import default_store
 from pipeline.store import FeatureStore, StoreSettings
 from videos import frame_content, make_video
 
@@ -109,6 +110,23 @@ def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Pa
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 3 and {"srocc", "krocc", "plcc", "rmse"} <= set(metrics)
     assert re.search(r"srocc\s+krocc\s+plcc\s+rmse", out)
+
+
+def test_many_failures_are_listed_as_extraction_lists_them(run: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "to_score.csv"
+    csv.write_text("filename,mos\n" + "".join(f"missing{i:02d}.mp4,1\n" for i in range(23)))
+    code, out = score_cli(run, csv, "--video-root", run, "--out", tmp_path / "scores.csv")
+    assert code == 3, out
+    assert f"23 video(s) failed (status=error in {tmp_path / 'scores.csv'}):" in out
+    assert "missing19.mp4" in out and "missing20.mp4" not in out and "  ... and 3 more" in out
+
+
+def test_the_default_store_is_the_training_store_when_its_settings_are_the_scorers(run: Path) -> None:
+    trained = FeatureStore.open(run / "store").settings
+    assert default_store(trained, run / "store") == run / "store"
+    other = StoreSettings.of({**trained.values, "max_chunks": 7})
+    assert default_store(other, run / "store") == Path("features") / f"scores-{other.hash[:12]}"
+    assert default_store(trained, run / "no-store-here") == Path("features") / f"scores-{trained.hash[:12]}"
 
 
 def make_sparse_clip(path: Path) -> Path:

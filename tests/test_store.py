@@ -138,6 +138,14 @@ def test_other_settings_are_refused_naming_the_keys(store: FeatureStore) -> None
     assert "h5py" in manifest["versions"]
 
 
+def test_store_settings_are_their_json_form_named_by_its_hash() -> None:
+    settings = StoreSettings.of({"clip": (32, 224), "levels": {"coarse": {"short_side": 448}}})
+    assert settings.values == {"clip": [32, 224], "levels": {"coarse": {"short_side": 448}}}  # as the manifest holds
+    assert settings == StoreSettings.of({"levels": {"coarse": {"short_side": 448}}, "clip": [32, 224]})
+    assert len(settings.hash) == 64 and StoreSettings.of({}).hash != settings.hash
+    assert settings.differences(StoreSettings.of({**settings.values, "clip": [16, 224]})) == ["clip: [32,224] vs. [16,224]"]
+
+
 def test_read_only_open(tmp_path: Path, store: FeatureStore) -> None:
     with pytest.raises(StoreError, match="manifest.json missing"):
         FeatureStore.open(tmp_path / "nowhere")
