@@ -42,8 +42,7 @@ def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -
     raw, folds = rng.normal(3.0, 0.8, 500), np.arange(500) % members
     mos = raw + rng.normal(0, 0.3, 500)
     calibration = fit_calibration(raw, mos)
-    spec = ModelSpec(features=FeatureSpec("coarse", ("slow", "fast"), False), widths=widths,
-                     store_settings=store.settings, store_settings_hash=store.manifest["settings_hash"],
+    spec = ModelSpec(features=FeatureSpec("coarse", ("slow", "fast"), False), widths=widths, store=store.settings,
                      mos_mean=3.0, mos_std=0.8, calibration=calibration, config=cfg,
                      residuals=Residuals.of(mos - calibration(raw), folds, members),
                      domain=fit_domain(rng.standard_normal((500, sum(widths.values()))), folds))

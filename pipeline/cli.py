@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -144,9 +144,9 @@ def load(config_path: str | Path, overrides: Sequence[str]) -> Config:
     return load_config(config_path, overrides)
 
 
-def report_failures(failed: dict[str, str], store: str | Path) -> None:
-    """List failed videos on stderr (the first few), pointing at the store's complete record."""
-    click.echo(f"{len(failed)} video(s) failed (all listed in {Path(store) / 'failures.csv'}):", err=True)
+def report_failures(failed: Mapping[str, str], listed_in: str) -> None:
+    """List failed videos on stderr (the first few), saying where ``listed_in`` the complete record is."""
+    click.echo(f"{len(failed)} video(s) failed ({listed_in}):", err=True)
     for key, error in list(failed.items())[:_LISTED_FAILURES]:
         click.echo(f"  {key}: {error}", err=True)
     if len(failed) > _LISTED_FAILURES:
@@ -269,7 +269,7 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
         summary = extract_videos(videos, store, cfg.extract, levels=_levels(levels), progress=progress, verify=verify)
     click.echo(str(summary))
     if summary.failed:
-        report_failures(summary.failed, store)
+        report_failures(summary.failed, f"all listed in {Path(store) / 'failures.csv'}")
         return EXIT_SOME_FAILED
     return EXIT_OK
 
@@ -362,9 +362,7 @@ def score(model_path: str, csv_path: str | None, video_specs: tuple[str, ...], v
     elif metrics_path:
         click.echo(f"no metrics: {source} gives no MOS for any scored video; {metrics_path} not written", err=True)
     if len(failed):
-        click.echo(f"{len(failed)} video(s) failed (status=error in {out_path}):", err=True)
-        for key, error in list(zip(failed[SCORE_COLUMNS[0]], failed["error"]))[:_LISTED_FAILURES]:
-            click.echo(f"  {key}: {error}", err=True)
+        report_failures(dict(zip(failed[SCORE_COLUMNS[0]], failed["error"])), f"status=error in {out_path}")
         return EXIT_SOME_FAILED
     return EXIT_OK
 

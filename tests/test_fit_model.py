@@ -10,6 +10,7 @@ from pipeline.errors import WeightsError
 from pipeline.fit.data import FeatureSpec
 from pipeline.fit.model import ChunkRegressor, ModelSpec, load_model, save_model
 from pipeline.metrics import Logistic4
+from pipeline.store import StoreSettings
 
 
 def test_video_score_is_the_mean_of_its_real_chunks():
@@ -40,7 +41,7 @@ def test_standardisation_is_part_of_the_model():
 def spec() -> ModelSpec:
     cfg = load_config(None)
     return ModelSpec(FeatureSpec.from_config(cfg), {"spatial_coarse": 7168, "temporal_slow": 2048,
-                                                    "temporal_fast": 256}, {"a": 1}, "abc", 3.0, 0.5,
+                                                    "temporal_fast": 256}, StoreSettings({"a": 1}, "abc"), 3.0, 0.5,
                      Logistic4(5.0, 1.0, 3.0, 0.4), cfg)
 
 

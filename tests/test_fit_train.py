@@ -71,7 +71,7 @@ def test_best_model_loads_weights_only_and_reproduces_the_out_of_fold_scores(run
     tmp, labels, _ = tiny
     payload = torch.load(out / "best_model.pth", weights_only=True)
     assert payload["features"]["level"] == "fine" and payload["config"]["name"] == "tiny_fine"
-    assert payload["store"]["settings_hash"] == FeatureStore.open(tmp / "store").manifest["settings_hash"]
+    assert payload["store"]["settings_hash"] == FeatureStore.open(tmp / "store").settings.hash
     model, spec = load_model(out / "best_model.pth")
     cfg = load_config(out / "config_coarse.yml")
     part = training_part(read_splits(cfg, log=lambda _: None))

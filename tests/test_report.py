@@ -28,6 +28,7 @@ from pipeline.report.run_report import write_run_report
 from pipeline.report.score_report import SECONDS_PER_VIDEO, failure_reason, write_score_report
 from pipeline.report.sparklines import sparkline, whisker
 from pipeline.report.thumbnails import key_frames
+from pipeline.store import StoreSettings
 
 VIDEOS, FAILED, WORST = 40, 4, 3
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -313,7 +314,8 @@ def test_run_report_shows_each_file_of_the_run(tmp_path: Path) -> None:
 def _model_file(path: Path, calibration: Calibration | Logistic4) -> Path:
     """A small but real model file with ``calibration``, as fit.py writes it."""
     cfg = load_config(None)
-    spec = ModelSpec(FeatureSpec.from_config(cfg), {"spatial_coarse": 4}, {"a": 1}, "abc", 3.0, 0.5, calibration, cfg)
+    spec = ModelSpec(FeatureSpec.from_config(cfg), {"spatial_coarse": 4}, StoreSettings({"a": 1}, "abc"), 3.0, 0.5,
+                     calibration, cfg)
     save_model(path, ChunkRegressor(4, [3]), spec)
     return path
 

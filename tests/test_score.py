@@ -22,7 +22,8 @@ from pipeline.demo import demo_overrides
 from pipeline.fit.model import ChunkRegressor, load_model, save_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, write_per_second
-from pipeline.store import FeatureStore, settings_hash
+from pipeline.scoring.store_choice import default_store
+from pipeline.store import FeatureStore, StoreSettings
 from videos import frame_content, make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +113,23 @@ def test_scores_csv_with_failures_per_second_and_metrics(run: Path, tmp_path: Pa
     assert re.search(r"srocc\s+krocc\s+plcc\s+rmse", out)
 
 
+def test_many_failures_are_listed_as_extraction_lists_them(run: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "to_score.csv"
+    csv.write_text("filename,mos\n" + "".join(f"missing{i:02d}.mp4,1\n" for i in range(23)))
+    code, out = score_cli(run, csv, "--video-root", run, "--out", tmp_path / "scores.csv")
+    assert code == 3, out
+    assert f"23 video(s) failed (status=error in {tmp_path / 'scores.csv'}):" in out
+    assert "missing19.mp4" in out and "missing20.mp4" not in out and "  ... and 3 more" in out
+
+
+def test_the_default_store_is_the_training_store_when_its_settings_are_the_scorers(run: Path) -> None:
+    trained = FeatureStore.open(run / "store").settings
+    assert default_store(trained, run / "store") == run / "store"
+    other = StoreSettings.of({**trained.values, "max_chunks": 7})
+    assert default_store(other, run / "store") == Path("features") / f"scores-{other.hash[:12]}"
+    assert default_store(trained, run / "no-store-here") == Path("features") / f"scores-{trained.hash[:12]}"
+
+
 def make_sparse_clip(path: Path) -> Path:
     """Frames at 0, 1 and 2 s, the last one shown for 3 s: a 5 s video whose seconds 3 and 4 start no chunk."""
     time_base = Fraction(1, 90000)
@@ -188,7 +206,7 @@ def test_video_score_is_the_calibrated_mean_of_its_chunks(run: Path) -> None:
 
 
 def test_refuses_a_store_made_with_other_settings(run: Path, tmp_path: Path) -> None:
-    settings = FeatureStore.open(run / "store").settings
+    settings = FeatureStore.open(run / "store").settings.values
     FeatureStore.open(tmp_path / "other", {**settings, "levels": {**settings["levels"], "fine": {"short_side": 96}}})
     code, out = invoke(score, "--model", run / "run" / "best_model.pth", "--csv", run / "labels.csv",
                        "--store", tmp_path / "other", "--out", tmp_path / "s.csv", "--no-progress")
@@ -202,9 +220,9 @@ def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: P
     """Precision is the one setting a model's features and a scorer's may differ in: the CPU scorer of a model
     trained on GPU (bf16) features extracts float32 ones, into a store of that precision, never the bf16 one."""
     model, spec = load_model(run / "run" / "best_model.pth")
-    assert spec.store_settings["precision"] == "float32"
-    gpu_settings = {**spec.store_settings, "precision": "bf16"}
-    gpu = dataclasses.replace(spec, store_settings=gpu_settings, store_settings_hash=settings_hash(gpu_settings))
+    assert spec.store.values["precision"] == "float32"
+    gpu_settings = {**spec.store.values, "precision": "bf16"}
+    gpu = dataclasses.replace(spec, store=StoreSettings.of(gpu_settings))
     save_model(tmp_path / "gpu.pth", model, gpu)
     scorer = Scorer.load(tmp_path / "gpu.pth", device="cpu", store=tmp_path / "cpu-store")
     table = scorer.score_paths({"clip0.mp4": run / "clip0.mp4"})
@@ -212,7 +230,7 @@ def test_a_model_trained_on_bf16_features_scores_on_a_cpu(run: Path, tmp_path: P
     assert table.loc[0, "status"] == "ok", table.loc[0, "error"]
     again = reference.score_paths({"clip0.mp4": run / "clip0.mp4"}).loc[0, "score"]
     assert table.loc[0, "score"] == pytest.approx(again, rel=1e-5)
-    assert FeatureStore.open(tmp_path / "cpu-store").settings["precision"] == "float32"
+    assert FeatureStore.open(tmp_path / "cpu-store").settings.values["precision"] == "float32"
     FeatureStore.open(tmp_path / "bf16-store", gpu_settings)
     code, out = invoke(score, "--model", tmp_path / "gpu.pth", "--csv", run / "labels.csv", "--store",
                        tmp_path / "bf16-store", "--device", "cpu", "--out", tmp_path / "s.csv", "--no-progress")

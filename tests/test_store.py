@@ -20,7 +20,7 @@ from pipeline.store import reader as store_reader
 from pipeline.store.claims import Claims
 from pipeline.store import shards as shard_files
 from pipeline.errors import DamagedShardError, StoreError
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord, file_signature, settings_hash
+from pipeline.store import FEATURE_DIMS, FeatureStore, StoreSettings, VideoRecord, file_signature
 
 SETTINGS = {"feature_version": 1, "levels": {"coarse": {"short_side": 448}}, "max_chunks": 0}
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +72,16 @@ def test_round_trip_in_any_order(store: FeatureStore) -> None:
     np.testing.assert_array_equal(twice.features["nss"], np.concatenate([expected(written[keys[0]], "nss")] * 2))
 
 
+def test_each_video_rows_are_hashed_once_per_read(store: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = fill(store, 5)
+    hashed = []
+    monkeypatch.setattr(store_reader, "row_checksum", lambda rows: hashed.append(len(rows)) or
+                        shard_files.row_checksum(rows))
+    keys = list(written)
+    store.read(["nss", "temporal_fast"], [*keys, keys[0], keys[3]])  # two keys asked for twice
+    assert sorted(hashed) == sorted(len(written[key]["nss"]) for key in keys for _ in range(2))
+
+
 def test_read_all_and_records(store: FeatureStore) -> None:
     written = fill(store, 5)
     table = store.read(["temporal_slow"])
@@ -121,10 +131,19 @@ def test_other_settings_are_refused_naming_the_keys(store: FeatureStore) -> None
     other["levels"]["coarse"]["short_side"] = 64
     with pytest.raises(StoreError, match=r"levels\.coarse\.short_side: 448 vs\. 64"):
         FeatureStore.open(store.root, other)
-    assert FeatureStore.open(store.root, dict(reversed(SETTINGS.items()))).settings == SETTINGS  # key order is not a difference
+    reopened = FeatureStore.open(store.root, dict(reversed(SETTINGS.items())))  # key order is not a difference
+    assert reopened.settings == StoreSettings.of(SETTINGS) and reopened.settings.values == SETTINGS
     manifest = json.loads((store.root / "manifest.json").read_text())
-    assert manifest["settings_hash"] == settings_hash(SETTINGS)
+    assert manifest["settings_hash"] == reopened.settings.hash
     assert "h5py" in manifest["versions"]
+
+
+def test_store_settings_are_their_json_form_named_by_its_hash() -> None:
+    settings = StoreSettings.of({"clip": (32, 224), "levels": {"coarse": {"short_side": 448}}})
+    assert settings.values == {"clip": [32, 224], "levels": {"coarse": {"short_side": 448}}}  # as the manifest holds
+    assert settings == StoreSettings.of({"levels": {"coarse": {"short_side": 448}}, "clip": [32, 224]})
+    assert len(settings.hash) == 64 and StoreSettings.of({}).hash != settings.hash
+    assert settings.differences(StoreSettings.of({**settings.values, "clip": [16, 224]})) == ["clip: [32,224] vs. [16,224]"]
 
 
 def test_read_only_open(tmp_path: Path, store: FeatureStore) -> None:

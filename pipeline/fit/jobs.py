@@ -106,9 +106,9 @@ def _in_worker(job: FitJob, threads: int) -> dict[str, dict[str, dict]]:
 
 def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
     """Name the way out when a phase reads a kind that the store's settings exclude (no extraction can add it)."""
-    if not FeatureSettings.describes(store.settings):
+    if not FeatureSettings.describes(store.settings.values):
         return  # features made elsewhere: the read says what is missing
-    settings = FeatureSettings.from_dict(store.settings, str(store.root))
+    settings = FeatureSettings.from_dict(store.settings.values, str(store.root))
     held = settings.kinds(settings.levels)
     for kind in kinds:
         if kind in _EXCLUDED_BY and kind not in held:

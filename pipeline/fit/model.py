@@ -24,6 +24,7 @@ from pipeline.fit.calibration import Calibration
 from pipeline.fit.intervals import Residuals
 from pipeline.fit.novelty import DomainCheck
 from pipeline.metrics import Logistic4
+from pipeline.store import StoreSettings
 
 MODEL_FORMAT = "vqa-pipeline/chunk-regressor"
 MODEL_VERSION = 2  # 2: cross-fitted members, monotone calibration, residuals, domain; 1 still loads
@@ -123,8 +124,7 @@ class ModelSpec:
 
     features: FeatureSpec
     widths: dict[str, int]  # feature kind -> width, in input order
-    store_settings: dict
-    store_settings_hash: str
+    store: StoreSettings  # of the store the model's features were read from
     mos_mean: float  # the model predicts (MOS - mos_mean) / mos_std
     mos_std: float
     # raw prediction (MOS scale) -> score: monotone, fitted on out-of-fold predictions; a logistic fitted on the
@@ -157,7 +157,7 @@ def save_model(path: str | Path, model: ChunkRegressor, spec: ModelSpec) -> None
         "weights_sha256": weights_digest(state),
         "architecture": model.architecture,
         "features": {**spec.features.to_dict(), "widths": dict(spec.widths)},
-        "store": {"settings_hash": spec.store_settings_hash, "settings": spec.store_settings},
+        "store": {"settings_hash": spec.store.hash, "settings": spec.store.values},
         "labels": {"mos_mean": spec.mos_mean, "mos_std": spec.mos_std},
         "calibration": spec.calibration.to_dict(),
         "residuals": spec.residuals.to_dict() if spec.residuals is not None else None,
@@ -227,8 +227,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ch
         spec = ModelSpec(
             features=FeatureSpec.from_dict(features),
             widths=dict(features["widths"]),
-            store_settings=payload["store"]["settings"],
-            store_settings_hash=payload["store"]["settings_hash"],
+            store=StoreSettings(payload["store"]["settings"], payload["store"]["settings_hash"]),
             mos_mean=float(payload["labels"]["mos_mean"]),
             mos_std=float(payload["labels"]["mos_std"]),
             calibration=_calibration(payload["calibration"]),

@@ -154,8 +154,7 @@ def train_phase(
     model_spec = ModelSpec(
         features=spec,
         widths={kind: features.width([kind]) for kind in spec.kinds},
-        store_settings=features.store.settings,
-        store_settings_hash=features.store.manifest["settings_hash"],
+        store=features.store.settings,
         mos_mean=mos_mean,
         mos_std=mos_std,
         calibration=calibration,

@@ -3,9 +3,10 @@
 A store is a directory (docs/design.md, "Feature store"):
 
 ``manifest.json``
-    The extraction settings, their hash and the library versions. Opening a store with other settings
-    raises :class:`~pipeline.errors.SettingsMismatchError` naming the keys that differ, so a changed setting
-    is never served stale features. (:mod:`.manifest`)
+    The extraction settings, their hash and the library versions; read only by :mod:`.manifest`, which hands
+    out the settings and their hash as one :class:`StoreSettings` (``FeatureStore.settings``). Opening a store
+    with other settings raises :class:`~pipeline.errors.SettingsMismatchError` naming the keys that differ, so
+    a changed setting is never served stale features.
 ``shard-<id>.h5``
     Immutable HDF5 files, each holding several videos: one contiguous ``(rows, dim)`` array per feature
     kind and an ``index/`` group (key, first row, row count, video properties, file size and mtime; and
@@ -25,7 +26,7 @@ What a video's record holds, and when a video must be extracted again, is in :mo
 
 from pipeline.store.failures import FAILURES
 from pipeline.store.feature_store import FeatureStore
-from pipeline.store.manifest import FORMAT_VERSION, LOCK, MANIFEST, library_versions, settings_hash
+from pipeline.store.manifest import FORMAT_VERSION, LOCK, MANIFEST, StoreSettings, library_versions
 from pipeline.store.records import (
     CHANGED, FEATURE_DIMS, FEATURE_DTYPES, FEATURE_KINDS, LACKING, MISSING, FeatureTable, VideoRecord, checked_rows,
     extraction_need, file_signature,
@@ -35,6 +36,6 @@ from pipeline.store.writer import ShardWriter
 
 __all__ = [
     "CHANGED", "CHUNK_SECOND", "FAILURES", "FEATURE_DIMS", "FEATURE_DTYPES", "FEATURE_KINDS", "FORMAT_VERSION", "LACKING",
-    "LOCK", "MANIFEST", "MISSING", "FeatureStore", "FeatureTable", "ShardWriter", "VideoRecord", "checked_rows",
-    "extraction_need", "file_signature", "library_versions", "settings_hash",
+    "LOCK", "MANIFEST", "MISSING", "FeatureStore", "FeatureTable", "ShardWriter", "StoreSettings", "VideoRecord",
+    "checked_rows", "extraction_need", "file_signature", "library_versions",
 ]

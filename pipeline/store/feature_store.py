@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.errors import DamagedShardError, ReadOnlyStoreError, StoreError
 from pipeline.store import failures, reader, shards
-from pipeline.store.manifest import MANIFEST, create_or_check, read_manifest
+from pipeline.store.manifest import MANIFEST, StoreSettings, create_or_check, read_settings
 from pipeline.store.records import CHANGED, FeatureTable, VideoRecord, extraction_need
 from pipeline.store.writer import ShardWriter
 
@@ -22,10 +22,9 @@ log = logging.getLogger(__name__)
 class FeatureStore:
     """A directory of feature shards; see :mod:`pipeline.store` for the layout."""
 
-    def __init__(self, root: Path, manifest: dict, writable: bool):
+    def __init__(self, root: Path, settings: StoreSettings, writable: bool):
         self.root = root
-        self.manifest = manifest
-        self.settings: dict = manifest["settings"]
+        self.settings = settings
         self.writable = writable
         self._index_cache: dict[str, reader.ShardIndex] = {}
         self._warned_unchecked = False
@@ -40,11 +39,11 @@ class FeatureStore:
         """
         root = Path(root)
         if settings is not None:
-            return cls(root, create_or_check(root, settings), writable=True)
-        manifest = read_manifest(root)
-        if manifest is None:
+            return cls(root, create_or_check(root, StoreSettings.of(settings)), writable=True)
+        held = read_settings(root)
+        if held is None:
             raise StoreError(f"{root}: no feature store here ({MANIFEST} missing); run extract_features.py first")
-        return cls(root, manifest, writable=False)
+        return cls(root, held, writable=False)
 
     @property
     def read_only(self) -> bool:
@@ -119,7 +118,7 @@ class FeatureStore:
             raise ReadOnlyStoreError(f"{self.root}: the store is read-only here; extract into a writable one "
                                      "(--store DIR)")
         shards.remove_orphans(self.root)
-        return ShardWriter(self, flush_videos=flush_videos, flush_rows=flush_rows)
+        return ShardWriter(self.root, self.settings.hash, flush_videos=flush_videos, flush_rows=flush_rows)
 
     def record_failures(self, errors: Mapping[str, str] | None = None, succeeded: Sequence[str] = ()) -> None:
         """Set the latest error of the keys in ``errors`` and drop the keys that ``succeeded``, atomically."""
@@ -143,5 +142,5 @@ class FeatureStore:
     def shard_index(self, path: Path) -> reader.ShardIndex:
         """The videos one shard holds, its index checked (DamagedShardError naming it otherwise)."""
         if path.name not in self._index_cache:  # shards are immutable: each index is read once per store object
-            self._index_cache[path.name] = reader.read_index(path, self.manifest["settings_hash"])
+            self._index_cache[path.name] = reader.read_index(path, self.settings.hash)
         return self._index_cache[path.name]

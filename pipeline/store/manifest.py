@@ -1,5 +1,6 @@
-"""A store's ``manifest.json`` (settings, their hash, versions, format) and the advisory lock on the directory
-under which the manifest is created and ``failures.csv`` rewritten."""
+"""A store's ``manifest.json`` (settings, their hash, versions, format), read only here: the rest of the code
+sees its settings as one typed :class:`StoreSettings`. Also the advisory lock on the directory under which the
+manifest is created and ``failures.csv`` rewritten."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -27,9 +29,24 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 
 
-def settings_hash(settings: Mapping) -> str:
-    """SHA-256 of the canonical JSON of ``settings`` (sorted keys, no whitespace)."""
-    return hashlib.sha256(canonical(settings).encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class StoreSettings:
+    """The settings a store's features were made with, as its manifest records them, and the SHA-256 that names
+    them: shards, model files and a scorer's choice of store compare these hashes, never loose dicts."""
+
+    values: dict
+    hash: str
+
+    @classmethod
+    def of(cls, settings: Mapping) -> StoreSettings:
+        """``settings`` as a manifest holds them (JSON types: a tuple becomes a list) with their hash, the SHA-256
+        of their canonical JSON (sorted keys, no whitespace)."""
+        values = json.loads(canonical(settings))
+        return cls(values, hashlib.sha256(canonical(values).encode("utf-8")).hexdigest())
+
+    def differences(self, other: StoreSettings, allowed: tuple[str, ...] = ()) -> list[str]:
+        """``"key: mine vs. other's"`` for every dotted key whose values differ, keys in ``allowed`` aside."""
+        return differences(self.values, other.values, allowed)
 
 
 @functools.cache
@@ -44,7 +61,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def read_manifest(root: Path) -> dict | None:
+def read_settings(root: Path) -> StoreSettings | None:
+    """The settings of the store at ``root``; None when it has no manifest (StoreError when it is unreadable)."""
+    manifest = _read_manifest(root)
+    return None if manifest is None else StoreSettings(manifest["settings"], manifest["settings_hash"])
+
+
+def _read_manifest(root: Path) -> dict | None:
     """The manifest of the store at ``root``; None when there is none (StoreError when it is unreadable)."""
     path = root / MANIFEST
     try:
@@ -63,42 +86,42 @@ def read_manifest(root: Path) -> dict | None:
     return manifest
 
 
-def create_or_check(root: Path, settings: Mapping) -> dict:
-    """The manifest at ``root``, written with ``settings`` when there is none yet; SettingsMismatchError naming
-    the differing keys when the store was made with other settings.
+def create_or_check(root: Path, settings: StoreSettings) -> StoreSettings:
+    """The settings of the store at ``root``, its manifest written with ``settings`` when there is none yet;
+    SettingsMismatchError naming the differing keys when the store was made with other settings.
 
     An existing store is only read here (no lock), so a read-only store serves what it holds.
     """
-    settings = json.loads(canonical(settings))
-    manifest = read_manifest(root) or _create(root, settings)
-    differing = differences(manifest["settings"], settings)
+    held = read_settings(root) or _create(root, settings)
+    differing = held.differences(settings)
     if differing:
         listed = "\n".join(f"  - {d}" for d in differing)
         raise SettingsMismatchError(
             f"{root}: the store was made with other extraction settings; use another --store or the "
             f"store's settings. Differing keys (store vs. this run):\n{listed}"
         )
-    return manifest
+    return held
 
 
-def _create(root: Path, settings: dict) -> dict:
-    """Make the store directory and its manifest, unless a concurrent writer made them first."""
+def _create(root: Path, settings: StoreSettings) -> StoreSettings:
+    """Make the store directory and its manifest, unless a concurrent writer made them first; the settings the
+    store then has."""
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"{root}: cannot create the feature store: {describe_os_error(exc)}") from exc
     with locked(root):
-        manifest = read_manifest(root)
-        if manifest is None:
+        held = read_settings(root)
+        if held is None:
             manifest = {
                 "format": FORMAT_VERSION,
-                "settings": settings,
-                "settings_hash": settings_hash(settings),
+                "settings": settings.values,
+                "settings_hash": settings.hash,
                 "versions": dict(library_versions()),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             write_atomic(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest
+    return held or settings
 
 
 @contextmanager
