@@ -25,7 +25,8 @@ import torch
 from bench.feed import CLIPS, make_clip
 from pipeline.backbones.device import CPU_RECIPE
 from pipeline.config import load_config
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import extract_videos
 from pipeline.store import FeatureStore
 from pipeline.video import open_chunks, plan_chunks
 from pipeline.video.probe import probe

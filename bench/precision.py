@@ -20,7 +20,8 @@ from scipy.stats import spearmanr
 
 from pipeline.backbones.device import ACCELERATOR_RECIPE, CPU_RECIPE
 from pipeline.config import load_config
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import extract_videos
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer
 from pipeline.store import FeatureStore

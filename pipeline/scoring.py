@@ -41,7 +41,8 @@ from pipeline.backbones import resolve_device
 from pipeline.backbones.device import feature_precision
 from pipeline.config import ExtractConfig, load_config
 from pipeline.errors import ArrayError, DamagedShardError, SettingsMismatchError, StoreError, UsageError
-from pipeline.extract import Backbones, check_config, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import check_config, extract_videos
 from pipeline.features import RUNTIME_KEYS, SCORING_MAY_DIFFER, FeatureSettings
 from pipeline.files import write_atomic
 from pipeline.fit.intervals import DEFAULT_LEVEL, coverage
@@ -106,8 +107,8 @@ class Scorer:
         """Load ``RUN_DIR/best_model.pth`` once; score with it as often as needed.
 
         ``device``: where the backbones and the model run (default: the model config's ``extract.device``).
-        ``weights``: backbone weights for videos not in the store yet (``imagenet``, ``random`` or a directory;
-        default: ``random`` when the model's features were made with random weights, else ``imagenet``).
+        ``weights``: backbone weights for videos not in the store yet (``pretrained``, ``random`` or a directory;
+        default: ``random`` when the model's features were made with random weights, else ``pretrained``).
         ``store``: the feature store to read and extend (default: :func:`default_store`).
         ``overrides``: ``extract.*`` ``KEY=VALUE`` items for how to extract (decoder, batch size, workers...).
         ``interval``: the share of MOS the ``score_low``..``score_high`` intervals should hold.
@@ -214,7 +215,7 @@ class Scorer:
                     for key, path in needed}
         level = self.spec.features.level
         backbones = self.backbones()
-        summary = extract_videos(needed, self.store, backbones.cfg, levels=[] if level == "none" else [level],
+        summary = extract_videos(needed, self.store, backbones.cfg, levels=[] if level is None else [level],
                                  backbones=backbones, progress=progress)
         return summary.failed
 

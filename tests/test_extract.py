@@ -18,11 +18,14 @@ from click.testing import CliRunner
 from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.store import shards as shard_files
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, decode_video, feed_plan
+from pipeline.extract.decode_pool import DecodePool, feed_plan
+from pipeline.extract.decoding import DecodedChunk, DecodeOptions, decode_video
 from pipeline.errors import StoreError
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import extract_videos
 from pipeline.nss import NSS_DIM
-from pipeline.store import FEATURE_KINDS, FeatureStore
+from pipeline.feature_kinds import KIND_NAMES
+from pipeline.store import FeatureStore
 from decode_stubs import crashing_decode
 from videos import TINY_EXTRACT_YAML, make_video
 
@@ -77,7 +80,7 @@ def test_extracts_skips_cached_and_reports_failures(videos: Path, tmp_path: Path
     first = table(store)
     assert sorted(first) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
     assert all(len(rows["spatial_fine"]) == 2 for rows in first.values())  # one row per second
-    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == FEATURE_KINDS  # NSS too, by default
+    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == KIND_NAMES  # NSS too, by default
 
     code, out = run(videos, store, "--csv", str(videos / "labels.csv"))
     assert code == 3, out

@@ -19,12 +19,15 @@ from click.testing import CliRunner
 from pipeline.backbones import SpatialExtractor, TemporalExtractor
 from pipeline.backbones.device import ACCELERATOR_RECIPE, CPU_RECIPE, Recipe
 from pipeline.backbones.slowfast import GlobalPool
-from pipeline.batches import Video, assemble, upload
+from pipeline.extract.assemble import assemble
+from pipeline.extract.device_step import upload
+from pipeline.extract.plan import VideoJob
 from pipeline.cli import extract
 from pipeline.config import load_config
-from pipeline.decode_pool import DecodedChunk
+from pipeline.extract.decoding import DecodedChunk
 from pipeline.errors import DeviceError
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import extract_videos
 from pipeline.nss import NSS_DIM
 from pipeline.store import FeatureStore
 from pipeline.video import VideoInfo
@@ -169,7 +172,7 @@ def run_events(events: list, cfg, store_path: Path, recipe: Recipe, videos: int)
     """Feed decode events to :func:`assemble` with batches of 4; return each video's outcome as it was reported."""
     backbones = Backbones(replace(cfg, batch_size=4), recipe=recipe)
     store = FeatureStore.open(store_path, backbones.settings.to_dict())
-    jobs = [Video(f"v{task}", f"v{task}.mp4", ("coarse",), 1, 0.0) for task in range(videos)]
+    jobs = [VideoJob(f"v{task}", f"v{task}.mp4", ("coarse",), 1, 0.0) for task in range(videos)]
     with store.writer(flush_videos=8) as writer:
         ended = list(assemble(iter(events), jobs, backbones, 4, writer))
     assert len(ended) == len({key for key, _ in ended}) == videos, ended  # each video reported once

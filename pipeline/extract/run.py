@@ -1,8 +1,9 @@
 """One extraction run: videos in, features into a store, a summary out; used by every command that extracts.
 
-Per video: decode one-second chunks (streaming, bounded memory), batch them (:mod:`pipeline.batches`; on a
-GPU batches span videos), run the spatial backbone on the key frames at each requested level and the
-temporal backbone on the clips, and hand the rows to a :class:`~pipeline.store.ShardWriter`. Videos the
+The flow (one module each): plan which videos the store lacks (:mod:`.plan`), decode them into chunks in
+this process or in decoder processes (:mod:`.decoding`, :mod:`.decode_pool`, YUV planes through
+:mod:`.plane_ring`), gather the chunks into backbone batches (:mod:`.batches`) that the device step moves
+(:mod:`.device_step`), and hand each finished video to the store's writer (:mod:`.assemble`). Videos the
 store already holds, from the same file, are skipped; a video that fails is recorded in the store's
 ``failures.csv`` and the run goes on.
 
@@ -13,71 +14,22 @@ while this one runs the models, so a decoder that crashes or hangs on a bad file
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from pipeline.backbones import SpatialExtractor, TemporalExtractor, resolve_device
-from pipeline.backbones.device import Recipe, recipe_for, usable_cpus
-from pipeline.batches import Video, assemble
+from pipeline.backbones import Backbones, resolve_device
+from pipeline.backbones.device import recipe_for, usable_cpus
 from pipeline.config import ExtractConfig
-from pipeline.decode_pool import DecodeOptions, DecodePool, feed_plan, inline_events
 from pipeline.errors import ConfigError, ReadOnlyStoreError, UsageError
-from pipeline.features import FeatureSettings
-from pipeline.store import CHANGED, LACKING, FeatureStore, extraction_need, file_signature
+from pipeline.extract.assemble import assemble
+from pipeline.extract.decode_pool import DecodePool, feed_plan
+from pipeline.extract.decoding import DecodeOptions, inline_events
+from pipeline.extract.plan import ExtractSummary, claimed_tasks, plan_jobs
+from pipeline.store import FeatureStore
 from pipeline.store.claims import Claims
-from pipeline.video import resize_short_side
-
-
-@dataclass
-class ExtractSummary:
-    """What a run did: keys extracted, skipped (already cached), re-extracted because the file changed, failed."""
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    elsewhere: list[str] = field(default_factory=list)  # claimed by another live extraction process
-    shards: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        stale = f" ({len(self.stale)} of them changed since cached)" if self.stale else ""
-        elsewhere = f", left {len(self.elsewhere)} to other running extractions" if self.elsewhere else ""
-        return (f"extracted {len(self.done)}{stale}, skipped {len(self.skipped)} (cached), failed "
-                f"{len(self.failed)}{elsewhere} in {self.seconds:.1f} s; {len(self.shards)} new shard(s)")
-
-
-class Backbones:
-    """The models of one extraction config, built once and reused for every video (and by score/Dask runs)."""
-
-    def __init__(self, cfg: ExtractConfig, recipe: Recipe | None = None):
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.recipe = recipe or recipe_for(self.device)  # another recipe: tests of the GPU path on a CPU
-        self.short_sides = {name: level.short_side for name, level in cfg.levels.items()}
-        self.spatial = SpatialExtractor(cfg.weights, self.device, recipe=self.recipe) if cfg.levels else None
-        self.temporal = TemporalExtractor(cfg.weights, self.device, recipe=self.recipe) if cfg.temporal else None
-        # Everything that shapes the feature values: a store refuses to mix runs where any of it differs.
-        self.settings = FeatureSettings.from_config(
-            cfg, spatial_weights=self.spatial.weights_id if self.spatial else None,
-            temporal_weights=self.temporal.weights_id if self.temporal else None,
-            precision=self.recipe.precision)
-
-    def kinds(self, levels: Iterable[str]) -> tuple[str, ...]:
-        """The store kinds a video extracted at ``levels`` holds."""
-        return self.settings.kinds(levels)
-
-    def spatial_batch(self, key_frames: torch.Tensor, level: str) -> torch.Tensor:
-        """float32 (N, 7168) rows, left on the device, of uint8 key frames (N, 3, H, W) already there."""
-        return self.spatial.forward_on_device(resize_short_side(key_frames, self.short_sides[level]))
-
-    def temporal_batch(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 (slow, fast) rows, left on the device, of uint8 clips (N, T, 3, S, S) already there."""
-        return self.temporal.forward_on_device(clips.float().div_(255))
 
 
 def extract_videos(
@@ -150,7 +102,8 @@ def check_config(cfg: ExtractConfig) -> None:
 def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: ExtractConfig, levels: tuple[str, ...],
          backbones: Backbones, pool: DecodePool | None, options: DecodeOptions, progress: bool, verify: bool,
          summary: ExtractSummary) -> None:
-    """Extract what ``_plan`` leaves to do, filling ``summary``; without a pool, decoding with ``options`` here.
+    """Extract what :func:`~.plan.plan_jobs` leaves to do, filling ``summary``; without a pool, decoding with
+    ``options`` here.
 
     Damaged shards (their index always; with ``verify`` their rows too) are moved aside first, so their videos
     are extracted again. A store this process cannot write serves what it holds: with nothing to do the run
@@ -158,7 +111,8 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
     """
     for damage in store.damaged(arrays=verify):
         store.set_aside(damage)
-    jobs = _plan(videos, store, backbones, levels, summary)
+    wanted = set(backbones.kinds(levels))
+    jobs = plan_jobs(videos, store, wanted, levels, backbones.short_sides, summary)
     lacking = [job.key for job in jobs] + list(summary.failed)
     if not lacking:
         return
@@ -169,9 +123,10 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
     with Claims(store.root) as claims, store.writer(flush_videos=cfg.shard_videos) as writer:
         store.record_failures(summary.failed)  # the unreadable files, in one update
         bar = tqdm(total=len(jobs), unit="video", disable=not progress, dynamic_ncols=True)
-        tasks = _claimed(jobs, store, claims, set(backbones.kinds(levels)), bar, summary)
+        tasks = claimed_tasks(jobs, store, claims, wanted, bar, summary)
         try:
-            events = pool.events(tasks) if pool else inline_events(tasks, replace(options, device=str(backbones.device)))
+            events = (pool.events(tasks) if pool
+                      else inline_events(tasks, replace(options, device=str(backbones.device))))
             for key, error in assemble(events, jobs, backbones, cfg.batch_size, writer):
                 if error is None:
                     summary.done.append(key)
@@ -183,54 +138,3 @@ def _run(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, cfg: Ext
         finally:
             bar.close()
     summary.shards = writer.committed
-
-
-def _claimed(jobs: list[Video], store: FeatureStore, claims: Claims, wanted: set[str], bar: tqdm,
-             summary: ExtractSummary) -> Iterator[tuple[int, str]]:
-    """``(task, path)`` of the jobs this process claims, one at a time as the decoders ask for the next, so that
-    concurrent processes on one store share the work; jobs claimed or finished by another process are left.
-
-    Torch threads are set before each video to this process's share of the cores among the extractions of
-    this host on this store (never above the starting count), so several processes do not oversubscribe them.
-    """
-    threads = torch.get_num_threads()
-    for task, job in enumerate(jobs):
-        if not claims.take(job.key):
-            summary.elsewhere.append(job.key)
-        elif extraction_need(store.cached().get(job.key), job.path, wanted) is None:
-            summary.skipped.append(job.key)  # another process stored it after this one planned
-        else:
-            torch.set_num_threads(max(1, threads // claims.extractors_here()))
-            yield task, job.path
-            continue
-        bar.update(1)
-
-
-def _plan(videos: Iterable[tuple[str, str | Path]], store: FeatureStore, backbones: Backbones,
-          levels: tuple[str, ...], summary: ExtractSummary) -> list[Video]:
-    """The videos that need extracting; cached ones go to ``summary.skipped``, unreadable ones to ``failed``."""
-    cached = store.cached()
-    wanted = set(backbones.kinds(levels))
-    jobs, seen = [], set()
-    for key, path in videos:
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            size, mtime = file_signature(path)
-        except OSError as exc:
-            summary.failed[key] = f"{path}: video file not found or unreadable ({exc.strerror})"
-            continue
-        record = cached.get(key)
-        need = extraction_need(record, path, wanted)
-        if need is None:
-            summary.skipped.append(key)
-            continue
-        job_levels = levels
-        if need == CHANGED:
-            summary.stale.append(key)
-        elif need == LACKING:  # extract again with the levels it holds as well, so none is lost
-            held = [k.removeprefix("spatial_") for k in record.kinds if k.startswith("spatial_")]
-            job_levels = tuple(dict.fromkeys([*levels, *(h for h in held if h in backbones.short_sides)]))
-        jobs.append(Video(key, str(path), job_levels, size, mtime))
-    return jobs
