@@ -31,7 +31,8 @@ from pipeline.fit.data import FeatureSpec, read_splits, shared_features
 from pipeline.fit.model import ChunkRegressor
 from pipeline.fit.run import fit, resolve_configs
 from pipeline.fit.train import make_optimizer, train_step
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord
+from pipeline.feature_kinds import BY_NAME
+from pipeline.store import FeatureStore, VideoRecord
 
 KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
 _POOL_ROWS = 4096  # distinct pseudo-feature rows, reused at shifting offsets (generating GBs would dominate)
@@ -47,7 +48,7 @@ def generate(root: Path, videos: int, chunks: int) -> Path:
                   "source": [f"s{i // 4}" for i in range(videos)]}).to_csv(csv, index=False)
     if len(store.cached()) == videos:
         return csv
-    pool = {k: rng.standard_normal((_POOL_ROWS + chunks, FEATURE_DIMS[k]), dtype=np.float32).astype(np.float16)
+    pool = {k: rng.standard_normal((_POOL_ROWS + chunks, BY_NAME[k].width), dtype=np.float32).astype(np.float16)
             for k in KINDS}
     with store.writer(flush_videos=512, flush_rows=512 * chunks) as writer:
         for i, key in enumerate(keys):

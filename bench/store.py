@@ -14,7 +14,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord
+from pipeline.feature_kinds import BY_NAME
+from pipeline.store import FeatureStore, VideoRecord
 
 KINDS = ("spatial_coarse", "temporal_slow", "temporal_fast")  # what a coarse-phase fit reads
 
@@ -25,7 +26,7 @@ def generate(root: Path, videos: int, chunks: int) -> FeatureStore:
     if len(store.cached()) == videos:
         return store
     rng = np.random.default_rng(0)
-    pool = {k: rng.standard_normal((4096 + chunks, FEATURE_DIMS[k]), dtype=np.float32).astype(np.float16)
+    pool = {k: rng.standard_normal((4096 + chunks, BY_NAME[k].width), dtype=np.float32).astype(np.float16)
             for k in KINDS}
     with store.writer() as writer:
         for i in range(videos):

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.errors import DamagedShardError, ReadOnlyStoreError, StoreError
 from pipeline.store import failures, reader, shards
 from pipeline.store.manifest import MANIFEST, create_or_check, read_manifest
-from pipeline.store.records import CHANGED, FeatureTable, VideoRecord, extraction_need
+from pipeline.store.video_records import CHANGED, FeatureTable, VideoRecord, extraction_need
 from pipeline.store.writer import ShardWriter
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class FeatureStore:
             raise ReadOnlyStoreError(f"{self.root}: the store is read-only here; extract into a writable one "
                                      "(--store DIR)")
         shards.remove_orphans(self.root)
-        return ShardWriter(self, flush_videos=flush_videos, flush_rows=flush_rows)
+        return ShardWriter(self.root, self.manifest["settings_hash"], flush_videos, flush_rows)
 
     def record_failures(self, errors: Mapping[str, str] | None = None, succeeded: Sequence[str] = ()) -> None:
         """Set the latest error of the keys in ``errors`` and drop the keys that ``succeeded``, atomically."""

@@ -6,16 +6,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.store import shards
-from pipeline.store.records import FEATURE_KINDS, VideoRecord, checked_rows
-
-if TYPE_CHECKING:
-    from pipeline.store.feature_store import FeatureStore
+from pipeline.feature_kinds import in_store_order
+from pipeline.store import failures, shards
+from pipeline.store.video_records import VideoRecord, checked_rows
 
 
 class ShardWriter:
@@ -25,10 +21,13 @@ class ShardWriter:
     added, so only a hard kill loses work, and then only the shard in progress.
     """
 
-    def __init__(self, store: FeatureStore, flush_videos: int, flush_rows: int):
+    def __init__(self, root: Path, settings_hash: str, flush_videos: int, flush_rows: int):
+        """A writer into the store at ``root`` (made by :meth:`~pipeline.store.FeatureStore.writer`), whose shards
+        carry ``settings_hash``."""
         if flush_videos < 1 or flush_rows < 1:
-            raise StoreError(f"{store.root}: flush_videos and flush_rows must be >= 1")
-        self.store = store
+            raise StoreError(f"{root}: flush_videos and flush_rows must be >= 1")
+        self.root = root
+        self.settings_hash = settings_hash
         self.flush_videos = flush_videos
         self.flush_rows = flush_rows
         self.committed: list[Path] = []
@@ -49,8 +48,8 @@ class ShardWriter:
         (increasing, >= 0); commits a shard when the buffer is full."""
         arrays = self._validated(record, features)
         rows = len(next(iter(arrays.values())))
-        starts = _checked_seconds(seconds, rows, f"{self.store.root}: video {record.key!r}")
-        kinds = tuple(k for k in FEATURE_KINDS if k in arrays)
+        starts = _checked_seconds(seconds, rows, f"{self.root}: video {record.key!r}")
+        kinds = in_store_order(arrays)
         if self._records and (kinds != tuple(self._arrays) or record.key in {r.key for r in self._records}):
             self.flush()  # a shard holds one set of kinds and one copy of each key
         if not self._records:
@@ -65,7 +64,7 @@ class ShardWriter:
 
     def fail(self, key: str, error: str) -> None:
         """Record that ``key`` could not be extracted, with the reason (kept until it succeeds)."""
-        self.store.record_failures({key: error})
+        failures.record_failures(self.root, {key: error})
 
     def flush(self) -> Path | None:
         """Commit the buffered videos as a shard now; returns its path (None when nothing was buffered)."""
@@ -74,21 +73,20 @@ class ShardWriter:
         records, arrays, seconds = self._records, self._arrays, self._seconds
         self._records, self._arrays, self._seconds, self._rows = [], {}, [], 0
         try:
-            path = shards.write_shard(self.store.root, self.store.manifest["settings_hash"], records, arrays,
-                                      np.concatenate(seconds))
+            path = shards.write_shard(self.root, self.settings_hash, records, arrays, np.concatenate(seconds))
         except StoreError as exc:
             raise StoreError(f"{exc}; kept: {self.videos_committed} video(s) in the {len(self.committed)} shard(s) "
                              f"this run completed, and every earlier shard; lost: the {len(records)} video(s) of this "
                              "shard") from exc
         self.committed.append(path)
         self.videos_committed += len(records)
-        self.store.record_failures(succeeded=[r.key for r in records])
+        failures.record_failures(self.root, {}, succeeded=[r.key for r in records])
         return path
 
     def _validated(self, record: VideoRecord, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not record.key:
-            raise StoreError(f"{self.store.root}: a video key must be a non-empty string")
-        where = f"{self.store.root}: video {record.key!r}"
+            raise StoreError(f"{self.root}: a video key must be a non-empty string")
+        where = f"{self.root}: video {record.key!r}"
         arrays = checked_rows(features, where)
         for kind, array in arrays.items():
             if self._arrays.get(kind) and array.shape[1] != self._arrays[kind][0].shape[1]:
