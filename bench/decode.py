@@ -65,7 +65,7 @@ def chunks_by_list(path: Path, decoder: str, max_chunks: int) -> tuple[int, int]
         duration = len(frames) / reader.get_avg_fps()  # decord's float32 end times can fall short of the last second
     count = 0
     for plan in plan_chunks(times, duration, max_chunks=max_chunks, clip_frames=CLIP_FRAMES):
-        key = torch.from_numpy(frames[plan.key]).permute(2, 0, 1).contiguous()
+        key = torch.from_numpy(frames[plan.key_frame]).permute(2, 0, 1).contiguous()
         clip = resize_frames(torch.from_numpy(np.stack([frames[i] for i in plan.frames])).permute(0, 3, 1, 2),
                              CLIP_SIZE, CLIP_SIZE)
         count += key.shape[0] > 0 and clip.shape[0] == CLIP_FRAMES
