@@ -19,7 +19,7 @@ from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.store import shards as shard_files
 from pipeline.extract.decode_pool import DecodePool, feed_plan
-from pipeline.extract.decoding import DecodedChunk, DecodeOptions, decode_video
+from pipeline.extract.decoding import ChunkDecoded, Decoded, DecodedChunk, DecodeFailed, DecodeOptions, decode_video
 from pipeline.errors import StoreError
 from pipeline.backbones import Backbones
 from pipeline.extract.run import extract_videos
@@ -161,11 +161,11 @@ def test_decode_pool_fails_only_the_video_whose_decoder_crashes_or_hangs(videos:
         events = list(pool.events([(0, "crash.mp4"), (1, "hang.mp4"), (2, str(videos / "clip0.mp4"))]))
     finally:
         pool.close()
-    ends = {task: (kind, payload) for task, kind, payload in events if kind in ("done", "failed")}
-    assert ends[0][0] == "failed" and "SIGSEGV" in ends[0][1]
-    assert ends[1][0] == "failed" and "stalled" in ends[1][1]
-    assert ends[2] == ("done", None)
-    chunks = [payload for task, kind, payload in events if task == 2 and kind == "chunk"]
+    ends = {event.task: event for event in events if isinstance(event, (Decoded, DecodeFailed))}
+    assert isinstance(ends[0], DecodeFailed) and "SIGSEGV" in ends[0].reason
+    assert isinstance(ends[1], DecodeFailed) and "stalled" in ends[1].reason
+    assert ends[2] == Decoded(2)
+    chunks = [event.chunk for event in events if isinstance(event, ChunkDecoded) and event.task == 2]
     assert len(chunks) == 2 and all(isinstance(c, DecodedChunk) for c in chunks)
     assert tuple(chunks[0].clip.shape) == (8, 3, 32, 32)
 
@@ -223,7 +223,7 @@ def test_nss_only_chunks_cross_without_their_pixels_and_give_the_same_rows(video
         events = list(pool.events([(0, str(videos / "clip0.mp4"))]))
     finally:
         pool.close()
-    chunks = [payload for _, kind, payload in events if kind == "chunk"]
+    chunks = [event.chunk for event in events if isinstance(event, ChunkDecoded)]
     assert len(chunks) == 2 and all(c.key_frame.numel() == c.clip.numel() == 0 for c in chunks)
     with_pixels = [c for c in decode_video(str(videos / "clip0.mp4"), replace(options, pixels=True))
                    if isinstance(c, DecodedChunk)]
