@@ -21,7 +21,7 @@ METRICS = ("srocc", "krocc", "plcc", "rmse")
 def describe(run: pd.Series) -> dict[str, str]:
     """The study's vocabulary for one run: which spatial levels and phases, temporal parts, NSS, rank weight."""
     two_phases = isinstance(run["fine_config"], str)
-    spatial = "coarse -> fine" if two_phases else {"none": "-"}.get(run["features.level"], run["features.level"] + " only")
+    spatial = "coarse -> fine" if two_phases else "-" if run["features.level"] in (None, "none") else run["features.level"] + " only"
     temporal = run["features.temporal"].strip("[]").replace("'", "").replace(", ", "+") or "-"
     return {"spatial": spatial, "temporal": temporal, "NSS": "yes" if run["features.nss"] else "-",
             "rank weight": f"{float(run['loss.rank_weight']):g}"}

@@ -42,8 +42,9 @@ from torchvision.transforms import functional as TF
 
 from bench.videos import pattern_video
 from pipeline.config import ExtractConfig, load_config
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, decode_video
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.decoding import DecodedChunk, DecodeOptions, decode_video
+from pipeline.extract.run import extract_videos
 from pipeline.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ sources, upscaled and re-encoded with PyAV as H.264 1080p30 and 720p24, cached u
 seconds per one-second chunk, split by part:
 
 - ``decode alone``: PyAV decoding every frame on one thread, nothing else (the yardstick);
-- ``decode layer``: ``pipeline.decode_pool.decode_video`` on one decoder thread, as a decoder process runs
+- ``decode layer``: ``pipeline.extract.decoding.decode_video`` on one decoder thread, as a decoder process runs
   it, NSS off and on; within it, timed per call: the clip views (decoder pixels -> 224x224 RGB), the key
   frames' full-size RGB, the tensor views (rotation, placement), NSS and the probe (opening, indexing, first
   frame); the rest is decoding and assembly;
@@ -57,15 +57,15 @@ import torch
 from bench.cputime import best_cpu
 from bench.stores import video_record
 from bench.videos import reencoded
-import pipeline.batches as batches
-import pipeline.decode_pool as decode_pool
-import pipeline.extract as extract
+import pipeline.extract.batches as batches
+import pipeline.extract.decode_pool as decode_pool
+import pipeline.extract.run as extract
 import pipeline.video.chunks as chunks
 from pipeline.backbones.device import usable_cpus
 from pipeline.config import load_config
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, decode_video
+from pipeline.extract.decoding import DecodedChunk, DecodeOptions, decode_video
 from pipeline.nss import NSS_DIM, nss_features
-from pipeline.plane_ring import SLOTS, PlaneRing
+from pipeline.extract.plane_ring import SLOTS, PlaneRing
 from pipeline.store import FeatureStore
 from pipeline.video import VideoInfo, resize_short_side
 from pipeline.video.frames import AVFrame
@@ -201,7 +201,7 @@ def hand_off(chunks_: list[DecodedChunk]) -> None:
 
     def receive() -> None:
         for _ in chunks_:
-            decode_pool._receive_chunk(worker, ours.recv()[2])
+            decode_pool._receive_chunk(worker, ours.recv())
 
     reader = threading.Thread(target=receive)
     reader.start()
@@ -229,9 +229,9 @@ def planes_hand_off(path: Path, options: DecodeOptions) -> float:
 
         sender = threading.Thread(target=send)
         sender.start()
-        while (message := ours.recv())[1] != "chunk":
+        while not isinstance(message := ours.recv(), decode_pool.ChunkHeader):
             pass  # the ring's buffer, announced once: a file descriptor
-        decode_pool._receive_chunk(worker, message[2])
+        decode_pool._receive_chunk(worker, message)
         sender.join()
         spent += time.thread_time() - start + sent[0]
 

@@ -387,7 +387,8 @@ def _extract_config(ctx: Context):
 def end_to_end(ctx: Context) -> str:
     """``extract_videos`` over the generated files (models built before the clock; decoder start-up inside)."""
     need("av", "click", "yaml", "tqdm")
-    from pipeline.extract import Backbones, extract_videos
+    from pipeline.backbones import Backbones
+    from pipeline.extract.run import extract_videos
     from pipeline.store import FeatureStore
 
     paths = _sources(ctx)

@@ -21,19 +21,20 @@ from bench.cputime import best_times, timed
 from bench.stores import COARSE_KINDS, synthetic_store
 from pipeline.backbones import resolve_device
 from pipeline.config import Config, ExtractConfig
+from pipeline.feature_kinds import BY_NAME
 from pipeline.fit.data import FeatureSpec
 from pipeline.fit.calibration import fit_calibration
 from pipeline.fit.intervals import Residuals
 from pipeline.fit.model import ChunkRegressor, ModelSpec
 from pipeline.fit.novelty import fit_domain
 from pipeline.scoring import Scorer
-from pipeline.store import FEATURE_DIMS, FeatureStore
+from pipeline.store import FeatureStore
 
 
 def bench_scorer(store: FeatureStore, device: torch.device, hidden: list[int]) -> Scorer:
     """A scorer whose model reads the bench store's kinds: seeded weights, and a calibration, residuals and domain
     fitted on synthetic out-of-fold predictions, as a fit of the default config would leave them."""
-    widths = {kind: FEATURE_DIMS[kind] for kind in COARSE_KINDS}
+    widths = {kind: BY_NAME[kind].width for kind in COARSE_KINDS}
     cfg = Config()
     members = cfg.crossfit_folds
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord
+from pipeline.feature_kinds import BY_NAME
+from pipeline.store import FeatureStore, VideoRecord
 
 COARSE_KINDS = ("spatial_coarse", "temporal_slow", "temporal_fast")  # what a coarse-phase model reads
 TWO_PHASE_KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")  # what a two-phase fit reads
@@ -40,7 +41,7 @@ def synthetic_store(root: Path, videos: int, chunks: int, kinds: Sequence[str] =
     if len(store.cached()) == videos:
         return store
     rng = np.random.default_rng(0)
-    pool = {k: rng.standard_normal((_POOL_ROWS + chunks, FEATURE_DIMS[k]), dtype=np.float32).astype(np.float16)
+    pool = {k: rng.standard_normal((_POOL_ROWS + chunks, BY_NAME[k].width), dtype=np.float32).astype(np.float16)
             for k in kinds}
     flush = {} if flush_videos is None else {"flush_videos": flush_videos, "flush_rows": flush_videos * chunks}
     with store.writer(**flush) as writer:

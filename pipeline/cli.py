@@ -27,7 +27,7 @@ from pipeline.errors import (
 )
 from pipeline.labels import read_labels
 from pipeline.table_formats import check_format, write_table
-from pipeline.tables import metrics_table
+from pipeline.metric_tables import metrics_table
 
 _LISTED_FAILURES = 20  # failed videos named on the terminal; the store's failures.csv has them all
 
@@ -214,7 +214,7 @@ def _levels(option: str | None) -> list[str] | None:
 @click.option("--store", metavar="DIR", help="Feature store directory. Default: the config's data.store.")
 @click.option("--levels", metavar="LEVELS", help="Spatial levels to extract, comma-separated (default: all in the config).")
 @click.option("--device", metavar="auto|cpu|cuda|cuda:N", help="Where the models run (default: extract.device).")
-@click.option("--weights", metavar="imagenet|random|DIR",
+@click.option("--weights", metavar="pretrained|random|DIR",
               help="Backbone weights: the pretrained ones, seeded random ones (tests, demos), or a folder holding them.")
 @set_option
 @click.option("--workers", callback=_workers, metavar="N|auto",
@@ -240,7 +240,7 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
 
     Exit codes: 0 done, 1 error, 2 bad usage or config, 3 finished but some videos failed.
     """
-    from pipeline.extract import extract_videos  # heavy imports (torch) only once arguments are valid
+    from pipeline.extract.run import extract_videos  # heavy imports (torch) only once arguments are valid
 
     cfg = load(config_path, overrides)
     if device is not None:
@@ -296,7 +296,7 @@ def extract(config_path: str, csv_paths: tuple[str, ...], video_root: str | None
               help="score_low..score_high hold the MOS of this share of videos from sources the model never saw.")
 @click.option("--device", metavar="auto|cpu|cuda|cuda:N",
               help="Where the models run (default: the model's extract.device).")
-@click.option("--weights", metavar="imagenet|random|DIR",
+@click.option("--weights", metavar="pretrained|random|DIR",
               help="Backbone weights for videos not in the store yet (default: those the model's features used).")
 @click.option("--per-second", "per_second", metavar="FILE", help="Also write one JSON line of chunk scores per video.")
 @click.option("--metrics", "metrics_path", metavar="FILE", help="Write the metrics (when the CSV has MOS) as JSON.")

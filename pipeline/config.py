@@ -21,6 +21,7 @@ import yaml
 
 from .configs import resolve
 from .errors import ConfigError
+from .feature_kinds import LEVELS, TEMPORAL_PARTS
 
 BASE_KEY = "base"  # a file's directive, not a config key: the config its keys are laid over
 
@@ -56,10 +57,10 @@ class ClipConfig:
 class ExtractConfig:
     decoder: Literal["decord", "pyav"] = "pyav"  # PyAV measured faster and leaner (BENCHMARKS.md)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    weights: str = "imagenet"  # imagenet | random | a directory holding the upstream weight files
+    weights: str = "pretrained"  # pretrained (alias: imagenet) | random | a directory holding the upstream files
     batch_size: int = 8  # chunks per backbone call on CUDA; a CPU runs one per call (faster there)
     max_chunks: int = 0  # 0 = every second of the video
-    levels: dict[Literal["coarse", "fine"], LevelConfig] = field(default_factory=_default_levels)  # null: no ResNet
+    levels: dict[Literal[LEVELS], LevelConfig] = field(default_factory=_default_levels)  # null: no ResNet
     clip: ClipConfig = field(default_factory=ClipConfig)
     temporal: bool = True  # run the SlowFast backbone (temporal_slow, temporal_fast)
     nss: bool = True  # also extract the weight-free natural-scene-statistics features (cheap beside the CNNs: BENCHMARKS.md)
@@ -71,8 +72,8 @@ class ExtractConfig:
 
 @dataclass
 class FeaturesConfig:
-    level: Literal["coarse", "fine", "none"] = "coarse"  # spatial level this phase trains on
-    temporal: list[Literal["slow", "fast"]] = field(default_factory=lambda: ["slow", "fast"])
+    level: Optional[Literal[LEVELS]] = "coarse"  # spatial level this phase trains on (null: none)
+    temporal: list[Literal[TEMPORAL_PARTS]] = field(default_factory=lambda: list(TEMPORAL_PARTS))
     nss: bool = True  # the accuracy study (BENCHMARKS.md): NSS added to deep features helped every configuration
 
 
@@ -286,6 +287,8 @@ def _required(cls: type, name: str) -> bool:
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     """Return ``value`` checked against the annotated type ``tp``; raise a ConfigError naming ``key`` otherwise."""
+    if isinstance(value, str) and value in _OLD_SPELLINGS.get(key, {}):
+        value = _OLD_SPELLINGS[key][value]
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     nested = _dataclass_of(tp)
     if nested:
@@ -323,6 +326,11 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             if v is not None
         }
     return _scalar(tp, value, source, key)
+
+
+# Values older configs and model files spell another way, read as today's: ``features.level: "none"`` was the
+# string sentinel for no spatial level (model files written before it became null still hold it).
+_OLD_SPELLINGS = {"features.level": {"none": None}}
 
 
 def _describe(tp: Any) -> str:

@@ -51,12 +51,13 @@ def pretrained_weights() -> str | None:
 
 def demo_overrides(config: str, weights: str | None) -> tuple[list[str], str]:
     """The ``--set`` items the demo adds to ``config``, and the weights it extracts with."""
+    from pipeline.backbones.weights import PRETRAINED
     from pipeline.config import load_config
 
     overrides = [*SAMPLE_LEVELS, *SAMPLE_FIT]
     if weights is None:
         missing = pretrained_weights()
-        weights = "imagenet" if missing is None else "random"
+        weights = PRETRAINED if missing is None else "random"
         if missing is not None:
             click.echo(f"Pretrained backbone weights are not available here:\n  {missing}\n")
     if weights == "random":
@@ -75,19 +76,19 @@ def demo_overrides(config: str, weights: str | None) -> tuple[list[str], str]:
 @click.option("-o", "--config", "config_path", default=CONFIG, show_default=True, metavar="CONFIG",
               help="Coarse-phase config (its fine_config is the fine phase).")
 @click.option("--out", "out_dir", default="runs/demo", show_default=True, metavar="RUN_DIR", help="Run directory.")
-@click.option("--weights", metavar="imagenet|random|DIR",
+@click.option("--weights", metavar="pretrained|random|DIR",
               help="Backbone weights (default: the pretrained ones when they can be had, else random).")
 @set_option
 @reports_errors
 def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[str, ...]) -> int:
     """Extract the bundled sample's features, fit coarse then fine, score the sample, and print the metrics."""
     from pipeline.config import load_config
-    from pipeline.extract import extract_videos
+    from pipeline.extract.run import extract_videos
     from pipeline.fit.run import fit
     from pipeline.labels import read_labels
     from pipeline.scoring import Scorer, write_per_second, write_scores
     from pipeline.report.score_report import write_score_report
-    from pipeline.tables import metrics_table
+    from pipeline.metric_tables import metrics_table
 
     started = time.perf_counter()
     added, weights = demo_overrides(config_path, weights)

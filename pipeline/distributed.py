@@ -1,7 +1,7 @@
 """Extraction and fits on a Dask cluster: ``--cluster local:N`` (worker processes here) or a scheduler address.
 
 Extraction splits the videos into tasks of a few videos each. A task is an ordinary extraction run
-(:func:`pipeline.extract.extract_videos`) inside a Dask worker: it skips what the store holds, writes its
+(:func:`pipeline.extract.run.extract_videos`) inside a Dask worker: it skips what the store holds, writes its
 videos as its own shards straight into the store directory, and returns its summary. Each worker process
 builds the models once and keeps them for every task it runs (on its own GPU when there are several). So
 the store must be on a file system every worker and the client see at the same path, and a worker that
@@ -32,10 +32,12 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
+from pipeline.backbones import Backbones
 from pipeline.backbones.device import local_gpu, usable_cpus
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.errors import UsageError
-from pipeline.extract import Backbones, ExtractSummary, extract_videos
+from pipeline.extract.plan import ExtractSummary
+from pipeline.extract.run import extract_videos
 from pipeline.features import FeatureSettings
 from pipeline.store import FeatureStore, extraction_need
 
@@ -128,7 +130,7 @@ def extract_on_cluster(
 ) -> ExtractSummary:
     """Extract ``(key, path)`` videos into ``store`` on a Dask cluster; return what was done, skipped and failed.
 
-    Same result as :func:`pipeline.extract.extract_videos` in one process, features bit for bit. ``cluster``:
+    Same result as :func:`pipeline.extract.run.extract_videos` in one process, features bit for bit. ``cluster``:
     a spec for :func:`connect`, or a cluster already connected. ``videos_per_task`` (default: about four
     tasks per task slot, at most ``cfg.shard_videos``) sets the granularity of scheduling and retries.
     Run-level errors (bad levels, a store made with other settings, missing weights) are raised.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pipeline.config import ClipConfig, ExtractConfig, LevelConfig
 from pipeline.errors import SettingsMismatchError
+from pipeline.feature_kinds import TEMPORAL_PARTS, select
 from pipeline.nss import NSS_DIM, NSS_VERSION
 from pipeline.trees import differences
 
@@ -68,10 +69,10 @@ class FeatureSettings:
     def to_config(self, runtime: ExtractConfig, weights: str | None = None) -> ExtractConfig:
         """The ExtractConfig that reproduces these features: the settings from here, how to decode and where to
         run from ``runtime``. ``weights`` (default: ``random`` when these features used random weights, else
-        ``imagenet``) must give the same weight ids; the backbones check that once built."""
+        ``pretrained``) must give the same weight ids; the backbones check that once built."""
         return dataclasses.replace(
             runtime,
-            weights=weights or ("random" if self.random_weights else "imagenet"),
+            weights=weights or ("random" if self.random_weights else "pretrained"),
             levels={name: LevelConfig(side) for name, side in self.levels.items()},
             clip=ClipConfig(size=self.clip_size, frames=self.clip_frames),
             max_chunks=self.max_chunks,
@@ -86,9 +87,7 @@ class FeatureSettings:
 
     def kinds(self, levels: Iterable[str]) -> tuple[str, ...]:
         """The store's feature kinds a video extracted at ``levels`` holds, in store order."""
-        kinds = [f"spatial_{level}" for level in levels]
-        kinds += ["temporal_slow", "temporal_fast"] if self.temporal_weights is not None else []
-        return tuple(kinds + (["nss"] if self.nss_dim is not None else []))
+        return select(levels, TEMPORAL_PARTS if self.temporal_weights is not None else (), self.nss_dim is not None)
 
     def with_precision(self, precision: str) -> FeatureSettings:
         """These settings, computed at ``precision`` (what a scorer's own backbones give)."""

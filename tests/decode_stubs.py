@@ -7,7 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 
-from pipeline.decode_pool import DecodeOptions, decode_video
+from pipeline.extract.decoding import DecodeOptions, decode_video
 
 
 def crashing_decode(path: str, options: DecodeOptions) -> Iterator:

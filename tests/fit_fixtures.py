@@ -13,7 +13,8 @@ import pandas as pd
 import yaml
 
 from pipeline.features import FeatureSettings
-from pipeline.store import FEATURE_DIMS, FeatureStore, VideoRecord
+from pipeline.feature_kinds import BY_NAME
+from pipeline.store import FeatureStore, VideoRecord
 
 KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
 
@@ -21,7 +22,7 @@ KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast")
 def make_store(root: Path, videos: int = 40, max_chunks: int = 3, seed: int = 0, nss_dim: int = 0) -> pd.DataFrame:
     """Write a store of ``videos`` videos with 1..max_chunks chunks each; return their labels (filename, mos, source)."""
     rng = np.random.default_rng(seed)
-    dims = {**{k: FEATURE_DIMS[k] for k in KINDS}, **({"nss": nss_dim} if nss_dim else {})}
+    dims = {**{k: BY_NAME[k].width for k in KINDS}, **({"nss": nss_dim} if nss_dim else {})}
     directions = {k: _sparse_direction(rng, d) for k, d in dims.items()}
     settings = FeatureSettings(levels={"coarse": 448, "fine": 720}, clip_frames=32, clip_size=224, max_chunks=0,
                                spatial_weights="synthetic", temporal_weights="synthetic", nss_dim=nss_dim or None,

@@ -19,7 +19,7 @@ from pipeline.backbones import SpatialExtractor, TemporalExtractor
 from corpus import invoke
 from pipeline.backbones import weights as pretrained
 from pipeline.backbones.cli import main as weights_cli
-from pipeline.backbones.weights import WeightsSpec, load_model, locate
+from pipeline.backbones.weights import WeightsSpec, build_with_weights, locate
 from pipeline.errors import WeightsError
 
 
@@ -65,13 +65,13 @@ def unreachable_url() -> str:
 
 def test_download_is_checked_and_cached(served, cache):
     spec = spec_for(served)
-    found = locate(spec, "imagenet")
+    found = locate(spec, "pretrained")
     assert found.path == cache / "tiny.pth"
     assert found.sha256 == spec.sha256
     assert sorted(p.name for p in cache.iterdir()) == ["tiny.pth"]  # no partial file left behind
     # Second time round the cache answers: the server is no longer needed.
     offline = WeightsSpec(name="TINY", filename="tiny.pth", url=unreachable_url(), sha256=spec.sha256)
-    assert locate(offline, "imagenet") == found
+    assert locate(offline, "imagenet") == found  # the old word for pretrained, still accepted
 
 
 def test_digest_prefix_is_enough(served, cache):
@@ -83,7 +83,7 @@ def test_digest_prefix_is_enough(served, cache):
 def test_hash_mismatch_saves_nothing(served, cache):
     spec = spec_for(served, sha256="0" * 64)
     with pytest.raises(WeightsError, match="expected 0000") as raised:
-        locate(spec, "imagenet")
+        locate(spec, "pretrained")
     assert spec.url in str(raised.value)
     assert list(cache.iterdir()) == []
 
@@ -91,7 +91,7 @@ def test_hash_mismatch_saves_nothing(served, cache):
 def test_unreachable_server_names_url_and_destination(cache):
     spec = WeightsSpec(name="TINY", filename="tiny.pth", url=unreachable_url(), sha256=None)
     with pytest.raises(WeightsError) as raised:
-        locate(spec, "imagenet")
+        locate(spec, "pretrained")
     message = str(raised.value)
     assert spec.url in message and str(cache) in message and "--weights" in message
     assert list(cache.iterdir()) == []
@@ -128,34 +128,34 @@ def test_weights_must_be_a_keyword_or_a_directory(served, cache, tmp_path):
         locate(spec_for(served), tmp_path / "nowhere")
 
 
-def test_load_model_random_and_from_file(served, cache):
+def test_build_with_weights_random_and_from_file(served, cache):
     root, _ = served
     spec = spec_for(served)
-    random_model, random_id = load_model(lambda: nn.Linear(4, 3), spec, "random", seed=5)
+    random_model, random_id = build_with_weights(lambda: nn.Linear(4, 3), spec, "random", seed=5)
     assert random_id == "random seed=5"
-    again, _ = load_model(lambda: nn.Linear(4, 3), spec, "random", seed=5)
+    again, _ = build_with_weights(lambda: nn.Linear(4, 3), spec, "random", seed=5)
     torch.testing.assert_close(random_model.state_dict(), again.state_dict(), rtol=0, atol=0)
 
-    model, weights_id = load_model(lambda: nn.Linear(4, 3), spec, root, seed=5)
+    model, weights_id = build_with_weights(lambda: nn.Linear(4, 3), spec, root, seed=5)
     assert weights_id == f"TINY sha256:{spec.sha256}"
     torch.testing.assert_close(model.state_dict(), torch.load(root / "tiny.pth"), rtol=0, atol=0)
 
     with pytest.raises(WeightsError, match="does not fit"):
-        load_model(lambda: nn.Linear(5, 3), spec, root, seed=5)
+        build_with_weights(lambda: nn.Linear(5, 3), spec, root, seed=5)
 
 
 def test_unreadable_checkpoint(cache, tmp_path):
     (tmp_path / "tiny.pth").write_bytes(b"\x00garbage")
     spec = WeightsSpec(name="TINY", filename="tiny.pth", url=unreachable_url(), sha256=None)
     with pytest.raises(WeightsError, match="cannot be read"):
-        load_model(lambda: nn.Linear(4, 3), spec, tmp_path, seed=0)
+        build_with_weights(lambda: nn.Linear(4, 3), spec, tmp_path, seed=0)
 
 
 def test_building_does_not_disturb_the_callers_random_state(served):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    load_model(lambda: nn.Linear(4, 3), spec_for(served), "random", seed=0)
+    build_with_weights(lambda: nn.Linear(4, 3), spec_for(served), "random", seed=0)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
@@ -206,7 +206,7 @@ def test_fetch_then_check_then_use_offline(stand_ins, cache, tmp_path, monkeypat
     assert invoke(weights_cli, "fetch", folder)[0] == 0  # valid copies are kept: nothing to download
     code, out = invoke(weights_cli, "check", folder)
     assert code == 0 and out.count(" ok") == 2
-    model, weights_id = load_model(lambda: nn.Linear(4, 3), offline[0], folder, seed=0)  # what --weights DIR does
+    model, weights_id = build_with_weights(lambda: nn.Linear(4, 3), offline[0], folder, seed=0)  # what --weights DIR does
     assert weights_id == f"TINY sha256:{stand_ins[0].sha256}"
 
 

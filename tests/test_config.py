@@ -72,7 +72,7 @@ def test_integer_is_accepted_for_float_but_not_bool():
         ("optimizer.lrr=1", r"unknown config key 'optimizer.lrr'; valid keys under optimizer: name, lr, weight_decay"),
         ("nonsense=1", r"unknown config key 'nonsense'"),
         ("num_epochs=ten", r"--set num_epochs=ten: num_epochs must be int, got 'ten'"),
-        ("features.level=medium", r"features.level must be one of coarse, fine, none"),
+        ("features.level=medium", r"features.level must be one of coarse, fine"),
         ("features.temporal=[slow, middle]", r"features.temporal\[1\] must be one of slow, fast"),
         ("model.hidden=12", r"model.hidden must be a list"),
         ("data=3", r"data must be a mapping"),

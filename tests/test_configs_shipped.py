@@ -58,7 +58,7 @@ def test_checkout_configs_keep_their_values(monkeypatch):
 def test_base_lays_a_file_over_another(elsewhere):
     (elsewhere / "mine.yml").write_text("base: nss_only\nname: mine\nextract: {nss: true, max_chunks: 4}\n")
     cfg = load_config("mine.yml")
-    assert (cfg.name, cfg.extract.max_chunks, cfg.extract.temporal, cfg.features.level) == ("mine", 4, False, "none")
+    assert (cfg.name, cfg.extract.max_chunks, cfg.extract.temporal, cfg.features.level) == ("mine", 4, False, None)
     (elsewhere / "a.yml").write_text("base: b.yml\n")
     (elsewhere / "b.yml").write_text("base: a.yml\n")
     with pytest.raises(ConfigError, match="leads back"):

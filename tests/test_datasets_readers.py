@@ -12,7 +12,8 @@ import scipy.io
 from dataset_fixtures import FIXTURES, cells, live_vqc_mat, qualcomm_mat, write_xlsx, youtube_ugc_xlsx
 from pipeline.datasets import matfiles
 from pipeline.datasets.problems import MetadataError
-from pipeline.datasets.tables import number, read_table
+from pipeline.datasets.metadata_files import read_table
+from pipeline.datasets.metadata_table import number
 
 
 @pytest.mark.parametrize("sep", [",", ";", "\t", "|"])

@@ -22,7 +22,7 @@ from fit_fixtures import make_store, write_configs, write_csv
 from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.distributed import Cluster, connect, extract_on_cluster, fits_on_cluster, local_index, pick_device
-from pipeline.extract import extract_videos
+from pipeline.extract.run import extract_videos
 from pipeline.fit.run import fit
 from pipeline.store import FeatureStore
 from videos import TINY_EXTRACT_YAML, make_video

@@ -18,11 +18,14 @@ from click.testing import CliRunner
 from pipeline.cli import extract
 from pipeline.config import load_config
 from pipeline.store import shards as shard_files
-from pipeline.decode_pool import DecodedChunk, DecodeOptions, DecodePool, decode_video, feed_plan
+from pipeline.extract.decode_pool import DecodePool, feed_plan
+from pipeline.extract.decoding import ChunkDecoded, Decoded, DecodedChunk, DecodeFailed, DecodeOptions, decode_video
 from pipeline.errors import StoreError
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import extract_videos
 from pipeline.nss import NSS_DIM
-from pipeline.store import FEATURE_KINDS, FeatureStore
+from pipeline.feature_kinds import KIND_NAMES
+from pipeline.store import FeatureStore
 from decode_stubs import crashing_decode
 from videos import TINY_EXTRACT_YAML, make_video
 
@@ -78,7 +81,7 @@ def test_extracts_skips_cached_and_reports_failures(videos: Path, tmp_path: Path
     first = table(store)
     assert sorted(first) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
     assert all(len(rows["spatial_fine"]) == 2 for rows in first.values())  # one row per second
-    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == FEATURE_KINDS  # NSS too, by default
+    assert FeatureStore.open(store).cached()["clip0.mp4"].kinds == KIND_NAMES  # NSS too, by default
 
     code, out = run(videos, store, "--csv", str(videos / "labels.csv"))
     assert code == 3, out
@@ -163,11 +166,11 @@ def test_decode_pool_fails_only_the_video_whose_decoder_crashes_or_hangs(videos:
         events = list(pool.events([(0, "crash.mp4"), (1, "hang.mp4"), (2, str(videos / "clip0.mp4"))]))
     finally:
         pool.close()
-    ends = {task: (kind, payload) for task, kind, payload in events if kind in ("done", "failed")}
-    assert ends[0][0] == "failed" and "SIGSEGV" in ends[0][1]
-    assert ends[1][0] == "failed" and "stalled" in ends[1][1]
-    assert ends[2] == ("done", None)
-    chunks = [payload for task, kind, payload in events if task == 2 and kind == "chunk"]
+    ends = {event.task: event for event in events if isinstance(event, (Decoded, DecodeFailed))}
+    assert isinstance(ends[0], DecodeFailed) and "SIGSEGV" in ends[0].reason
+    assert isinstance(ends[1], DecodeFailed) and "stalled" in ends[1].reason
+    assert ends[2] == Decoded(2)
+    chunks = [event.chunk for event in events if isinstance(event, ChunkDecoded) and event.task == 2]
     assert len(chunks) == 2 and all(isinstance(c, DecodedChunk) for c in chunks)
     assert tuple(chunks[0].clip.shape) == (8, 3, 32, 32)
 
@@ -227,7 +230,7 @@ def test_nss_only_chunks_cross_without_their_pixels_and_give_the_same_rows(video
         events = list(pool.events([(0, str(videos / "clip0.mp4"))]))
     finally:
         pool.close()
-    chunks = [payload for _, kind, payload in events if kind == "chunk"]
+    chunks = [event.chunk for event in events if isinstance(event, ChunkDecoded)]
     assert len(chunks) == 2 and all(c.key_frame.numel() == c.clip.numel() == 0 for c in chunks)
     with_pixels = [c for c in decode_video(str(videos / "clip0.mp4"), replace(options, pixels=True))
                    if isinstance(c, DecodedChunk)]

@@ -26,7 +26,7 @@ def test_config_round_trip_keeps_what_shapes_features_and_takes_the_rest_from_ru
     runtime = load_config(None, ["extract.decoder=pyav", "extract.workers=3", "extract.max_chunks=9"]).extract
     cfg = settings.to_config(runtime)
     assert (cfg.max_chunks, cfg.clip.frames, list(cfg.levels), cfg.decoder, cfg.workers) == (4, 16, ["coarse"], "pyav", 3)
-    assert cfg.weights == "imagenet" and cfg.nss and cfg.temporal
+    assert cfg.weights == "pretrained" and cfg.nss and cfg.temporal
     assert FeatureSettings.from_config(cfg, spatial_weights="resnet:abc", temporal_weights="slowfast:def",
                                        precision="float32") == settings
     assert FeatureSettings.from_dict(settings.to_dict()) == settings

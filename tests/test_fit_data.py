@@ -34,7 +34,7 @@ def test_feature_spec_orders_kinds_like_the_store():
     cfg = load_config(None, ["features.temporal=[fast, slow]", "features.nss=true", "features.level=fine"])
     assert FeatureSpec.from_config(cfg).kinds == ("spatial_fine", "temporal_slow", "temporal_fast", "nss")
     with pytest.raises(ConfigError, match="no input"):
-        FeatureSpec.from_config(load_config(None, ["features.level=none", "features.temporal=[]", "features.nss=false"]))
+        FeatureSpec.from_config(load_config(None, ["features.level=null", "features.temporal=[]", "features.nss=false"]))
 
 
 def test_batch_pads_and_masks_videos_of_different_lengths(tiny):

@@ -14,7 +14,7 @@ from pipeline.fit.data import read_splits, shared_features
 from pipeline.fit.protocols import Repeat, holdouts, split_role, names_of_test_csvs
 from pipeline.fit.run import fit
 from pipeline.store import FeatureStore
-from pipeline.tables import METRIC_COLUMNS
+from pipeline.metric_tables import METRIC_COLUMNS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QUIET = {"log": lambda _: None}
@@ -27,7 +27,7 @@ def tiny(tmp_path_factory):
     return tmp, labels, write_csv(tmp / "labels.csv", labels)
 
 
-NSS_ONLY = {"num_epochs": 1, "fine_config": None, "features": {"level": "none", "temporal": [], "nss": True}}
+NSS_ONLY = {"num_epochs": 1, "fine_config": None, "features": {"level": None, "temporal": [], "nss": True}}
 
 
 def config(tiny, *overrides: str):

@@ -19,12 +19,15 @@ from click.testing import CliRunner
 from pipeline.backbones import SpatialExtractor, TemporalExtractor
 from pipeline.backbones.device import ACCELERATOR_RECIPE, CPU_RECIPE, Recipe
 from pipeline.backbones.slowfast import GlobalPool
-from pipeline.batches import Video, assemble, upload
+from pipeline.extract.assemble import assemble
+from pipeline.extract.device_step import upload
+from pipeline.extract.plan import VideoJob
 from pipeline.cli import extract
 from pipeline.config import load_config
-from pipeline.decode_pool import DecodedChunk
+from pipeline.extract.decoding import ChunkDecoded, Decoded, DecodedChunk, DecodeFailed, Opened
 from pipeline.errors import DeviceError
-from pipeline.extract import Backbones, extract_videos
+from pipeline.backbones import Backbones
+from pipeline.extract.run import extract_videos
 from pipeline.nss import NSS_DIM
 from pipeline.store import FeatureStore
 from pipeline.video import VideoInfo
@@ -148,10 +151,10 @@ def test_interleaved_videos_share_batches_and_a_failing_batch_fails_only_its_bad
     """Chunks of three videos arrive interleaved (as from several decoder processes); the middle one makes any
     batch holding it raise. That batch runs again video by video: only the bad video fails."""
     sizes = {0: (48, 64), 1: (48, 64), 2: (48, 64)}
-    events = [(task, "info", info(w, h, 3)) for task, (h, w) in sizes.items()]
+    events = [Opened(task, info(w, h, 3)) for task, (h, w) in sizes.items()]
     for index in range(3):
-        events += [(task, "chunk", synthetic_chunk(10 * task + index, *sizes[task])) for task in sizes]
-    events += [(task, "done", None) for task in sizes]
+        events += [ChunkDecoded(task, synthetic_chunk(10 * task + index, *sizes[task])) for task in sizes]
+    events += [Decoded(task) for task in sizes]
     spatial, calls = Backbones.spatial_batch, []
 
     def refuses_the_bad_video(self: Backbones, key_frames: torch.Tensor, level: str) -> torch.Tensor:
@@ -173,7 +176,7 @@ def run_events(events: list, cfg, store_path: Path, recipe: Recipe, videos: int)
     """Feed decode events to :func:`assemble` with batches of 4; return each video's outcome as it was reported."""
     backbones = Backbones(replace(cfg, batch_size=4), recipe=recipe)
     store = FeatureStore.open(store_path, backbones.settings.to_dict())
-    jobs = [Video(f"v{task}", f"v{task}.mp4", ("coarse",), 1, 0.0) for task in range(videos)]
+    jobs = [VideoJob(f"v{task}", f"v{task}.mp4", ("coarse",), 1, 0.0) for task in range(videos)]
     with store.writer(flush_videos=8) as writer:
         ended = list(assemble(iter(events), jobs, backbones, 4, writer))
     assert len(ended) == len({key for key, _ in ended}) == videos, ended  # each video reported once
@@ -183,10 +186,10 @@ def run_events(events: list, cfg, store_path: Path, recipe: Recipe, videos: int)
 @pytest.mark.parametrize("recipe", [CPU_RECIPE, BATCHED_FLOAT32], ids=["per-video", "spanning"])
 @pytest.mark.slow
 def test_a_video_whose_decoding_fails_midway_leaves_no_rows_in_the_batches(cfg, tmp_path: Path, recipe: Recipe) -> None:
-    events = [(0, "info", info(64, 48, 3)), (1, "info", info(64, 48, 2))]
-    events += [(0, "chunk", synthetic_chunk(0, 48, 64)), (1, "chunk", synthetic_chunk(10, 48, 64)),
-               (0, "chunk", synthetic_chunk(1, 48, 64)), (0, "failed", "v0.mp4: the bitstream broke"),
-               (1, "chunk", synthetic_chunk(11, 48, 64)), (1, "done", None)]
+    events = [Opened(0, info(64, 48, 3)), Opened(1, info(64, 48, 2))]
+    events += [ChunkDecoded(0, synthetic_chunk(0, 48, 64)), ChunkDecoded(1, synthetic_chunk(10, 48, 64)),
+               ChunkDecoded(0, synthetic_chunk(1, 48, 64)), DecodeFailed(0, "v0.mp4: the bitstream broke"),
+               ChunkDecoded(1, synthetic_chunk(11, 48, 64)), Decoded(1)]
     ended = run_events(events, cfg, tmp_path / "store", recipe, videos=2)
     assert ended == {"v0": "v0.mp4: the bitstream broke", "v1": None}
     stored = FeatureStore.open(tmp_path / "store").read(("spatial_coarse", "nss"))

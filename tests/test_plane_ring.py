@@ -15,14 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-import pipeline.batches as batches
-import pipeline.decode_pool as decode_pool
-import pipeline.plane_ring as plane_ring
+import pipeline.extract.batches as batches
+import pipeline.extract.decode_pool as decode_pool
+import pipeline.extract.plane_ring as plane_ring
 from pipeline.backbones.device import CPU_RECIPE, Recipe
 from pipeline.config import load_config
 from pipeline.errors import DecodeTimeoutError
-from pipeline.extract import Backbones, extract_videos
-from pipeline.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
+from pipeline.extract.decoding import DecodedChunk
+from pipeline.backbones import Backbones
+from pipeline.extract.plan import VideoJob
+from pipeline.extract.run import extract_videos
+from pipeline.extract.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
 from pipeline.store import FeatureStore
 from pipeline.video import open_chunks
 from pipeline.video.yuv import YUVClip, clip_from_yuv, new_planes
@@ -221,9 +224,9 @@ def test_a_chunk_in_shared_memory_is_copied_out_before_its_slot_can_be_reused(vi
 
     def rows(reuse_slot: bool) -> dict[str, np.ndarray]:
         key_frame, clip = first.key_frame.clone(), YUVClip(*(p.clone() for p in first.clip.planes), 1, False)
-        video = batches.Video("a", "a.mp4", tuple(cfg.levels), 0, 0.0)
+        video = VideoJob("a", "a.mp4", tuple(cfg.levels), 0, 0.0)
         batcher = batches.Batcher(backbones, batch_size=4)
-        batcher.add(video, decode_pool.DecodedChunk(key_frame, clip, None, 0))
+        batcher.add(video, DecodedChunk(key_frame, clip, None, 0))
         if reuse_slot:  # the decoder writes its next chunk where this one lay
             for tensor in (key_frame, *clip.planes):
                 tensor.fill_(0)

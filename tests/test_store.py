@@ -20,7 +20,8 @@ from pipeline.store import reader as store_reader
 from pipeline.store.claims import Claims
 from pipeline.store import shards as shard_files
 from pipeline.errors import DamagedShardError, StoreError
-from pipeline.store import FEATURE_DIMS, FeatureStore, StoreSettings, VideoRecord, file_signature
+from pipeline.feature_kinds import BY_NAME
+from pipeline.store import FeatureStore, StoreSettings, VideoRecord, file_signature
 
 SETTINGS = {"feature_version": 1, "levels": {"coarse": {"short_side": 448}}, "max_chunks": 0}
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def record(key: str, rows: int = 3, **changes: object) -> VideoRecord:
 
 def features(rows: int, seed: int, kinds=("spatial_coarse", "temporal_slow", "temporal_fast", "nss")) -> dict:
     rng = np.random.default_rng(seed)
-    return {k: rng.standard_normal((rows, FEATURE_DIMS.get(k, 5))).astype(np.float32) for k in kinds}
+    return {k: rng.standard_normal((rows, BY_NAME[k].width or 5)).astype(np.float32) for k in kinds}
 
 
 def expected(feats: dict, kind: str) -> np.ndarray:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from pipeline.tables import cell, format_table, metrics_table
+from pipeline.metric_tables import cell, format_table, metrics_table
 from pipeline.trees import differences, flatten
 
 

@@ -19,7 +19,7 @@ def test_constant_rate_chunks_start_every_fps_frames():
     pts, duration = cfr(75, 25)  # 3 s
     plans = plan_chunks(pts, duration, clip_frames=32)
     assert [p.second for p in plans] == [0, 1, 2]
-    assert [p.key for p in plans] == [0, 25, 50]
+    assert [p.key_frame for p in plans] == [0, 25, 50]
     assert plans[0].frames == tuple(range(32))
     assert plans[1].frames == tuple(range(25, 57))
 
@@ -40,22 +40,22 @@ def test_frame_exactly_on_the_second_starts_it():
     # 29.97 fps: frame 30 is at 1.001 s, frame 29 at 0.968 s
     pts = [k * 1001 / 30000 for k in range(90)]
     plans = plan_chunks(pts, 90 * 1001 / 30000)
-    assert [p.key for p in plans] == [0, 30, 60]
+    assert [p.key_frame for p in plans] == [0, 30, 60]
     # a frame exactly at 1.0 belongs to second 1
-    assert plan_chunks([0.0, 0.5, 1.0, 1.5], 2.0)[1].key == 2
+    assert plan_chunks([0.0, 0.5, 1.0, 1.5], 2.0)[1].key_frame == 2
 
 
 def test_variable_frame_rate_uses_timestamps_not_indices():
     pts = [0.0, 0.1, 0.15, 0.5, 0.52, 1.0, 1.3, 2.05, 2.6, 3.2]
     plans = plan_chunks(pts, 3.4, clip_frames=4)
-    assert [(p.second, p.key) for p in plans] == [(0, 0), (1, 5), (2, 7)]
+    assert [(p.second, p.key_frame) for p in plans] == [(0, 0), (1, 5), (2, 7)]
     assert plans[1].frames == (5, 6, 7, 8)
     assert plans[2].frames == (7, 8, 9, 9)
 
 
 def test_timestamps_count_from_the_first_frame():
     shifted = [10.0 + k / 10 for k in range(25)]
-    assert [p.key for p in plan_chunks(shifted, 2.5)] == [0, 10]
+    assert [p.key_frame for p in plan_chunks(shifted, 2.5)] == [0, 10]
 
 
 def test_shorter_than_a_second_is_one_chunk():
@@ -74,14 +74,14 @@ def test_single_frame_repeats_it():
 def test_seconds_without_a_frame_have_no_chunk():
     # a slideshow: three frames each shown for 2 s; second 5 has no frame at or after it
     plans = plan_chunks([0.0, 2.0, 4.0], 6.0, clip_frames=2)
-    assert [(p.second, p.key) for p in plans] == [(0, 0), (1, 1), (2, 1), (3, 2), (4, 2)]
+    assert [(p.second, p.key_frame) for p in plans] == [(0, 0), (1, 1), (2, 1), (3, 2), (4, 2)]
 
 
 def test_max_chunks_spreads_evenly_and_keeps_order():
     pts, duration = cfr(100 * 10, 10)  # 100 s at 10 fps
     plans = plan_chunks(pts, duration, max_chunks=4, clip_frames=2)
     assert [p.second for p in plans] == [12, 37, 62, 87]
-    assert [p.key for p in plans] == [120, 370, 620, 870]
+    assert [p.key_frame for p in plans] == [120, 370, 620, 870]
 
 
 def test_max_chunks_zero_or_larger_than_the_video_keeps_all():

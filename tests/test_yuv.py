@@ -112,7 +112,7 @@ def test_stack_planes_copies_each_frame_and_the_key_frame_once_into_the_buffers(
 
 @pytest.mark.cuda
 def test_cuda_converts_uploaded_planes_as_the_cpu_does(tmp_path: Path):
-    from pipeline.batches import to_device  # the upload a decoder process's planes take on a GPU node
+    from pipeline.extract.device_step import to_device  # the upload a decoder process's planes take on a GPU node
 
     path = make_video(tmp_path / "v.mp4", width=640, height=360, frames=20, fps=10)
     for chunk, reference in zip(chunks(path, planes=True), chunks(path, planes=False)):

@@ -60,7 +60,8 @@ class SpatialExtractor:
                  recipe: Recipe | None = None):
         self.device = resolve_device(str(device))
         self.recipe = recipe or recipe_for(self.device)
-        model, self.weights_id = pretrained.load_model(ResNet50Stats, pretrained.RESNET50_IMAGENET1K_V1, weights, seed)
+        model, self.weights_id = pretrained.build_with_weights(ResNet50Stats, pretrained.RESNET50_IMAGENET1K_V1,
+                                                               weights, seed)
         self.model = freeze(model, self.device, self.recipe)
         if self.device.type == "cpu":
             limit_cpu_threads()

@@ -19,7 +19,7 @@ class TemporalExtractor:
 
     The fast pathway sees all T frames (32 in this project), the slow one T / 4 evenly spaced; the
     checkpoint's normalisation (mean 0.45, std 0.225) happens inside. ``weights``:
-    ``"imagenet"`` (the contract's word for the official pretrained checkpoint), ``"random"`` or a directory
+    ``"pretrained"`` (the official Kinetics checkpoint; ``"imagenet"`` is accepted too), ``"random"`` or a directory
     holding ``SLOWFAST_8x8_R50.pyth``. Outputs are float32 on the CPU.
     """
 
@@ -27,7 +27,7 @@ class TemporalExtractor:
                  recipe: Recipe | None = None):
         self.device = resolve_device(str(device))
         self.recipe = recipe or recipe_for(self.device)
-        model, self.weights_id = pretrained.load_model(SlowFast, pretrained.SLOWFAST_8X8_R50, weights, seed)
+        model, self.weights_id = pretrained.build_with_weights(SlowFast, pretrained.SLOWFAST_8X8_R50, weights, seed)
         self.model = freeze(model, self.device, self.recipe)
         if self.device.type == "cpu":
             limit_cpu_threads()

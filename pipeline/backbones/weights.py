@@ -26,7 +26,10 @@ from torch import nn
 
 from pipeline.errors import WeightsError
 
-PRETRAINED = "imagenet"  # the contract's word for "the official pretrained checkpoint", for either backbone
+#: The official pretrained checkpoint of either backbone (ResNet-50: ImageNet; SlowFast-R50: Kinetics-400).
+PRETRAINED = "pretrained"
+#: Older word for :data:`PRETRAINED`, still accepted: it said ImageNet, though SlowFast's weights are Kinetics'.
+PRETRAINED_ALIAS = "imagenet"
 RANDOM = "random"
 MISSING = "missing"  # WeightsCheck.problem of a file that is not there
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -120,9 +123,10 @@ def _not_found(spec: WeightsSpec, searched: list[Path], why: str) -> WeightsErro
 
 
 def locate(spec: WeightsSpec, source: str | Path) -> WeightsFile:
-    """Return the checked checkpoint file; ``source`` is ``"imagenet"`` or a directory holding the upstream file."""
+    """Return the checked checkpoint file; ``source`` is ``"pretrained"`` (or its alias ``"imagenet"``) or a directory
+    holding the upstream file."""
     searched: list[Path] = []
-    if str(source) != PRETRAINED:
+    if str(source) not in (PRETRAINED, PRETRAINED_ALIAS):
         directory = Path(source)
         if not directory.is_dir():
             raise WeightsError(
@@ -206,7 +210,7 @@ def load_state_dict(spec: WeightsSpec, file: WeightsFile) -> dict[str, torch.Ten
     return checkpoint
 
 
-def load_model(
+def build_with_weights(
     build: Callable[[], nn.Module], spec: WeightsSpec, weights: str | Path, seed: int
 ) -> tuple[nn.Module, str]:
     """Build a model and give it the weights ``weights`` names; return it with its ``weights_id``.

@@ -13,8 +13,9 @@ from pathlib import Path, PurePosixPath
 
 from . import matfiles
 from .problems import MetadataError, Place, fail
-from .records import Imported, Record
-from .tables import Table, read_table
+from .label_rows import Imported, Record
+from .metadata_files import read_table
+from .metadata_table import Table
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .problems import MetadataError, Place, fail
-from .records import Imported, Record
-from .tables import read_table
+from .label_rows import Imported, Record
+from .metadata_files import read_table
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pipeline.errors import UsageError
 
 from .catalog import DATASETS
 from .generic import Columns, read_generic
-from .records import Imported, Row, check, write_csv
+from .label_rows import Imported, Row, check, write_csv
 from .resolve import Missing, resolve
 
 _LISTED_MISSING = 10

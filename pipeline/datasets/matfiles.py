@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .problems import fail
-from .tables import Table
+from .metadata_table import Table
 
 
 def variables(path: Path) -> dict[str, list[str]]:

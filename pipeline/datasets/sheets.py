@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .problems import fail
-from .tables import Table
+from .metadata_table import Table
 
 
 def read_xlsx(path: Path, sheet: str | None = None) -> Table:

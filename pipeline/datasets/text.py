@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from .problems import MetadataError, fail
-from .tables import Table
+from .metadata_table import Table
 
 _SEPARATORS = (",", ";", "\t", "|")
 _COMMA_DECIMAL = re.compile(r"^[+-]?\d+,\d+$")

@@ -60,7 +60,7 @@ def check_phases(coarse: Config, fine: Config | None) -> None:
         ("crossfit_folds", coarse.crossfit_folds, fine.crossfit_folds),
         ("features.temporal", list(first.temporal), list(then.temporal)),
         ("features.nss", first.nss, then.nss),
-        ("features.level none or not", first.level == "none", then.level == "none"),
+        ("features.level null or not", first.level is None, then.level is None),
     ]
     differing = [f"{key} {a} vs. {b}" for key, a, b in layout if a != b]
     if differing:

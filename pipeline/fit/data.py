@@ -21,7 +21,8 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, StoreError, UsageError
 from pipeline.fit.protocols import Holdout, check_holdout, is_test, names_of_test_csvs, split_role
 from pipeline.labels import read_labels
-from pipeline.store import FEATURE_KINDS, FeatureStore
+from pipeline.feature_kinds import TEMPORAL_PARTS, select
+from pipeline.store import FeatureStore
 
 Log = Callable[[str], None]
 
@@ -33,32 +34,31 @@ _STATS_BLOCK_ROWS = 256  # rows per block when computing input moments: scratch 
 class FeatureSpec:
     """Which per-chunk features a model reads: one spatial level, temporal parts, NSS; in store-kind order."""
 
-    level: str  # coarse | fine | none
+    level: str | None  # coarse | fine | None (no spatial level)
     temporal: tuple[str, ...]  # any of slow, fast
     nss: bool
 
     @classmethod
     def from_config(cls, cfg: Config) -> FeatureSpec:
-        spec = cls(cfg.features.level, tuple(sorted(set(cfg.features.temporal), key=["slow", "fast"].index)),
+        spec = cls(cfg.features.level, tuple(sorted(set(cfg.features.temporal), key=TEMPORAL_PARTS.index)),
                    cfg.features.nss)
         if not spec.kinds:
-            raise ConfigError(f"{cfg.name}: features select no input (level none, temporal [], nss false)")
+            raise ConfigError(f"{cfg.name}: features select no input (level null, temporal [], nss false)")
         return spec
 
     @property
     def kinds(self) -> tuple[str, ...]:
         """The store's feature kinds this spec reads, in the order they are concatenated."""
-        wanted = {f"spatial_{self.level}", *(f"temporal_{part}" for part in self.temporal)}
-        if self.nss:
-            wanted.add("nss")
-        return tuple(kind for kind in FEATURE_KINDS if kind in wanted)
+        return select([self.level] if self.level else [], self.temporal, self.nss)
 
     def to_dict(self) -> dict:
         return {"level": self.level, "temporal": list(self.temporal), "nss": self.nss}
 
     @classmethod
     def from_dict(cls, values: dict) -> FeatureSpec:
-        return cls(values["level"], tuple(values["temporal"]), bool(values["nss"]))
+        """The spec :meth:`to_dict` wrote; ``level: "none"`` (model files written before it became null) is None."""
+        level = None if values["level"] == "none" else values["level"]
+        return cls(level, tuple(values["temporal"]), bool(values["nss"]))
 
 
 @dataclass

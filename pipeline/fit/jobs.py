@@ -19,6 +19,7 @@ from joblib import Parallel, delayed
 from pipeline.backbones.device import resolve_device, usable_cpus
 from pipeline.config import Config, to_dict
 from pipeline.errors import UsageError
+from pipeline.feature_kinds import BY_NAME
 from pipeline.features import FeatureSettings
 from pipeline.fit.baseline import run_baselines
 from pipeline.fit.checks import check_phases
@@ -27,15 +28,14 @@ from pipeline.fit.outputs import RunLog, write_baselines, write_configs, write_r
 from pipeline.fit.protocols import Holdout
 from pipeline.fit.train import PhaseResult, deterministic, train_phase
 from pipeline.store import FeatureStore
-from pipeline.tables import metrics_table
+from pipeline.metric_tables import metrics_table
 from pipeline.trees import flatten
 
 
-# Feature kind -> (the extract key that turns it off, the fit override that does without it).
+# Backbone of a feature kind -> (the extract key that turns it off, the fit override that does without it).
 _EXCLUDED_BY = {
     "nss": ("extract.nss", "features.nss=false"),
-    "temporal_slow": ("extract.temporal", "features.temporal=[]"),
-    "temporal_fast": ("extract.temporal", "features.temporal=[]"),
+    "slowfast": ("extract.temporal", "features.temporal=[]"),
 }
 
 
@@ -111,7 +111,8 @@ def _check_extracted(store: FeatureStore, kinds: list[str]) -> None:
     settings = FeatureSettings.from_dict(store.settings.values, str(store.root))
     held = settings.kinds(settings.levels)
     for kind in kinds:
-        if kind in _EXCLUDED_BY and kind not in held:
-            extract_key, fit_without = _EXCLUDED_BY[kind]
+        backbone = BY_NAME[kind].backbone
+        if backbone in _EXCLUDED_BY and kind not in held:
+            extract_key, fit_without = _EXCLUDED_BY[backbone]
             raise UsageError(f"{store.root}: extracted with {extract_key}: false, so it has no {kind!r} features; "
                              f"fit without them (--set {fit_without}) or extract into a new store with {extract_key}: true")

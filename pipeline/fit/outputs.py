@@ -22,7 +22,7 @@ from pipeline.fit.model import save_model
 from pipeline.fit.train import PhaseResult
 from pipeline.report.run_report import write_run_report
 from pipeline.store.manifest import library_versions
-from pipeline.tables import METRIC_COLUMNS
+from pipeline.metric_tables import METRIC_COLUMNS
 from pipeline.trees import finite
 
 BASELINES_FILE = "baselines.json"  # {baseline: {test split: metrics}} of a run with test splits

@@ -17,7 +17,7 @@ from pipeline.fit.protocols import check_holdout, holdouts
 from pipeline.fit.summary import summarise
 from pipeline.fit.sweep import as_overrides, read_sweep
 from pipeline.report.run_report import write_run_report
-from pipeline.tables import format_table
+from pipeline.metric_tables import format_table
 from pipeline.trees import flatten
 
 Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value

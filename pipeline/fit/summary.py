@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.fit.outputs import BASELINES_FILE, write_json
 from pipeline.fit.protocols import Fold, Holdout
 from pipeline.report.run_report import write_run_report
-from pipeline.tables import METRIC_COLUMNS, cell, format_table
+from pipeline.metric_tables import METRIC_COLUMNS, cell, format_table
 
 Metrics = dict[str, dict[str, dict]]  # [phase][split] -> metric -> value
 TABLE_METRICS = ("srocc", "plcc", "krocc", "rmse")  # the order papers print them in

@@ -25,7 +25,7 @@ from pipeline.fit.calibration import Calibration
 from pipeline.fit.intervals import DEFAULT_LEVEL
 from pipeline.report import plots
 from pipeline.report.html import data_uri, esc, image, page, plain_table
-from pipeline.tables import METRIC_COLUMNS
+from pipeline.metric_tables import METRIC_COLUMNS
 
 REPORT_NAME = "report.html"
 _OUT_OF_FOLD = "out_of_fold.csv"  # the training videos' out-of-fold scores (pipeline.fit.outputs)

@@ -30,7 +30,7 @@ from pipeline.report import plots
 from pipeline.report.html import cell, data_table, esc, image, number, page, plain_table
 from pipeline.report.sparklines import sparkline, whisker
 from pipeline.report.thumbnails import key_frames
-from pipeline.tables import METRIC_COLUMNS
+from pipeline.metric_tables import METRIC_COLUMNS
 
 SECONDS_PER_VIDEO = 4  # thumbnails per worst video: its lowest-scoring seconds
 #: The metrics of evaluate() shown against MOS: metrics.json's (METRIC_COLUMNS), with pair_accuracy before ``n``.

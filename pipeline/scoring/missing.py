@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipeline.backbones import Backbones
 from pipeline.config import ExtractConfig
 from pipeline.errors import SettingsMismatchError
-from pipeline.extract import Backbones, extract_videos
+from pipeline.extract.run import extract_videos
 from pipeline.features import SCORING_MAY_DIFFER, FeatureSettings
 from pipeline.fit.model import ModelSpec
 from pipeline.store import FeatureStore, extraction_need
@@ -40,7 +41,7 @@ class MissingVideos:
                     for key, path in needed}
         level = self.spec.features.level
         backbones = self.backbones()
-        summary = extract_videos(needed, self.store, backbones.cfg, levels=[] if level == "none" else [level],
+        summary = extract_videos(needed, self.store, backbones.cfg, levels=[] if level is None else [level],
                                  backbones=backbones, progress=progress)
         return summary.failed
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pipeline.config import ExtractConfig, load_config
 from pipeline.errors import UsageError
-from pipeline.extract import check_config
+from pipeline.extract.run import check_config
 from pipeline.features import RUNTIME_KEYS, FeatureSettings
 from pipeline.fit.model import ModelSpec
 

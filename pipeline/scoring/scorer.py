@@ -57,8 +57,8 @@ class Scorer:
         """Load ``RUN_DIR/best_model.pth`` once; score with it as often as needed.
 
         ``device``: where the backbones and the model run (default: the model config's ``extract.device``).
-        ``weights``: backbone weights for videos not in the store yet (``imagenet``, ``random`` or a directory;
-        default: ``random`` when the model's features were made with random weights, else ``imagenet``).
+        ``weights``: backbone weights for videos not in the store yet (``pretrained``, ``random`` or a directory;
+        default: ``random`` when the model's features were made with random weights, else ``pretrained``).
         ``store``: the feature store to read and extend (default: :func:`.store_choice.default_store`).
         ``overrides``: ``extract.*`` ``KEY=VALUE`` items for how to extract (decoder, batch size, workers...).
         ``interval``: the share of MOS the ``score_low``..``score_high`` intervals should hold.

@@ -21,21 +21,20 @@ A store is a directory (docs/design.md, "Feature store"):
 ``claims/``
     What each live extraction process works on, so that several share the work (:mod:`.claims`).
 
-What a video's record holds, and when a video must be extracted again, is in :mod:`.records`.
+What a video's record holds, and when a video must be extracted again, is in :mod:`.video_records`.
 """
 
 from pipeline.store.failures import FAILURES
 from pipeline.store.feature_store import FeatureStore
 from pipeline.store.manifest import FORMAT_VERSION, LOCK, MANIFEST, StoreSettings, library_versions
-from pipeline.store.records import (
-    CHANGED, FEATURE_DIMS, FEATURE_DTYPES, FEATURE_KINDS, LACKING, MISSING, FeatureTable, VideoRecord, checked_rows,
-    extraction_need, file_signature,
+from pipeline.store.video_records import (
+    CHANGED, LACKING, MISSING, FeatureTable, VideoRecord, checked_rows, extraction_need, file_signature,
 )
 from pipeline.store.shards import CHUNK_SECOND
 from pipeline.store.writer import ShardWriter
 
 __all__ = [
-    "CHANGED", "CHUNK_SECOND", "FAILURES", "FEATURE_DIMS", "FEATURE_DTYPES", "FEATURE_KINDS", "FORMAT_VERSION", "LACKING",
-    "LOCK", "MANIFEST", "MISSING", "FeatureStore", "FeatureTable", "ShardWriter", "StoreSettings", "VideoRecord",
-    "checked_rows", "extraction_need", "file_signature", "library_versions",
+    "CHANGED", "CHUNK_SECOND", "FAILURES", "FORMAT_VERSION", "LACKING", "LOCK", "MANIFEST", "MISSING", "FeatureStore",
+    "FeatureTable", "ShardWriter", "StoreSettings", "VideoRecord", "checked_rows", "extraction_need",
+    "file_signature", "library_versions",
 ]

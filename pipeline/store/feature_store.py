@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.errors import DamagedShardError, ReadOnlyStoreError, StoreError
 from pipeline.store import failures, reader, shards
 from pipeline.store.manifest import MANIFEST, StoreSettings, create_or_check, read_settings
-from pipeline.store.records import CHANGED, FeatureTable, VideoRecord, extraction_need
+from pipeline.store.video_records import CHANGED, FeatureTable, VideoRecord, extraction_need
 from pipeline.store.writer import ShardWriter
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ import h5py
 import numpy as np
 
 from pipeline.errors import DamagedShardError, StoreError, VQAError
+from pipeline.feature_kinds import BY_NAME, KIND_NAMES
 from pipeline.store.manifest import READABLE_FORMATS
-from pipeline.store.records import FEATURE_DIMS, FEATURE_DTYPES, FEATURE_KINDS, FeatureTable, VideoRecord
+from pipeline.store.video_records import FeatureTable, VideoRecord
 from pipeline.store.shards import CHUNK_SECOND, ROW_CHECKSUMS, INDEX_DIGEST, INDEX_NUMBERS, index_digest, row_checksum
 
 # Reads of one shard are planned in blocks: rows a few apart are read in one call with the gap thrown
@@ -81,7 +82,7 @@ def read_index(path: Path, settings_hash: str) -> ShardIndex:
         version = int(f.attrs.get("format", 1))
         if version not in READABLE_FORMATS:
             raise StoreError(f"{path}: shard format {version}, this version reads {READABLE_FORMATS}")
-        kinds = tuple(k for k in FEATURE_KINDS if k in f)
+        kinds = tuple(k for k in KIND_NAMES if k in f)
         shapes = {kind: (f[kind].shape, f[kind].dtype) for kind in kinds}
         ix = f["index"]
         columns = {col: ix[col][()] for col in INDEX_NUMBERS}
@@ -127,9 +128,9 @@ def _index_problem(keys: list[str], decoders: list[str], columns: Mapping[str, n
     if (counts < 1).any() or not np.array_equal(starts, np.concatenate([[0], np.cumsum(counts)[:-1]])):
         return "its index row ranges do not tile the rows in order"
     for kind, (shape, dtype) in shapes.items():
-        if len(shape) != 2 or shape[0] != rows or shape[1] != FEATURE_DIMS.get(kind, shape[1]) \
-                or dtype != FEATURE_DTYPES[kind]:
-            return f"{kind} is {shape} {dtype}, its index says {rows} rows of {FEATURE_DTYPES[kind]}"
+        spec = BY_NAME[kind]
+        if len(shape) != 2 or shape[0] != rows or shape[1] != (spec.width or shape[1]) or dtype != spec.dtype:
+            return f"{kind} is {shape} {dtype}, its index says {rows} rows of {spec.dtype}"
     if seconds is not None and seconds.shape != (rows,):
         return f"index/{CHUNK_SECOND} has {seconds.shape} entries for {rows} rows"
     if crcs is not None and crcs.shape != (videos, len(shapes)):
@@ -140,9 +141,9 @@ def _index_problem(keys: list[str], decoders: list[str], columns: Mapping[str, n
 def read_features(root: Path, entries: Mapping[str, Entry], kinds: Sequence[str], keys: Sequence[str]) -> FeatureTable:
     """Features of ``kinds`` for ``keys``, in that order; StoreError naming what the store lacks,
     DamagedShardError naming a shard whose rows fail their checksum."""
-    unknown = [k for k in kinds if k not in FEATURE_KINDS]
+    unknown = [k for k in kinds if k not in BY_NAME]
     if unknown:
-        raise StoreError(f"{root}: unknown feature kind(s) {unknown}; known: {list(FEATURE_KINDS)}")
+        raise StoreError(f"{root}: unknown feature kind(s) {unknown}; known: {list(KIND_NAMES)}")
     _check_held(root, entries, keys)
     lacking = [(k, kind) for k in keys for kind in kinds if kind not in entries[k].record.kinds]
     if lacking:
@@ -167,7 +168,7 @@ def read_features(root: Path, entries: Mapping[str, Entry], kinds: Sequence[str]
                 read_segments(ds, [(e.row_start, e.row_count, dst) for e, dst in placed], features[kind],
                               _row_checker(root / shard, kind, placed, features[kind]))
     for kind in kinds:  # no keys at all: still give each kind an empty array of the right width
-        features.setdefault(kind, np.empty((0, FEATURE_DIMS.get(kind, 0)), dtype=FEATURE_DTYPES[kind]))
+        features.setdefault(kind, np.empty((0, BY_NAME[kind].width or 0), dtype=BY_NAME[kind].dtype))
     return FeatureTable(keys=list(keys), offsets=offsets, features=features)
 
 

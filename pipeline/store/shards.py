@@ -31,7 +31,7 @@ import xxhash
 from pipeline.errors import StoreError, WriteError
 from pipeline.files import write_atomic
 from pipeline.store.manifest import FORMAT_VERSION, library_versions
-from pipeline.store.records import VideoRecord
+from pipeline.store.video_records import VideoRecord
 from pipeline.trees import canonical
 
 SHARD_GLOB = "shard-*.h5"

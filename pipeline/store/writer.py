@@ -6,13 +6,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.store import shards
-from pipeline.store.failures import record_failures
-from pipeline.store.records import FEATURE_KINDS, VideoRecord, checked_rows
+from pipeline.feature_kinds import in_store_order
+from pipeline.store import failures, shards
+from pipeline.store.video_records import VideoRecord, checked_rows
 
 
 class ShardWriter:
@@ -23,10 +22,12 @@ class ShardWriter:
     """
 
     def __init__(self, root: Path, settings_hash: str, flush_videos: int, flush_rows: int):
+        """A writer into the store at ``root`` (made by :meth:`~pipeline.store.FeatureStore.writer`), whose shards
+        carry ``settings_hash``."""
         if flush_videos < 1 or flush_rows < 1:
             raise StoreError(f"{root}: flush_videos and flush_rows must be >= 1")
         self.root = root
-        self.settings_hash = settings_hash  # of the store's settings: written into every shard
+        self.settings_hash = settings_hash
         self.flush_videos = flush_videos
         self.flush_rows = flush_rows
         self.committed: list[Path] = []
@@ -48,7 +49,7 @@ class ShardWriter:
         arrays = self._validated(record, features)
         rows = len(next(iter(arrays.values())))
         starts = _checked_seconds(seconds, rows, f"{self.root}: video {record.key!r}")
-        kinds = tuple(k for k in FEATURE_KINDS if k in arrays)
+        kinds = in_store_order(arrays)
         if self._records and (kinds != tuple(self._arrays) or record.key in {r.key for r in self._records}):
             self.flush()  # a shard holds one set of kinds and one copy of each key
         if not self._records:
@@ -63,7 +64,7 @@ class ShardWriter:
 
     def fail(self, key: str, error: str) -> None:
         """Record that ``key`` could not be extracted, with the reason (kept until it succeeds)."""
-        record_failures(self.root, {key: error})
+        failures.record_failures(self.root, {key: error})
 
     def flush(self) -> Path | None:
         """Commit the buffered videos as a shard now; returns its path (None when nothing was buffered)."""
@@ -79,7 +80,7 @@ class ShardWriter:
                              "shard") from exc
         self.committed.append(path)
         self.videos_committed += len(records)
-        record_failures(self.root, {}, succeeded=[r.key for r in records])
+        failures.record_failures(self.root, {}, succeeded=[r.key for r in records])
         return path
 
     def _validated(self, record: VideoRecord, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

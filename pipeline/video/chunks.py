@@ -114,18 +114,19 @@ class ChunkStream:
         emitted = 0
         rotation = self.info.rotation
         for j, frame in frames:
-            if opened < len(plans) and plans[opened].key == j:
+            if opened < len(plans) and plans[opened].key_frame == j:
                 keys[j] = display_frame(frame.rgb(), rotation, self._device)
-            while opened < len(plans) and plans[opened].key == j:
+            while opened < len(plans) and plans[opened].key_frame == j:
                 pending.append(plans[opened])
                 opened += 1
             small[j] = frame if self._planes else self._clip_frame(frame)
             while pending and pending[0].last <= j:
                 plan = pending.popleft()
-                key_frame, clip = self._pixels(keys[plan.key], [small[i] for i in plan.frames])
+                key_frame, clip = self._pixels(keys[plan.key_frame], [small[i] for i in plan.frames])
                 yield Chunk(index=emitted, second=plan.second, key_frame=key_frame, clip=clip)
                 emitted += 1
-                lowest = pending[0].key if pending else plans[opened].key if opened < len(plans) else math.inf
+                lowest = (pending[0].key_frame if pending
+                          else plans[opened].key_frame if opened < len(plans) else math.inf)
                 for held in (keys, small):
                     for i in [i for i in held if i < lowest]:
                         del held[i]

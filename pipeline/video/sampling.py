@@ -33,7 +33,7 @@ class ChunkPlan:
     frames: tuple[int, ...]  # clip frame indices, frames[0] is the key frame
 
     @property
-    def key(self) -> int:
+    def key_frame(self) -> int:
         """Index of the key frame."""
         return self.frames[0]
 

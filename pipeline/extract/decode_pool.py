@@ -1,13 +1,18 @@
-"""Decoding videos into chunks for the models, in this process or in separate worker processes.
+"""Decoder processes: each decodes one video at a time and streams its chunks back over a pipe.
 
 A decoder library that crashes (segfault) or hangs on a bad file must cost that video only, never the
 run: :class:`DecodePool` decodes each video in a worker process, streams its chunks back over a pipe,
-and replaces a worker that dies or stays silent too long. This module is what those workers import,
-so it stays light: video decoding and the weight-free NSS features, no models, no store.
+and replaces a worker that dies or stays silent too long. Workers import this module, so it stays light
+(see :mod:`pipeline.extract.decoding`).
 
 When the device converts clips (``DecodeOptions.planes``, the accelerator recipe), clips come as YUV
-planes in shared memory (:mod:`pipeline.plane_ring`) and NSS is left to the device as well: the
+planes in shared memory (:mod:`pipeline.extract.plane_ring`) and NSS is left to the device as well: the
 decoder processes then only decode and copy planes.
+
+What crosses a pipe is typed: the main process sends :class:`Assignment` (``None`` stops the worker); a worker
+sends :class:`WorkerReady` once, :class:`NewPlaneBuffer` when its ring grows, the decoder events of
+:mod:`~pipeline.extract.decoding` as they are, except that a chunk travels as a :class:`ChunkHeader` followed by
+the raw bytes of its arrays (or with :class:`PlanesInRing` saying where its planes lie).
 """
 
 from __future__ import annotations
@@ -19,46 +24,59 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from pipeline.config import ExtractConfig
-from pipeline.errors import UsageError, VQAError
-from pipeline.nss import nss_features
-from pipeline.plane_ring import SLOTS, PlaneRing, page_lock, planes_at
-from pipeline.video import VideoInfo, open_chunks
-from pipeline.video.yuv import PlaneBuffers, YUVClip, key_frame_view, new_planes
+from pipeline.errors import UsageError
+from pipeline.extract.decoding import (
+    ChunkDecoded, DecodedChunk, Decoded, DecodeEvent, DecodeFailed, DecodeOptions, Opened, decode_video, describe,
+)
+from pipeline.extract.plane_ring import SLOTS, PlaneLayout, PlaneRing, page_lock, planes_at
+from pipeline.video import VideoInfo
+from pipeline.video.yuv import YUVClip, key_frame_view
 
 #: Seconds a decoder process may stay silent beyond the decoder's own timeout before it is killed.
 _KILL_GRACE_S = 10.0
-_READY = "ready"
-
-Event = tuple[int, str, object]  # (task id, "info" | "chunk" | "done" | "failed", payload)
-_NO_KEY_FRAME, _NO_CLIP = torch.empty(3, 0, 0, dtype=torch.uint8), torch.empty(0, 3, 0, 0, dtype=torch.uint8)
 
 
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How videos are decoded; everything a decoder process needs (picklable)."""
+class Assignment(NamedTuple):
+    """Main process to worker: decode the video at ``path`` as task ``task``."""
 
-    decoder: str
-    max_chunks: int
-    clip_frames: int
-    clip_size: int
-    timeout_s: float
-    nss: bool
-    device: str = "cpu"
-    threads: int = 0  # the decoder's threads (0: its own choice)
-    planes: bool = False  # clips the device can convert come as YUV planes, and NSS is left to the device
-    pixels: bool = True  # chunks carry their pixels; without a model to read them, only NSS rows need to cross
+    task: int
+    path: str
 
-    @classmethod
-    def from_config(cls, cfg: ExtractConfig, device: str = "cpu", threads: int = 0,
-                    planes: bool = False) -> DecodeOptions:
-        pixels = bool(cfg.levels or cfg.temporal) or (cfg.nss and planes)
-        return cls(cfg.decoder, cfg.max_chunks, cfg.clip.frames, cfg.clip.size, cfg.decode_timeout_s, cfg.nss, device,
-                   threads, planes, pixels)
+
+class WorkerReady(NamedTuple):
+    """Worker to main process, once: started and waiting for its first assignment."""
+
+
+class NewPlaneBuffer(NamedTuple):
+    """Worker to main process: later YUV clips of task ``task`` lie in ``buffer`` (the worker's grown ring)."""
+
+    task: int
+    buffer: torch.Tensor
+
+
+class PlanesInRing(NamedTuple):
+    """Where a chunk's YUV planes and key frame lie in the worker's ring, and how to convert them."""
+
+    layout: PlaneLayout
+    colorspace: int
+    full_range: bool
+    rotation: int
+
+
+class ChunkHeader(NamedTuple):
+    """Worker to main process: a chunk; unless its clip is :class:`PlanesInRing`, the raw bytes of its key frame
+    (channels last) and of its clip (of shape ``clip``) follow."""
+
+    task: int
+    key_frame_shape: tuple[int, int, int]
+    clip: tuple[int, ...] | PlanesInRing
+    nss: np.ndarray | None
+    second: int
 
 
 def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tuple[int, int]:
@@ -79,60 +97,6 @@ def feed_plan(workers: int | str, cpus: int, *, cuda: bool, models: bool) -> tup
         else:
             workers = 0 if models else cpus
     return workers, max(1, cpus // max(1, workers))
-
-
-@dataclass
-class DecodedChunk:
-    """One chunk ready for the models: uint8 key frame (3, H, W), uint8 clip (T, 3, S, S) or its YUV planes, NSS row
-    or None (then the device computes it), and the second of the video it starts at (the store records it:
-    per-second scores name that second). ``release`` frees the shared memory the planes and the key frame lie in,
-    once read."""
-
-    key_frame: torch.Tensor
-    clip: torch.Tensor | YUVClip
-    nss: np.ndarray | None
-    second: int
-    release: Callable[[], None] | None = None
-
-    @classmethod
-    def without_pixels(cls, nss: np.ndarray, second: int) -> DecodedChunk:
-        """A chunk carrying only its NSS row, as a decoder process sends it when no model reads the pixels."""
-        return cls(_NO_KEY_FRAME, _NO_CLIP, nss, second)
-
-
-def decode_video(path: str, options: DecodeOptions,
-                 buffers: PlaneBuffers = new_planes) -> Iterator[VideoInfo | DecodedChunk]:
-    """Yield the video's :class:`VideoInfo`, then each chunk in order (with NSS when ``options.nss``, unless
-    ``options.planes`` leaves it to the device; YUV clips are written into ``buffers``; no pixels unless
-    ``options.pixels``)."""
-    with open_chunks(path, decoder=options.decoder, max_chunks=options.max_chunks, clip_frames=options.clip_frames,
-                     clip_size=options.clip_size, timeout_s=options.timeout_s, device=options.device,
-                     threads=options.threads, planes=buffers if options.planes else None) as stream:
-        yield stream.info
-        for chunk in stream:
-            nss = nss_features(chunk.key_frame, chunk.clip) if options.nss and not options.planes else None
-            if options.pixels:
-                yield DecodedChunk(chunk.key_frame, chunk.clip, nss, chunk.second)
-            else:  # NSS only, computed here: the 10 MB of pixels a 1080p chunk holds would cross the pipe for nothing
-                yield DecodedChunk.without_pixels(nss, chunk.second)
-
-
-def describe(exc: BaseException, path: str) -> str:
-    """A one-line reason naming the file: typed errors already do; others get their type and the path."""
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, VQAError) else f"{path}: {type(exc).__name__}: {text}"
-
-
-def inline_events(tasks: Iterable[tuple[int, str]], options: DecodeOptions) -> Iterator[Event]:
-    """Decode in this process, one video after another (no protection against decoder crashes)."""
-    for task, path in tasks:
-        try:
-            for item in decode_video(path, options):
-                yield (task, "chunk", item) if isinstance(item, DecodedChunk) else (task, "info", item)
-        except Exception as exc:  # noqa: BLE001 - a decoding failure fails this video only
-            yield task, "failed", describe(exc, path)
-            continue
-        yield task, "done", None
 
 
 class DecodePool:
@@ -165,8 +129,8 @@ class DecodePool:
         # whatever the caller does next, such as building the models.
         self._workers: list[_Worker | None] = [self._start() for _ in range(workers)]
 
-    def events(self, tasks: Iterable[tuple[int, str]]) -> Iterator[Event]:
-        """Events of every task, interleaved across workers; each task ends with "done" or "failed"."""
+    def events(self, tasks: Iterable[tuple[int, str]]) -> Iterator[DecodeEvent]:
+        """Events of every task, interleaved across workers; each task ends with Decoded or DecodeFailed."""
         queue, more = iter(tasks), True  # drawn only when a worker is idle: ``tasks`` may be claimed lazily
         while more or any(w and w.task is not None for w in self._workers):
             for slot, worker in enumerate(self._workers):
@@ -205,7 +169,7 @@ class DecodePool:
         theirs.close()  # so a dead worker shows up here as end-of-file
         return _Worker(process, ours, free)
 
-    def _receive(self, worker: _Worker) -> Iterator[Event]:
+    def _receive(self, worker: _Worker) -> Iterator[DecodeEvent]:
         try:
             message = worker.conn.recv()
         except (EOFError, OSError):
@@ -216,28 +180,28 @@ class DecodePool:
                                      "decoding library")
             return
         worker.silent_s = 0.0
-        if message == _READY:
-            worker.started = True
-            return
-        task, kind, payload = message
-        if kind == "planes":  # the worker's new shared buffer: later YUV clips lie in it
-            worker.take_planes(payload, self.device)
-            return
-        if kind == "chunk":
-            try:
-                payload = _receive_chunk(worker, payload)
-            except (EOFError, OSError):  # died mid-chunk: reported as its death when its pipe is read next
-                return
-        if kind in ("done", "failed"):
-            worker.task = None
-        yield task, kind, payload
+        match message:
+            case WorkerReady():
+                worker.started = True
+            case NewPlaneBuffer(buffer=buffer):
+                worker.take_planes(buffer, self.device)
+            case ChunkHeader():
+                try:
+                    yield ChunkDecoded(message.task, _receive_chunk(worker, message))
+                except (EOFError, OSError):  # died mid-chunk: reported as its death when its pipe is read next
+                    return
+            case Opened():
+                yield message
+            case Decoded() | DecodeFailed():
+                worker.task = None
+                yield message
 
-    def _fail(self, worker: _Worker, reason: str) -> Event:
+    def _fail(self, worker: _Worker, reason: str) -> DecodeFailed:
         """Kill ``worker`` and report its video failed; the slot gets a fresh worker on the next task."""
         task = worker.task
         worker.stop(force=True)
         self._workers[self._workers.index(worker)] = None
-        return task, "failed", reason
+        return DecodeFailed(task, reason)
 
 
 @dataclass(eq=False)
@@ -256,7 +220,7 @@ class _Worker:
 
     def assign(self, task: int, path: str) -> None:
         self.task, self.path, self.silent_s = task, path, 0.0
-        self.conn.send((task, path))
+        self.conn.send(Assignment(task, path))
 
     def take_planes(self, buffer: torch.Tensor, device: torch.device) -> None:
         """Read later clips from ``buffer``, page-locked for ``device``; the old buffer's slots are all back by now
@@ -290,24 +254,24 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable, fre
     path = ""
     ring = PlaneRing(free, options.timeout_s, lambda: path) if options.planes else None
     try:
-        conn.send(_READY)
-        while (message := conn.recv()) is not None:
-            task, path = message
+        conn.send(WorkerReady())
+        while (assignment := conn.recv()) is not None:
+            task, path = assignment
             try:
                 for item in decode(path, options, ring) if ring else decode(path, options):
                     if isinstance(item, DecodedChunk):
                         _send_chunk(conn, task, item, ring)
                     else:
-                        conn.send((task, "info", item))
+                        conn.send(Opened(task, item))
             except (EOFError, BrokenPipeError):
                 raise
             except Exception as exc:  # noqa: BLE001 - reported to the main process as this video's failure
-                conn.send((task, "failed", describe(exc, path)))
+                conn.send(DecodeFailed(task, describe(exc, path)))
                 continue
             finally:
                 if ring:
                     ring.reclaim()
-            conn.send((task, "done", None))
+            conn.send(Decoded(task))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the main process is gone: nothing left to do
     finally:
@@ -320,27 +284,26 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable, fre
 def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRing | None = None) -> None:
     if isinstance(chunk.clip, YUVClip):
         if ring.announced is not ring.buffer:
-            conn.send((task, "planes", ring.buffer))
+            conn.send(NewPlaneBuffer(task, ring.buffer))
             ring.announced = ring.buffer
         yuv = chunk.clip
-        clip = (ring.locate(yuv, chunk.key_frame), yuv.colorspace, yuv.full_range, yuv.rotation)
+        clip = PlanesInRing(ring.locate(yuv, chunk.key_frame), yuv.colorspace, yuv.full_range, yuv.rotation)
         arrays = ()  # the key frame lies beside the planes
     else:  # the key frame's bytes channels last, as decoded and as the receiver lays them out
         clip, arrays = tuple(chunk.clip.shape), (chunk.key_frame.permute(1, 2, 0), chunk.clip)
-    conn.send((task, "chunk", (tuple(chunk.key_frame.shape), clip, chunk.nss, chunk.second)))
+    conn.send(ChunkHeader(task, tuple(chunk.key_frame.shape), clip, chunk.nss, chunk.second))
     for array in arrays:
         conn.send_bytes(array.contiguous().view(-1).numpy())
 
 
-def _receive_chunk(worker: _Worker, header: tuple) -> DecodedChunk:
-    key_shape, clip, nss, second = header
-    if isinstance(clip[0], tuple):  # (layout of planes and key frame, colour space, full range, rotation): in shared memory
-        layout, colorspace, full_range, rotation = clip
-        y, u, v, key_frame = planes_at(worker.planes, layout)
-        return DecodedChunk(key_frame, YUVClip(y, u, v, colorspace, full_range, rotation), nss, second,
-                            release=worker.free.release)
-    key_frame = key_frame_view(_receive_bytes(worker.conn, math.prod(key_shape)), key_shape)
-    return DecodedChunk(key_frame, _receive_bytes(worker.conn, math.prod(clip)).view(clip), nss, second)
+def _receive_chunk(worker: _Worker, header: ChunkHeader) -> DecodedChunk:
+    clip = header.clip
+    if isinstance(clip, PlanesInRing):
+        y, u, v, key_frame = planes_at(worker.planes, clip.layout)
+        return DecodedChunk(key_frame, YUVClip(y, u, v, clip.colorspace, clip.full_range, clip.rotation), header.nss,
+                            header.second, release=worker.free.release)
+    key_frame = key_frame_view(_receive_bytes(worker.conn, math.prod(header.key_frame_shape)), header.key_frame_shape)
+    return DecodedChunk(key_frame, _receive_bytes(worker.conn, math.prod(clip)).view(clip), header.nss, header.second)
 
 
 def _receive_bytes(conn: Connection, size: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.files import write_atomic
 
 from .problems import MetadataError, Place
-from .tables import number
+from .metadata_table import number
 
 
 @dataclass(frozen=True)

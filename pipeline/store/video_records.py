@@ -1,5 +1,6 @@
-"""What a store holds per video: the feature kinds and their on-disk form, the index record of a video, the rows
-read back, and the rule deciding whether a video must be extracted (again)."""
+"""What a store holds per video: the index record of a video, the rows read back, the check of rows before they
+are written (the kinds' widths and dtypes are :mod:`pipeline.feature_kinds`'), and the rule deciding whether a
+video must be extracted (again)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import StoreError
-
-FEATURE_KINDS = ("spatial_coarse", "spatial_fine", "temporal_slow", "temporal_fast", "nss")
-#: Width of each fixed-size kind; ``nss`` has whatever width its extractor gives (checked per store).
-FEATURE_DIMS = {"spatial_coarse": 7168, "spatial_fine": 7168, "temporal_slow": 2048, "temporal_fast": 256}
-#: On-disk dtype of each kind: the CNN features are float16 (half the bytes to read), nss keeps float32.
-FEATURE_DTYPES = {kind: np.dtype(np.float16) for kind in FEATURE_DIMS} | {"nss": np.dtype(np.float32)}
+from pipeline.feature_kinds import BY_NAME, KIND_NAMES
 #: Reasons :func:`extraction_need` gives.
 MISSING, CHANGED, LACKING = "missing", "changed", "lacking kinds"
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -98,12 +94,13 @@ def checked_rows(features: Mapping[str, np.ndarray], where: str) -> dict[str, np
                          f"{ {k: np.shape(a) for k, a in features.items()} }")
     arrays: dict[str, np.ndarray] = {}
     for kind, array in features.items():
-        if kind not in FEATURE_KINDS:
-            raise StoreError(f"{where}: unknown feature kind {kind!r}; known: {list(FEATURE_KINDS)}")
+        if kind not in BY_NAME:
+            raise StoreError(f"{where}: unknown feature kind {kind!r}; known: {list(KIND_NAMES)}")
+        spec = BY_NAME[kind]
         array = np.asarray(array)
-        if array.ndim != 2 or (kind in FEATURE_DIMS and array.shape[1] != FEATURE_DIMS[kind]):
-            raise StoreError(f"{where}: {kind} must be (rows, {FEATURE_DIMS.get(kind, 'N')}), got {array.shape}")
-        if not np.isfinite(array).all() or (FEATURE_DTYPES[kind] == np.float16 and np.abs(array).max() > _FLOAT16_MAX):
+        if array.ndim != 2 or (spec.width is not None and array.shape[1] != spec.width):
+            raise StoreError(f"{where}: {kind} must be (rows, {spec.width or 'N'}), got {array.shape}")
+        if not np.isfinite(array).all() or (spec.dtype == np.float16 and np.abs(array).max() > _FLOAT16_MAX):
             raise StoreError(f"{where}: {kind} holds non-finite values or values beyond float16 range")
-        arrays[kind] = array.astype(FEATURE_DTYPES[kind], copy=False)
+        arrays[kind] = array.astype(spec.dtype, copy=False)
     return arrays

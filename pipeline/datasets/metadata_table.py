@@ -1,6 +1,7 @@
 """One in-memory shape for every metadata format: named columns of text cells, each row knowing where it came from.
 
-Readers (``text``, ``sheets``, ``matfiles``) turn CSV/TSV, XLSX and MATLAB files into a ``Table``; the data-set
+Readers (``text``, ``sheets``, ``matfiles``; :func:`~.metadata_files.read_table` picks one) turn CSV/TSV, XLSX and
+MATLAB files into a ``Table``; the data-set
 importers then read columns by name without caring about the format. Cells are text with ``.`` as the decimal
 mark (readers normalise decimal commas), so one number parser serves every format.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from .problems import Place, fail
 
@@ -37,24 +37,6 @@ class Table:
     def place(self, row: int) -> Place:
         """Where row ``row`` came from, for messages."""
         return Place(self.path, self.places[row])
-
-
-def read_table(path: str | Path, *, sheet: str | None = None, names: list[str] | None = None) -> Table:
-    """Return the table in ``path``, read by its extension: ``.xlsx``, ``.mat``, anything else as delimited text.
-
-    ``sheet`` picks an XLSX sheet (default: the first). ``names`` reads a text file that has no header row.
-    """
-    from . import matfiles, sheets, text  # each reader pulls its own library (openpyxl, scipy.io) on demand
-
-    path = Path(path)
-    if not path.is_file():
-        raise fail(str(path), "file not found")
-    suffix = path.suffix.lower()
-    if suffix == ".xlsx":
-        return sheets.read_xlsx(path, sheet)
-    if suffix == ".mat":
-        return matfiles.read_mat(path)
-    return text.read_text_table(path, names)
 
 
 def number(cell: str) -> float:
