@@ -149,7 +149,7 @@ class ChunkFeatures:
         self.arrays: dict[str, torch.Tensor] = {}
         self.offsets: np.ndarray | None = None
         self.starts = self.counts = torch.empty(0, dtype=torch.long)
-        self._computed: dict[tuple, Any] = {}  # (what, kinds, videos' digest) -> moments or video means
+        self._derived: dict[tuple, Any] = {}  # see derived()
 
     def load(self, kinds: Sequence[str]) -> None:
         """Read the ``kinds`` not held yet, in one store read."""
@@ -207,9 +207,8 @@ class ChunkFeatures:
         return draws.argsort(1)[:, :k].to(self.device)
 
     def moments(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-input mean and standard deviation (float32, ``(dim,)``) over every chunk of ``videos``; computed once
-        per set of videos and kinds, so the fits of a sweep share it."""
-        return self._once("moments", videos, kinds, self._moments)
+        """Per-input mean and standard deviation (float32, ``(dim,)``) over every chunk of ``videos``."""
+        return self.derived("moments", lambda: self._moments(videos, kinds), kinds, videos)
 
     def _moments(self, videos: torch.Tensor, kinds: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         counts = self.counts[videos]
@@ -220,15 +219,16 @@ class ChunkFeatures:
         return torch.cat([m for m, _ in moments]).float(), torch.cat([s for _, s in moments]).float()
 
     def video_means(self, videos: torch.Tensor, kinds: Sequence[str]) -> np.ndarray:
-        """The mean over each video's chunks of its ``kinds`` features, float64 ``(videos, dim)``; computed once per
-        set of videos and kinds, so the fits of a sweep share it."""
-        return self._once("video_means", videos, kinds, self._video_means)
+        """The mean over each video's chunks of its ``kinds`` features, float64 ``(videos, dim)``."""
+        return self.derived("video_means", lambda: self._video_means(videos, kinds), kinds, videos)
 
-    def _once(self, name: str, videos: torch.Tensor, kinds: Sequence[str], compute: Callable) -> Any:
-        key = (name, tuple(kinds), hashlib.sha256(videos.cpu().numpy().tobytes()).hexdigest())
-        if key not in self._computed:
-            self._computed[key] = compute(videos, kinds)
-        return self._computed[key]
+    def derived(self, what: str, compute: Callable[[], Any], *inputs: Any) -> Any:
+        """``compute()``, once per ``what`` and ``inputs`` (tensors, arrays or plain values): what follows from
+        these features alone is computed once for every fit that shares them (a sweep's, in one process)."""
+        key = (what, *(_digest(value) for value in inputs))
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     @torch.no_grad()
     def _video_means(self, videos: torch.Tensor, kinds: Sequence[str]) -> np.ndarray:
@@ -255,6 +255,15 @@ def shared_features(store: FeatureStore, keys: Sequence[str], device: torch.devi
         _shared.clear()
         _shared[key] = ChunkFeatures(store, keys, device)
     return _shared[key]
+
+
+def _digest(value: Any) -> Any:
+    """A hashable stand-in for ``value``: the SHA-256 of an array's or tensor's bytes, else the value itself."""
+    if isinstance(value, torch.Tensor):
+        value = value.cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value.dtype.str, value.shape, hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _moments(array: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -150,7 +150,9 @@ def train_phase(
     calibration = fit_calibration(oof, part.mos)
     residuals = Residuals.of(part.mos - calibration(oof), folds, members)
     sample = reference_sample(len(part), cfg.seed)
-    domain = fit_domain(features.video_means(videos[torch.from_numpy(sample).to(device)], spec.kinds), folds[sample])
+    reference = videos[torch.from_numpy(sample).to(device)]
+    domain = features.derived("domain", lambda: fit_domain(features.video_means(reference, spec.kinds), folds[sample]),
+                              spec.kinds, reference, folds[sample])
     model_spec = ModelSpec(
         features=spec,
         widths={kind: features.width([kind]) for kind in spec.kinds},
