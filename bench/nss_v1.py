@@ -1,8 +1,12 @@
-"""NSS version 1 (every pixel, all frame differences, numpy/scipy), kept only to compare version 2 against.
+"""NSS version 1 (every pixel, all frame differences, numpy/scipy), kept only to compare later versions against.
 
 ``bench/nss.py`` times it and ``bench/nss_probe.py`` ranks with it beside ``pipeline.nss``. The distribution
-fits and the names are the pipeline's; what differs is what version 2 samples (``pipeline.nss``'s
-docstring): here the 7x7 window replicates the frame's edges and every pixel and frame difference counts.
+fits are the pipeline's public ``fit_ggd`` and ``fit_aggd``; the 75 values, in the order of ``NSS_V1_NAMES``:
+on the luma of the key frame and of each of the clip's consecutive-frame differences, at native and half
+resolution (2x2 block mean), the GGD fit of the MSCN coefficients (shape, log variance) and the AGGD fits of
+their products with the four neighbours (shape, mean, log left and right variance), the 7x7 window
+replicating the frame's edges; the differences' statistics averaged over the clip (variances before the log);
+then the mean and spread of the log frame-difference energy and the fraction of repeated frames.
 """
 
 from __future__ import annotations
@@ -11,46 +15,44 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from pipeline.nss import _LUMA, _SCALES, _aggd_from_moments, _ggd_from_moments, _log_variances
+from pipeline.nss import fit_aggd, fit_ggd
 
+_SCALES = 2
+_PAIRS = ("h", "v", "d1", "d2")
+_PER_SCALE = ("ggd_shape", "ggd_logvar", *(f"{p}_{s}" for p in _PAIRS for s in ("shape", "mean", "loglvar", "logrvar")))
+NSS_V1_NAMES: tuple[str, ...] = (
+    *(f"{domain}_s{scale}_{name}" for domain in ("spatial", "temporal") for scale in range(_SCALES)
+      for name in _PER_SCALE),
+    "motion_logenergy_mean", "motion_logenergy_std", "motion_repeat_fraction",
+)
+# Positions of the variances among one scale's 18 statistics, logged as log(variance + 1e-6).
+_VARIANCES = [i for i, name in enumerate(_PER_SCALE) if "logvar" in name or name.endswith(("loglvar", "logrvar"))]
+_LOG_EPS = 1e-6
 # The 7x7 Gaussian (sigma 7/6) normalised in float32, exactly as version 1 had it.
-_TAPS_V1 = np.exp(-0.5 * (np.arange(-3, 4) / (7 / 6)) ** 2).astype(np.float32)
-_TAPS_V1 /= _TAPS_V1.sum()
+_TAPS = np.exp(-0.5 * (np.arange(-3, 4) / (7 / 6)) ** 2).astype(np.float32)
+_TAPS /= _TAPS.sum()
+# Luma of RGB, BT.601 weights.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Smallest side an image is padded up to, so neighbour products exist at every scale.
 _MIN_SIDE = 2
 _REPEAT_LEVEL = 0.5
 
 
-def _moments(x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """E|x|, E x^2, E[x^2 | x<0], E[x^2 | x>0] over the last two axes, as float64."""
-    x = x.reshape(*x.shape[:-2], -1)
-    magnitude = np.abs(x)
-    total = np.einsum("...i,...i->...", x, x, dtype=np.float64)
-    signed = np.einsum("...i,...i->...", x, magnitude, dtype=np.float64)
-    left_sum, right_sum = np.maximum(total - signed, 0) / 2, np.maximum(total + signed, 0) / 2
-    n_left, n_right = np.count_nonzero(x < 0, axis=-1), np.count_nonzero(x > 0, axis=-1)
-    return (
-        magnitude.sum(axis=-1, dtype=np.float64) / x.shape[-1],
-        total / x.shape[-1],
-        np.divide(left_sum, n_left, out=np.zeros_like(left_sum), where=n_left > 0),
-        np.divide(right_sum, n_right, out=np.zeros_like(right_sum), where=n_right > 0),
-    )
-
-
 def _blur(y: np.ndarray) -> np.ndarray:
-    return ndimage.correlate1d(ndimage.correlate1d(y, _TAPS_V1, axis=-2, mode="nearest"), _TAPS_V1, axis=-1,
-                               mode="nearest")
+    return ndimage.correlate1d(ndimage.correlate1d(y, _TAPS, axis=-2, mode="nearest"), _TAPS, axis=-1, mode="nearest")
+
+
+def _plane_stats(m: np.ndarray) -> np.ndarray:
+    """The 18 statistics of one MSCN plane (H, W), plain variances."""
+    products = (m[:, :-1] * m[:, 1:], m[:-1, :] * m[1:, :], m[:-1, :-1] * m[1:, 1:], m[:-1, 1:] * m[1:, :-1])
+    return np.concatenate([fit_ggd(m.ravel()), *(fit_aggd(p.ravel()) for p in products)])
 
 
 def _scale_stats(y: np.ndarray) -> np.ndarray:
     y = y - y.mean(axis=(-2, -1), keepdims=True)
     mu = _blur(y)
     m = (y - mu) / (np.sqrt(np.abs(_blur(y * y) - mu * mu)) + 1.0)
-    products = (m[:, :, :-1] * m[:, :, 1:], m[:, :-1, :] * m[:, 1:, :], m[:, :-1, :-1] * m[:, 1:, 1:],
-                m[:, :-1, 1:] * m[:, 1:, :-1])
-    mean_abs, mean_sq, _, _ = _moments(m)
-    parts = [_ggd_from_moments(mean_abs, mean_sq)] + [_aggd_from_moments(*_moments(p)) for p in products]
-    return np.concatenate(parts, axis=-1)
+    return np.stack([_plane_stats(plane) for plane in m])
 
 
 def nss_statistics(y: np.ndarray, scales: int = _SCALES) -> np.ndarray:
@@ -67,12 +69,14 @@ def nss_statistics(y: np.ndarray, scales: int = _SCALES) -> np.ndarray:
 
 def log_variances(stats: np.ndarray) -> np.ndarray:
     """(..., 18) statistics with logged variances, flattened to 1-D."""
-    return _log_variances(stats).reshape(-1)
+    stats = stats.copy()
+    stats[..., _VARIANCES] = np.log(stats[..., _VARIANCES] + _LOG_EPS)
+    return stats.reshape(-1)
 
 
 def luma(rgb: torch.Tensor) -> np.ndarray:
     """(..., 3, H, W) uint8 RGB tensor -> (..., H, W) float32 luma on the 0-255 scale."""
-    return np.einsum("c,...chw->...hw", np.array(_LUMA, dtype=np.float32), rgb.cpu().numpy().astype(np.float32))
+    return np.einsum("c,...chw->...hw", _LUMA, rgb.cpu().numpy().astype(np.float32))
 
 
 def spatial_nss(key_frame: torch.Tensor) -> np.ndarray:
@@ -91,5 +95,5 @@ def temporal_nss(clip: torch.Tensor) -> np.ndarray:
 
 
 def nss_features(key_frame: torch.Tensor, clip: torch.Tensor) -> np.ndarray:
-    """The version-1 descriptor of one chunk: float32 (NSS_DIM,), in the order of ``pipeline.nss.NSS_NAMES``."""
+    """The version-1 descriptor of one chunk: float32 (75,), in the order of ``NSS_V1_NAMES``."""
     return np.concatenate([spatial_nss(key_frame), temporal_nss(clip)]).astype(np.float32)
