@@ -197,16 +197,15 @@ def hand_off(chunks_: list[DecodedChunk]) -> None:
     """The chunks through a pipe as a decoder process sends them and DecodePool receives them (here: two threads), the
     pipe made as DecodePool makes it: duplex, a Unix socket pair (a one-way OS pipe costs more)."""
     ours, theirs = Pipe()
-    worker = decode_pool._Worker(process=None, conn=ours)
 
     def receive() -> None:
         for _ in chunks_:
-            decode_pool._receive_chunk(worker, ours.recv())
+            decode_pool.receive_chunk(ours, ours.recv())
 
     reader = threading.Thread(target=receive)
     reader.start()
     for c in chunks_:
-        decode_pool._send_chunk(theirs, 0, c)
+        decode_pool.send_chunk(theirs, 0, c)
     reader.join()
 
 
@@ -219,19 +218,18 @@ def planes_hand_off(path: Path, options: DecodeOptions) -> float:
     def consume(chunk: DecodedChunk, ring: PlaneRing) -> None:
         nonlocal spent
         start = time.thread_time()  # per thread: the decoding thread runs meanwhile
-        worker = decode_pool._Worker(process=None, conn=ours, free=threading.Semaphore(0), planes=ring.buffer)
         sent = []
 
         def send() -> None:
             begin = time.thread_time()
-            decode_pool._send_chunk(theirs, 0, chunk, ring)
+            decode_pool.send_chunk(theirs, 0, chunk, ring)
             sent.append(time.thread_time() - begin)
 
         sender = threading.Thread(target=send)
         sender.start()
         while not isinstance(message := ours.recv(), decode_pool.ChunkHeader):
             pass  # the ring's buffer, announced once: a file descriptor
-        decode_pool._receive_chunk(worker, message)
+        decode_pool.receive_chunk(ours, message, ring.buffer, threading.Semaphore(0))
         sender.join()
         spent += time.thread_time() - start + sent[0]
 

@@ -313,7 +313,7 @@ def _check(key_frame: torch.Tensor, clip: torch.Tensor) -> None:
 def _pair_differences(clip: torch.Tensor) -> torch.Tensor:
     """Luma differences at the sampled patches of ``_CLIP_PAIRS`` consecutive-frame pairs spread over the clip."""
     firsts = torch.linspace(0, clip.shape[0] - 2, min(_CLIP_PAIRS, clip.shape[0] - 1)).round().long().unique()
-    # index_select, not clip[index]: the same frames, a plain copy (advanced indexing costs 20x more on a CPU).
+    # index_select, not clip[index]: the same frames, a plain copy (advanced indexing costs far more on a CPU).
     frames = clip.index_select(0, torch.cat([firsts, firsts + 1]).to(clip.device))
     pairs = _patches(frames, _CLIP_GRID).unflatten(0, (2, len(firsts)))
     return (pairs[1] - pairs[0]).flatten(0, 1)

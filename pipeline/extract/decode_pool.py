@@ -187,7 +187,7 @@ class DecodePool:
                 worker.take_planes(buffer, self.device)
             case ChunkHeader():
                 try:
-                    yield ChunkDecoded(message.task, _receive_chunk(worker, message))
+                    yield ChunkDecoded(message.task, receive_chunk(worker.conn, message, worker.planes, worker.free))
                 except (EOFError, OSError):  # died mid-chunk: reported as its death when its pipe is read next
                     return
             case Opened():
@@ -260,7 +260,7 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable, fre
             try:
                 for item in decode(path, options, ring) if ring else decode(path, options):
                     if isinstance(item, DecodedChunk):
-                        _send_chunk(conn, task, item, ring)
+                        send_chunk(conn, task, item, ring)
                     else:
                         conn.send(Opened(task, item))
             except (EOFError, BrokenPipeError):
@@ -279,9 +279,10 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable, fre
 
 
 # A chunk crosses the pipe as a small pickled header (shapes, NSS row) followed by the raw bytes of its arrays:
-# no pickled copy of the 10 MB of pixels on either side, only the pipe's own (half the hand-off's CPU time:
+# no pickled copy of the pixels on either side, only the pipe's own (the cheaper hand-off:
 # BENCHMARKS.md, "The CPU feed"). A YUV clip stays in shared memory: the header says where its planes lie.
-def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRing | None = None) -> None:
+def send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRing | None = None) -> None:
+    """Send ``chunk`` of ``task`` down ``conn``, its clip in ``ring`` when it is a YUV clip (a decoder's side)."""
     if isinstance(chunk.clip, YUVClip):
         if ring.announced is not ring.buffer:
             conn.send(NewPlaneBuffer(task, ring.buffer))
@@ -296,14 +297,17 @@ def _send_chunk(conn: Connection, task: int, chunk: DecodedChunk, ring: PlaneRin
         conn.send_bytes(array.contiguous().view(-1).numpy())
 
 
-def _receive_chunk(worker: _Worker, header: ChunkHeader) -> DecodedChunk:
+def receive_chunk(conn: Connection, header: ChunkHeader, planes: torch.Tensor | None = None,
+                  free: object = None) -> DecodedChunk:
+    """The chunk ``header`` announces: its arrays read from ``conn``, or its clip viewed in ``planes`` (the
+    sender's ring, whose slot ``free``, a semaphore, gets back when the chunk is released)."""
     clip = header.clip
     if isinstance(clip, PlanesInRing):
-        y, u, v, key_frame = planes_at(worker.planes, clip.layout)
+        y, u, v, key_frame = planes_at(planes, clip.layout)
         return DecodedChunk(key_frame, YUVClip(y, u, v, clip.colorspace, clip.full_range, clip.rotation), header.nss,
-                            header.second, release=worker.free.release)
-    key_frame = key_frame_view(_receive_bytes(worker.conn, math.prod(header.key_frame_shape)), header.key_frame_shape)
-    return DecodedChunk(key_frame, _receive_bytes(worker.conn, math.prod(clip)).view(clip), header.nss, header.second)
+                            header.second, release=free.release)
+    key_frame = key_frame_view(_receive_bytes(conn, math.prod(header.key_frame_shape)), header.key_frame_shape)
+    return DecodedChunk(key_frame, _receive_bytes(conn, math.prod(clip)).view(clip), header.nss, header.second)
 
 
 def _receive_bytes(conn: Connection, size: int) -> torch.Tensor:

@@ -136,7 +136,7 @@ class Predictor:
                 x[:, left:right].copy_(torch.as_tensor(features[kind][start:stop]))  # casts float16 in place
             out[start:stop] = self._layers(x).squeeze(-1)
             videos, counts = torch.unique_consecutive(video_of_row[start:stop], return_counts=True)
-            sums[videos] += torch.segment_reduce(x, "sum", lengths=counts, axis=0)  # 6x index_add_'s speed
+            sums[videos] += torch.segment_reduce(x, "sum", lengths=counts, axis=0)  # faster than index_add_ (BENCHMARKS.md)
         return out.double().cpu().numpy(), sums.cpu().numpy()
 
 

@@ -27,8 +27,8 @@ from pipeline.store.shards import CHUNK_SECOND, ROW_CHECKSUMS, INDEX_DIGEST, IND
 # away (cheaper than another call), and a block never exceeds this many rows (bounds the scratch buffer).
 MAX_GAP_ROWS = 16
 MAX_BLOCK_ROWS = 4096
-# Blocks are hashed right after they are read; 16 MiB keeps the HDF5 calls few (1 MiB blocks, for the CPU cache,
-# made a whole-store read 15 % slower once the hash was XXH3: BENCHMARKS.md, "Shard checksums").
+# Blocks are hashed right after they are read; 16 MiB keeps the HDF5 calls few, which costs more than the cache
+# misses of a block outgrowing the CPU cache (BENCHMARKS.md, "Shard checksums").
 MAX_BLOCK_BYTES = 1 << 24
 # Errors opening a shard that say nothing about its bytes: it is gone (moved aside by another process) or
 # this user may not read it.

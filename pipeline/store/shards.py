@@ -8,9 +8,9 @@ number of machines never collide, and sorting ids orders shards by age (the newe
 
 Damage is detected, never served (format 2): HDF5's own metadata carries checksums (file format of HDF5
 1.10), the index carries a SHA-256 of all its columns (``index_sha256``), and every video's rows of every kind
-carry an XXH3-64 hash (``index/xxh3``, checked whenever the rows are read): about 17 GB/s on one core, so
-checked rows read at most of the speed of unchecked ones, where zlib's CRC-32 (3.6 GB/s) halved it and HDF5's
-per-chunk Fletcher-32 was slower still (BENCHMARKS.md, "Shard checksums").
+carry an XXH3-64 hash (``index/xxh3``, checked whenever the rows are read): fast enough that checked rows read
+at most of the speed of unchecked ones, where zlib's CRC-32 and HDF5's per-chunk Fletcher-32 cost far more
+(BENCHMARKS.md, "Shard checksums").
 """
 
 from __future__ import annotations
