@@ -29,8 +29,8 @@ follow) and weight-free (NSS only: only NSS rows cross). Decoding alone and the 
 range over rounds, and the ratio of the best rounds); the split by part is the best round's.
 
 ``--feed`` then runs backbone-free extraction (NSS only, ``extract_videos``) of ``--copies`` copies of the
-1080p30 clip at each ``--workers`` value and reports steady-state chunks/s (from the first chunk handed to
-the models to the last, so start-up is excluded) against 80% of cores / (CPU-s per chunk of the weight-free
+1080p30 clip, and of twice as many, at each ``--workers`` value and reports steady-state chunks/s (the extra
+chunks over the extra time, so start-up cancels out) against 80% of cores / (CPU-s per chunk of the weight-free
 CPU-only figure), the rate that keeps the cores busy.
 
     .venv/bin/python -m bench.feed --data ../shared/data/vqa-dev --work /tmp/vqa-bench-feed --feed auto,0,1,2
@@ -57,7 +57,6 @@ import torch
 from bench.cputime import best_cpu
 from bench.stores import video_record
 from bench.videos import reencoded
-import pipeline.extract.batches as batches
 import pipeline.extract.decode_pool as decode_pool
 import pipeline.extract.run as extract
 import pipeline.video.chunks as chunks
@@ -331,39 +330,43 @@ def measure_clip(path: Path, repeats: int) -> dict:
 
 
 def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
-    """Backbone-free extraction (NSS only) of ``copies`` copies of ``path``: steady chunks/s and CPU-s per chunk."""
-    from bench.extract import TreeUsage
-
+    """Backbone-free extraction (NSS only) of copies of ``path``: steady chunks/s and CPU-s per chunk, from the
+    difference between extracting ``copies`` copies and twice as many (start-up and the last video's tail, the
+    same in both, cancel out)."""
     cfg = load_config(config, [f"extract.workers={workers}"]).extract
-    arrivals: list[float] = []
-    original = batches.Batcher.add
+    small, large = (_extract_copies(path, n, cfg) for n in (copies, 2 * copies))
+    chunks = large["chunks"] - small["chunks"]
+    if large["wall_s"] <= small["wall_s"] or large["cpu_s"] <= small["cpu_s"]:
+        raise RuntimeError(f"{copies} copies of {path} are too few to tell the steady rate from start-up; "
+                           "raise --copies")
+    steady = chunks / (large["wall_s"] - small["wall_s"])
+    cpu_per_chunk = (large["cpu_s"] - small["cpu_s"]) / chunks
+    resolved = decode_pool.feed_plan(cfg.workers, usable_cpus(), cuda=False, models=False)
+    return {"workers": workers, "processes_threads": resolved, "chunks": chunks,
+            "steady_chunks_per_s": steady, "cpu_s_per_chunk": cpu_per_chunk,
+            "cores_busy": steady * cpu_per_chunk,  # on a shared machine: compare with the load average
+            "wall_s": large["wall_s"], "load": os.getloadavg()[0]}
 
-    def add(self, video, chunk):
-        arrivals.append(time.perf_counter())
-        return original(self, video, chunk)
+
+def _extract_copies(path: Path, copies: int, cfg) -> dict:
+    """Chunks stored, wall seconds and the process tree's CPU seconds of extracting ``copies`` copies of ``path``."""
+    from bench.extract import TreeUsage
 
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
         videos = []
         for i in range(copies):
             os.symlink(path, Path(tmp) / f"copy{i}.mp4")
             videos.append((f"copy{i}.mp4", Path(tmp) / f"copy{i}.mp4"))
-        batches.Batcher.add = add
-        try:
-            # One sample a second: reading every process's smaps_rollup 20 times a second (the default) cost
-            # as much CPU as the decoding it was measuring.
-            with TreeUsage(interval_s=1.0) as usage:
-                summary = extract.extract_videos(videos, Path(tmp) / "store", cfg, progress=False)
-        finally:
-            batches.Batcher.add = original
-    if summary.failed:
-        raise RuntimeError(f"extraction failed: {summary.failed}")
-    steady = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    resolved = decode_pool.feed_plan(cfg.workers, usable_cpus(), cuda=False, models=False)
-    cpu_per_chunk = usage.cpu_seconds / len(arrivals)
-    return {"workers": workers, "processes_threads": resolved, "chunks": len(arrivals),
-            "steady_chunks_per_s": steady, "cpu_s_per_chunk": cpu_per_chunk,
-            "cores_busy": steady * cpu_per_chunk,  # on a shared machine: compare with the load average
-            "wall_s": summary.seconds, "load": os.getloadavg()[0]}
+        # One sample a second: reading every process's smaps_rollup 20 times a second (the default) cost as much
+        # CPU as the decoding it was measuring.
+        with TreeUsage(interval_s=1.0) as usage:
+            start = time.perf_counter()
+            summary = extract.extract_videos(videos, Path(tmp) / "store", cfg, progress=False)
+            wall = time.perf_counter() - start
+        if summary.failed:
+            raise RuntimeError(f"extraction failed: {summary.failed}")
+        chunks = int(FeatureStore.open(Path(tmp) / "store").read(["nss"]).offsets[-1])
+    return {"chunks": chunks, "wall_s": wall, "cpu_s": usage.cpu_seconds}
 
 
 @click.command()
