@@ -83,8 +83,10 @@ def reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     @functools.wraps(command)
     def run(*args: object, **kwargs: object) -> None:
         try:
-            with _sigterm_interrupts():
+            with _signals_interrupt() as received:
                 code = command(*args, **kwargs)
+                if received:  # its interrupt was raised where Python drops exceptions (a finaliser): stop here
+                    raise Interrupted if received[-1] == signal.SIGTERM else KeyboardInterrupt
         except VQAError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(exit_code(exc)) from None
@@ -123,20 +125,25 @@ def stored(store: str | Path) -> Callable[[], str]:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Make SIGTERM interrupt like Ctrl-C (same clean-up: the shard in progress is committed), as Interrupted."""
+def _signals_interrupt() -> Iterator[list[int]]:
+    """Make Ctrl-C and SIGTERM interrupt the command (KeyboardInterrupt, Interrupted: the same clean-up, the shard in
+    progress committed), and yield the signals received: an interrupt raised inside a finaliser or a weakref
+    callback is dropped by Python, and the command must still end as interrupted."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted
+        received.append(signum)
+        raise Interrupted if signum == signal.SIGTERM else KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def load(config_path: str | Path, overrides: Sequence[str]) -> Config:
