@@ -61,7 +61,7 @@ import pipeline.extract.decode_pool as decode_pool
 import pipeline.extract.run as extract
 import pipeline.video.chunks as chunks
 from pipeline.backbones.device import usable_cpus
-from pipeline.config import load_config
+from pipeline.config import ExtractConfig, load_config
 from pipeline.extract.decoding import DecodedChunk, DecodeOptions, decode_video
 from pipeline.nss import NSS_DIM, nss_features
 from pipeline.extract.plane_ring import SLOTS, PlaneRing
@@ -348,7 +348,7 @@ def feed_rate(path: Path, copies: int, workers: str, config: Path) -> dict:
             "wall_s": large["wall_s"], "load": os.getloadavg()[0]}
 
 
-def _extract_copies(path: Path, copies: int, cfg) -> dict:
+def _extract_copies(path: Path, copies: int, cfg: ExtractConfig) -> dict:
     """Chunks stored, wall seconds and the process tree's CPU seconds of extracting ``copies`` copies of ``path``."""
     from bench.extract import TreeUsage
 
