@@ -58,6 +58,7 @@ from bench.cputime import best_cpu
 from bench.stores import video_record
 from bench.videos import reencoded
 import pipeline.extract.decode_pool as decode_pool
+import pipeline.extract.decoding as decoding
 import pipeline.extract.run as extract
 import pipeline.video.chunks as chunks
 from pipeline.backbones.device import usable_cpus
@@ -115,7 +116,7 @@ def timed_parts() -> Iterator[PartTimer]:
     """Time the decode layer's parts by wrapping the functions that do them, restored afterwards."""
     timer = PartTimer()
     patches = [(AVFrame, "resized", "clip views"), (AVFrame, "rgb", "key frame RGB"),
-               (chunks, "display_frame", "tensor views"), (decode_pool, "nss_features", "NSS"),
+               (chunks, "display_frame", "tensor views"), (decoding, "nss_features", "NSS"),
                (chunks, "stack_planes", "plane copies"), (chunks, "probe", "probe (open, index, first frame)")]
     originals = [getattr(owner, attr) for owner, attr, _ in patches]
     for (owner, attr, name), original in zip(patches, originals):
