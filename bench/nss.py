@@ -1,10 +1,10 @@
-"""NSS cost per chunk on one CPU thread: version 2 (``pipeline.nss``) against version 1 (``bench/nss_v1.py``).
+"""NSS cost per chunk on one CPU thread: the current version (``pipeline.nss``) against version 1 (``bench/nss_v1.py``).
 
 Real content: the first chunk of a vqa-dev video, its key frame upscaled (bicubic) to each frame size, its
 clip (T x 3 x 224 x 224, the extraction's size at any resolution) as decoded. Times are process CPU time,
 best of ``--repeats`` after a warm-up, with torch on one thread: on a shared, busy machine the best CPU time
-is the closest estimate of an idle core. Version 2 costs the same at any frame size (fixed samples);
-it is also timed in batches of ``--batch`` chunks, the form a GPU feeder calls.
+is the closest estimate of an idle core. The current version costs the same at any frame size (fixed
+samples); it is also timed in batches of ``--batch`` chunks, the form a GPU feeder calls.
 
     .venv/bin/python bench/nss.py --repeats 10
 """
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from bench import nss_v1
 from bench.cputime import best_cpu
-from pipeline.nss import nss_features, nss_features_batch
+from pipeline.nss import NSS_VERSION, nss_features, nss_features_batch
 from pipeline.video import open_chunks
 
 SIZES = {"1080p": (1080, 1920), "720p": (720, 1280)}
@@ -51,15 +51,18 @@ def main(video: Path, repeats: int, batch: int) -> None:
           f"best of {repeats}, one thread\n")
     v1_clip = cpu_seconds(lambda: nss_v1.temporal_nss(clip), repeats)
     print(f"v1 clip part (temporal + motion, any frame size): {v1_clip:.4f} CPU-s\n")
-    print(f"| frame size | v1 key frame part | v1 chunk | v2 chunk | v2 chunk, batches of {batch} | v1 / v2 |")
+    current = f"v{NSS_VERSION}"
+    print(f"| frame size | v1 key frame part | v1 chunk | {current} chunk | {current} chunk, batches of {batch} "
+          f"| v1 / {current} |")
     print("|---|---|---|---|---|---|")
     for name, size in SIZES.items():
         key = upscale(chunk.key_frame, size)
         v1_key = cpu_seconds(lambda: nss_v1.spatial_nss(key), repeats)
         v1 = cpu_seconds(lambda: nss_v1.nss_features(key, clip), repeats)
-        v2 = cpu_seconds(lambda: nss_features(key, clip), repeats)
+        now = cpu_seconds(lambda: nss_features(key, clip), repeats)
         batched = cpu_seconds(lambda: nss_features_batch([key] * batch, [clip] * batch), repeats) / batch
-        print(f"| {name} | {v1_key:.4f} | {v1:.4f} | {v2:.4f} | {batched:.4f} | {v1 / v2:.0f}x |")
+        print(f"| {name} | {v1_key:.4f} | {v1:.4f} | {now:.4f} | {batched:.4f} | {v1 / now:.0f}x |")
+
 
 if __name__ == "__main__":
     main()

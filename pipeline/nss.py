@@ -16,24 +16,36 @@ What is computed (``NSS_NAMES`` lists every value in order):
 * **Temporal, per clip** (frame-difference NSS as in RAPIQUE, Tu, Yu, Wang, Birkbeck, Adsumilli & Bovik,
   "RAPIQUE: Rapid and accurate video quality prediction of user generated content", IEEE OJSP 2021;
   the frame-difference statistics of V-BLIINDS, Saad, Bovik & Charrier 2014 and TLVQM, Korhonen 2019
-  follow the same idea): the same 18 statistics per scale of the luma differences of consecutive
-  clip frames, averaged over the clip; plus three motion values (mean and spread of the log
+  follow the same idea): the same 18 statistics per scale of the luma differences of every pair of
+  consecutive clip frames, at a quarter and an eighth of the clip's side (56 and 28 px for the 224 px
+  clip), pooled over the clip into one fit; plus three motion values (mean and spread of the log
   frame-difference energy, fraction of repeated frames), which the normalised statistics cannot see.
 
-**Sampled, so a chunk costs the same at any resolution (``NSS_VERSION`` 2).** Version 1 filtered every
-pixel of the key frame and all 31 frame differences, which cost about as much as decoding (0.2-0.3 CPU-s a
-1080p chunk). Version 2 computes the same statistics on fixed-size samples of the same MSCN field:
+**Sampled, so a chunk costs the same at any resolution (``NSS_VERSION`` 3).** Version 1 filtered every
+pixel of the key frame and all 31 frame differences at the clip's size, which cost about as much as
+decoding (0.2-0.3 CPU-s a 1080p chunk). Since version 2 the key frame's statistics come from fixed-size
+samples of the same MSCN field:
 
-* the key frame's statistics pool an evenly spread grid of ``_KEY_GRID`` x ``_KEY_GRID`` patches of
-  ``_PATCH`` native pixels (the whole of a frame up to about 560 px a side, overlapping where it is smaller;
-  about 12% of a 1080p frame's coefficients). Half resolution is the 2x2 block mean of each patch.
-* the temporal statistics use ``_CLIP_PAIRS`` differences of consecutive frames spread evenly over the clip
-  (not all T - 1), each pooled over ``_CLIP_GRID`` x ``_CLIP_GRID`` patches (the whole 224 px frame);
-* the motion values use every frame difference, on every ``_MOTION_STRIDE``-th pixel in each direction;
+* an evenly spread grid of ``_KEY_GRID`` x ``_KEY_GRID`` patches of ``_PATCH`` native pixels (the whole of
+  a frame up to about 560 px a side, overlapping where it is smaller; about 12% of a 1080p frame's
+  coefficients). Half resolution is the 2x2 block mean of each patch.
 * MSCN coefficients exist only where the whole 7x7 window lies inside a patch (valid filtering), so a
   sampled coefficient at native resolution equals the full frame's at that pixel (at half resolution the
   2x2 blocks start at the patch's corner); version 1 replicated the frame's edges instead. A frame
   smaller than a patch (plus a pixel per grid step) is padded by replicating its last row and column.
+
+**Every frame pair, at coarse scales (version 3).** Version 2 took the temporal statistics from 4 frame
+pairs spread over the clip at the clip's own scale. 4 pairs alias with a periodic repeat pattern: judder
+repeats each frame 2-3 times, and 4 pairs catch whatever share of the repeats their positions happen to hit.
+Version 3 takes every pair again, as version 1 did, at a quarter of the clip's side (the 4x4 block mean of
+its luma, the same field as two 2x2 halvings) and an eighth. Of the variants tried (every pair at the
+clip's size, a half, a quarter and an eighth of it; per-pair fits averaged or one pooled fit), this one
+ranked best on vqa-dev with a distortion family or the sources left out of training (BENCHMARKS.md, "NSS
+features"). The pairs are pooled (their moment sums added before one fit), so a repeated frame's all-zero
+difference weighs in as the share of the clip it is. Reading the whole clip's luma makes a chunk about 15%
+dearer than in version 2. The motion values use every frame difference, on every ``_MOTION_STRIDE``-th
+pixel in each direction of the clip. A clip smaller than 64 px a side is first padded to 64 by
+replicating its last row and column.
 
 Variances are given as logarithms: they span decades, are 0 on flat content, and a regressor on
 standardised inputs handles their logs far better. Chroma statistics (the same fits on Cb and Cr) were
@@ -81,8 +93,10 @@ _PAIRS = ("h", "v", "d1", "d2")
 _SIDE = 32
 _PATCH = 2 * (_SIDE + 2 * _HALO)
 _KEY_GRID = 8
-_CLIP_GRID = 3
-_CLIP_PAIRS = 4
+# The temporal statistics' native scale: the clip halved this many times (a quarter of its side).
+_CLIP_HALVINGS = 2
+# Smallest side at that scale (clips are padded up to it): both of its scales keep a few MSCN coefficients a side.
+_MIN_DIFFERENCE_SIDE = 16
 _MOTION_STRIDE = 4
 # Variances span decades and hit 0 on flat content: a log with this floor keeps them finite and linear-friendly.
 _LOG_EPS = 1e-6
@@ -104,8 +118,9 @@ NSS_NAMES: tuple[str, ...] = _names()
 NSS_DIM: int = len(NSS_NAMES)
 # Identifies this definition of the descriptor: bump it whenever any value would change, so a store's
 # manifest can tell features of another definition apart even when their width is the same.
-# 1: every pixel, all frame differences; 2: sampled patches and frame pairs, valid filtering (docstring).
-NSS_VERSION: int = 2
+# 1: every pixel, all frame differences; 2: sampled patches and frame pairs, valid filtering; 3: every frame
+# difference at a quarter of the clip's side, pooled (docstring).
+NSS_VERSION: int = 3
 # Positions of the variances inside one scale's 18 statistics; stored as log(variance + _LOG_EPS).
 _VARIANCES = np.array([1] + [2 + 4 * p + k for p in range(len(_PAIRS)) for k in (2, 3)])
 
@@ -306,25 +321,26 @@ def _check(key_frame: torch.Tensor, clip: torch.Tensor) -> None:
     if key_frame.dtype != torch.uint8 or key_frame.ndim != 3 or key_frame.shape[0] != 3:
         got = f"{key_frame.dtype} {tuple(key_frame.shape)}"
         raise ArrayError(f"key_frame must be a uint8 (3, H, W) tensor, got {got}")
-    if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[1] != 3 or clip.shape[0] < 2:
+    if clip.dtype != torch.uint8 or clip.ndim != 4 or clip.shape[1] != 3 or clip.shape[0] < 2 \
+            or clip.shape[2] != clip.shape[3]:
         raise ArrayError(f"clip must be a uint8 (T >= 2, 3, S, S) tensor, got {clip.dtype} {tuple(clip.shape)}")
 
 
-def _pair_differences(clip: torch.Tensor) -> torch.Tensor:
-    """Luma differences at the sampled patches of ``_CLIP_PAIRS`` consecutive-frame pairs spread over the clip."""
-    firsts = torch.linspace(0, clip.shape[0] - 2, min(_CLIP_PAIRS, clip.shape[0] - 1)).round().long().unique()
-    # index_select, not clip[index]: the same frames, a plain copy (advanced indexing costs far more on a CPU).
-    frames = clip.index_select(0, torch.cat([firsts, firsts + 1]).to(clip.device))
-    pairs = _patches(frames, _CLIP_GRID).unflatten(0, (2, len(firsts)))
-    return (pairs[1] - pairs[0]).flatten(0, 1)
+def _clip_differences(clip: torch.Tensor) -> torch.Tensor:
+    """Luma differences of every pair of consecutive frames at a quarter of the clip's side: (T - 1, S/4, S/4)."""
+    y = _replicate_to(_luma(clip), _MIN_DIFFERENCE_SIDE << _CLIP_HALVINGS)
+    for _ in range(_CLIP_HALVINGS):
+        y = _halve(y)
+    return y[1:] - y[:-1]
 
 
 def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch.Tensor]) -> np.ndarray:
     """The NSS descriptors of several chunks: float32 (len(key_frames), NSS_DIM), in the order of ``NSS_NAMES``.
 
     Each key frame is a chunk's uint8 (3, H, W) RGB key frame at native size (sizes may differ), each clip
-    its uint8 (T, 3, S, S) RGB clip; all on one device, where the pixel work then runs in one pass. On a
-    CPU one chunk per call is faster (a batch's tensors outgrow the caches); on a GPU, batches are.
+    its uint8 (T, 3, S, S) RGB clip (one S for the batch); all on one device, where the pixel work then runs
+    in two passes. On a CPU one chunk per call is faster (a batch's tensors outgrow the caches); on a GPU,
+    batches are.
     """
     if len(key_frames) != len(clips):
         raise ArrayError(f"got {len(key_frames)} key frames but {len(clips)} clips")
@@ -332,24 +348,29 @@ def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch
         return np.zeros((0, NSS_DIM), dtype=np.float32)
     for key_frame, clip in zip(key_frames, clips):
         _check(key_frame, clip)
+    sizes = sorted({tuple(c.shape[2:]) for c in clips})
+    if len(sizes) > 1:
+        raise ArrayError(f"the clips of one batch must share their size, got {sizes}")
     key_patches = [_patches(k, _KEY_GRID) for k in key_frames]
-    differences = [_pair_differences(c) for c in clips]
-    # One pass over every patch of the batch, each chunk's key-frame patches then its differences.
-    sums, counts = _patch_sums(torch.cat([p for pair in zip(key_patches, differences) for p in pair]))
+    differences = [_clip_differences(c) for c in clips]
+    # One pass over every key-frame patch of the batch, one over every frame difference.
+    key_sums, counts = _patch_sums(torch.cat(key_patches))
+    difference_sums, difference_counts = _patch_sums(torch.cat(differences))
     motion = torch.stack([_motion(c) for c in clips])
     # One copy to the host (one synchronisation on a GPU); the fits are float64 numpy on a few numbers.
-    host = torch.cat([sums.flatten(), motion.flatten()]).cpu().numpy().astype(np.float64)
-    sums, motion = host[: sums.numel()].reshape(sums.shape), host[sums.numel() :].reshape(motion.shape)
-    rows, start = [], 0
-    for index, (keys, diffs) in enumerate(zip(key_patches, differences)):
-        key_end = start + len(keys)
-        spatial = _fit(sums[start:key_end].sum(axis=0), [n * len(keys) for n in counts])
-        per_pair = _fit(sums[key_end : key_end + len(diffs)].reshape(-1, _CLIP_GRID**2, *sums.shape[1:]).sum(axis=1),
-                        [n * _CLIP_GRID**2 for n in counts])
-        start = key_end + len(diffs)
-        # Averaged over the clip before the log, so a few repeated (all-zero) differences do not dominate.
-        temporal = per_pair.mean(axis=0)
-        rows.append(np.concatenate([_log_variances(np.stack([spatial, temporal])).ravel(), motion[index]]))
+    parts = (key_sums, difference_sums, motion)
+    host = torch.cat([p.flatten() for p in parts]).cpu().numpy().astype(np.float64)
+    key_sums, difference_sums, motion = (
+        chunk.reshape(p.shape) for chunk, p in zip(np.split(host, np.cumsum([p.numel() for p in parts[:-1]])), parts)
+    )
+    per_chunk = zip(np.split(key_sums, np.cumsum([len(p) for p in key_patches])[:-1]),
+                    np.split(difference_sums, np.cumsum([len(d) for d in differences])[:-1]), motion)
+    rows = []
+    for keys, diffs, moving in per_chunk:
+        spatial = _fit(keys.sum(axis=0), [n * len(keys) for n in counts])
+        # Pooled over the clip: a repeated frame's all-zero difference counts as its share of the clip.
+        temporal = _fit(diffs.sum(axis=0), [n * len(diffs) for n in difference_counts])
+        rows.append(np.concatenate([_log_variances(np.stack([spatial, temporal])).ravel(), moving]))
     return np.stack(rows).astype(np.float32)
 
 

@@ -186,15 +186,37 @@ def test_key_frame_part_ignores_the_clip() -> None:
     assert not np.array_equal(a, b)
 
 
-def test_temporal_statistics_use_four_frame_pairs_spread_over_the_clip() -> None:
-    # 32 frames: the pairs start at frames 0, 10, 20 and 30 (evenly spread); other frames feed only the motion values.
+def test_temporal_statistics_use_every_frame_pair_at_a_quarter_of_the_clip() -> None:
     key_frame, clip = _rgb(_texture(32)), _clip(frames=32, size=96, seed=3)
     temporal = [i for i, n in enumerate(NSS_NAMES) if n.startswith("temporal_")]
     reference = nss_features(key_frame, clip)[temporal]
-    for frame, used in ((5, False), (11, True), (29, False), (31, True)):
+    for frame in (0, 5, 11, 29, 31):
         changed = clip.clone()
         changed[frame] = _clip(frames=1, size=96, seed=100 + frame)[0]
-        assert np.array_equal(nss_features(key_frame, changed)[temporal], reference) != used, frame
+        assert not np.array_equal(nss_features(key_frame, changed)[temporal], reference), frame
+    # Only the 4x4 block means of the clip's luma count: detail inside a block leaves the statistics alone.
+    blocks = clip.float().reshape(32, 3, 24, 4, 24, 4).mean(dim=(3, 5), keepdim=True)
+    detail = torch.tensor([[1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, -2.0], [0.0, 0.0, -2.0, 2.0]])
+    textured = (blocks.round() + 3 * detail[:, None, :]).clamp(0, 255).reshape(32, 3, 96, 96).to(torch.uint8)
+    flat = blocks.round().expand(-1, -1, -1, 4, -1, 4).reshape(32, 3, 96, 96).to(torch.uint8)
+    np.testing.assert_allclose(nss_features(key_frame, textured)[temporal], nss_features(key_frame, flat)[temporal],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_repeated_frames_weigh_in_as_their_share_of_the_clip() -> None:
+    """Judder's repeated frames add all-zero differences: the pooled differences look smaller and peakier."""
+    key_frame = _rgb(_texture(32))
+    frames = [_texture(96, seed=s) for s in range(12)]
+    moving = torch.stack([_rgb(f) for f in frames])
+    repeated = torch.stack([_rgb(frames[i // 3 * 3]) for i in range(12)])  # every third frame, shown 3 times
+    shape, logvar = NSS_NAMES.index("temporal_s0_ggd_shape"), NSS_NAMES.index("temporal_s0_ggd_logvar")
+    smooth, judder = nss_features(key_frame, moving), nss_features(key_frame, repeated)
+    assert judder[shape] < smooth[shape] and judder[logvar] < smooth[logvar]
+
+
+def test_a_batch_of_clips_of_different_sizes_is_rejected() -> None:
+    with pytest.raises(ValueError, match="share their size"):
+        nss_features_batch([_rgb(_texture(32))] * 2, [_clip(size=32), _clip(size=64)])
 
 
 @pytest.mark.parametrize(
@@ -204,6 +226,7 @@ def test_temporal_statistics_use_four_frame_pairs_spread_over_the_clip() -> None
         (torch.zeros((8, 8), dtype=torch.uint8), _clip(), "key_frame must be a uint8"),
         (torch.zeros((3, 8, 8), dtype=torch.uint8), _clip(frames=1), "clip must be a uint8"),
         (torch.zeros((3, 8, 8), dtype=torch.uint8), torch.zeros((4, 1, 8, 8), dtype=torch.uint8), "clip must be"),
+        (torch.zeros((3, 8, 8), dtype=torch.uint8), torch.zeros((4, 3, 8, 9), dtype=torch.uint8), "clip must be"),
     ],
 )
 def test_bad_input_is_rejected_with_what_was_given(key_frame: torch.Tensor, clip: torch.Tensor, message: str) -> None:

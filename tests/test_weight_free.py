@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from pipeline.backbones import SpatialExtractor, TemporalExtractor
 from pipeline.cli import extract, fit, score
 from pipeline.fit.model import load_model
+from pipeline.nss import NSS_VERSION
+from pipeline.store.manifest import StoreSettings
 from videos import make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +57,23 @@ def test_extract_fit_score_without_any_backbone(tmp_path: Path, monkeypatch: pyt
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert list(scores["status"]) == ["ok"] * VIDEOS and scores["score"].notna().all()
     assert not (tmp_path / "empty-hub").exists()
+
+
+def test_a_store_of_an_older_nss_version_is_refused_naming_the_version(tmp_path: Path) -> None:
+    make_video(tmp_path / "clip.mp4", width=64, height=48, frames=8, fps=8, seed=0)
+    (tmp_path / "labels.csv").write_text("filename,mos\nclip.mp4,50\n")
+    sets = [a for item in (f"data.train_csv={tmp_path / 'labels.csv'}", f"data.video_root={tmp_path}",
+                           f"data.store={tmp_path / 'store'}") for a in ("--set", item)]
+    config = REPO / "config" / "nss_only.yml"
+    invoke(extract, "-o", config, "--no-progress", *sets)
+    # The store as an extraction of the previous NSS version left it.
+    path = tmp_path / "store" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["settings"]["nss"]["version"] = NSS_VERSION - 1
+    manifest["settings_hash"] = StoreSettings.of(manifest["settings"]).hash
+    path.write_text(json.dumps(manifest))
+
+    result = CliRunner().invoke(extract, ["-o", str(config), "--no-progress", *sets])
+    assert result.exit_code == 2, result.output
+    assert "made with other extraction settings" in result.output
+    assert f"nss.version: {NSS_VERSION - 1} vs. {NSS_VERSION}" in result.output
