@@ -25,10 +25,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli import reports_errors, set_option
+from pipeline.errors import SettingsMismatchError
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.extract.plan import ExtractSummary
 
 CONFIG = "config/kwai_simpleVQA.yml"
 SAMPLE_CSV = "data/sample/labels.csv"
@@ -72,6 +78,18 @@ def demo_overrides(config: str, weights: str | None) -> tuple[list[str], str]:
     return overrides, weights
 
 
+def extract_sample(videos: list[tuple[str, str]], cfg: Config) -> ExtractSummary:
+    """Extract the sample into the demo's own store; a store an earlier version left there is named with the
+    command that clears it, since the demo, not the user, chose that store."""
+    from pipeline.extract.run import extract_videos
+
+    try:
+        return extract_videos(videos, cfg.data.store, cfg.extract)
+    except SettingsMismatchError as exc:
+        raise SettingsMismatchError(f"{exc}\nThe demo made that store with an earlier version of the pipeline: "
+                                    "`make clean-demo` removes it, and the demo then extracts the sample afresh.") from exc
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-o", "--config", "config_path", default=CONFIG, show_default=True, metavar="CONFIG",
               help="Coarse-phase config (its fine_config is the fine phase).")
@@ -83,7 +101,6 @@ def demo_overrides(config: str, weights: str | None) -> tuple[list[str], str]:
 def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[str, ...]) -> int:
     """Extract the bundled sample's features, fit coarse then fine, score the sample, and print the metrics."""
     from pipeline.config import load_config
-    from pipeline.extract.run import extract_videos
     from pipeline.fit.run import fit
     from pipeline.labels import read_labels
     from pipeline.scoring import Scorer, write_per_second, write_scores
@@ -100,7 +117,7 @@ def main(config_path: str, out_dir: str, weights: str | None, overrides: tuple[s
 
     _step(f"1/3 extract: python extract_features.py -o {config_path} {sets}")
     labels = read_labels(cfg.data.train_csv, cfg.data.video_root, group_column=cfg.data.group_column)
-    summary = extract_videos(zip(labels["filename"], labels["path"]), cfg.data.store, cfg.extract)
+    summary = extract_sample(list(zip(labels["filename"], labels["path"])), cfg)
     click.echo(str(summary))
     if summary.failed:
         raise click.ClickException(f"{len(summary.failed)} sample video(s) failed: {summary.failed}")

@@ -18,7 +18,9 @@ from scipy import stats
 from click.testing import CliRunner
 
 from pipeline.cli import extract, score
-from pipeline.demo import demo_overrides
+from pipeline.config import load_config
+from pipeline.demo import demo_overrides, extract_sample
+from pipeline.errors import SettingsMismatchError
 from pipeline.fit.model import ChunkRegressor, load_model, save_model
 from pipeline.fit.run import fit
 from pipeline.scoring import Scorer, write_per_second
@@ -334,3 +336,12 @@ def test_scores_keep_the_order_of_raw_predictions_far_outside_the_training_data(
     assert np.all((p.score_low <= p.score) & (p.score <= p.score_high))
     assert np.all((p.chunk_low <= p.chunk_score) & (p.chunk_score <= p.chunk_high))
     assert np.mean(p.novelty > 1) > 0.5  # most of these are unlike the training videos
+
+
+def test_the_demo_names_the_command_that_clears_a_store_an_earlier_version_left(tmp_path: Path) -> None:
+    make_video(tmp_path / "a.mp4", width=64, height=48, frames=8, fps=8, seed=0)
+    cfg = load_config(REPO / "config" / "nss_only.yml", [f"data.store={tmp_path / 'store'}"])
+    extract_sample([("a.mp4", str(tmp_path / "a.mp4"))], cfg)
+    older = load_config(REPO / "config" / "nss_only.yml", [f"data.store={tmp_path / 'store'}", "extract.clip.frames=16"])
+    with pytest.raises(SettingsMismatchError, match="make clean-demo"):
+        extract_sample([("a.mp4", str(tmp_path / "a.mp4"))], older)
