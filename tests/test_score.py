@@ -259,7 +259,8 @@ def test_score_features_validates_arrays(run: Path) -> None:
     both = scorer.score_features(arrays, offsets=[0, 2, 5], keys=["a", "b"])
     assert both.keys == ["a", "b"] and both.score.shape == (2,) and both.chunk_score.shape == (5,)
     alone = scorer.score_features({k: v[2:] for k, v in arrays.items()})
-    assert alone.score[0] == pytest.approx(both.score[1], rel=1e-5)  # float32 products of another shape: other sums
+    # float32 products of another shape sum in another order: equal to float32 precision through the network.
+    assert alone.score[0] == pytest.approx(both.score[1], rel=1e-4)
     with pytest.raises(Exception, match="lack"):
         scorer.score_features({})
     with pytest.raises(Exception, match="offsets"):
