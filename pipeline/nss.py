@@ -303,14 +303,14 @@ def _patches(rgb: torch.Tensor, grid: int) -> torch.Tensor:
     return _luma(windows.movedim(-5, -3)).flatten(-4, -3)
 
 
-def _motion(clip: torch.Tensor) -> torch.Tensor:
-    """Mean and spread of log frame-difference energy, and the fraction of repeated frames, of a (T, 3, S, S) clip.
+def _motion(y: torch.Tensor) -> torch.Tensor:
+    """Mean and spread of log frame-difference energy, and the fraction of repeated frames, of a (T, S, S) clip luma.
 
     Normalised differences discard how much changes; these three keep it (as TLVQM's motion features
     do), and the repeat fraction exposes dropped or duplicated frames (judder), which NSS cannot see.
     Every difference, on a sparse pixel grid: a mean over 1/16 of the pixels is a close estimate of it.
     """
-    y = _luma(clip[..., ::_MOTION_STRIDE, ::_MOTION_STRIDE])
+    y = y[..., ::_MOTION_STRIDE, ::_MOTION_STRIDE]
     diffs = y[1:] - y[:-1]
     energy = torch.log1p((diffs * diffs).mean(dim=(1, 2)))
     repeated = (diffs.abs().mean(dim=(1, 2)) < _REPEAT_LEVEL).float()
@@ -326,9 +326,9 @@ def _check(key_frame: torch.Tensor, clip: torch.Tensor) -> None:
         raise ArrayError(f"clip must be a uint8 (T >= 2, 3, S, S) tensor, got {clip.dtype} {tuple(clip.shape)}")
 
 
-def _clip_differences(clip: torch.Tensor) -> torch.Tensor:
-    """Luma differences of every pair of consecutive frames at a quarter of the clip's side: (T - 1, S/4, S/4)."""
-    y = _replicate_to(_luma(clip), _MIN_DIFFERENCE_SIDE << _CLIP_HALVINGS)
+def _clip_differences(y: torch.Tensor) -> torch.Tensor:
+    """Differences of every pair of consecutive frames of a (T, S, S) clip luma at a quarter of its side."""
+    y = _replicate_to(y, _MIN_DIFFERENCE_SIDE << _CLIP_HALVINGS)
     for _ in range(_CLIP_HALVINGS):
         y = _halve(y)
     return y[1:] - y[:-1]
@@ -352,11 +352,13 @@ def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch
     if len(sizes) > 1:
         raise ArrayError(f"the clips of one batch must share their size, got {sizes}")
     key_patches = [_patches(k, _KEY_GRID) for k in key_frames]
-    differences = [_clip_differences(c) for c in clips]
+    # Each clip's luma is computed once, for its differences and its motion values.
+    lumas = [_luma(c) for c in clips]
+    differences = [_clip_differences(y) for y in lumas]
     # One pass over every key-frame patch of the batch, one over every frame difference.
     key_sums, counts = _patch_sums(torch.cat(key_patches))
     difference_sums, difference_counts = _patch_sums(torch.cat(differences))
-    motion = torch.stack([_motion(c) for c in clips])
+    motion = torch.stack([_motion(y) for y in lumas])
     # One copy to the host (one synchronisation on a GPU); the fits are float64 numpy on a few numbers.
     parts = (key_sums, difference_sums, motion)
     host = torch.cat([p.flatten() for p in parts]).cpu().numpy().astype(np.float64)
