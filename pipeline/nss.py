@@ -42,8 +42,8 @@ its luma, the same field as two 2x2 halvings) and an eighth. Of the variants tri
 clip's size, a half, a quarter and an eighth of it; per-pair fits averaged or one pooled fit), this one
 ranked best on vqa-dev with a distortion family or the sources left out of training (BENCHMARKS.md, "NSS
 features"). The pairs are pooled (their moment sums added before one fit), so a repeated frame's all-zero
-difference weighs in as the share of the clip it is. Reading the whole clip's luma makes a chunk about 15%
-dearer than in version 2. The motion values use every frame difference, on every ``_MOTION_STRIDE``-th
+difference weighs in as the share of the clip it is. Version 3 reads the whole clip's luma, a few frames at a
+time, at version 2's cost a chunk (BENCHMARKS.md, "NSS features"). The motion values use every frame difference, on every ``_MOTION_STRIDE``-th
 pixel in each direction of the clip. A clip smaller than 64 px a side is first padded to 64 by
 replicating its last row and column.
 
@@ -98,6 +98,8 @@ _CLIP_HALVINGS = 2
 # Smallest side at that scale (clips are padded up to it): both of its scales keep a few MSCN coefficients a side.
 _MIN_DIFFERENCE_SIDE = 16
 _MOTION_STRIDE = 4
+# On a CPU a clip's luma is made this many frames at a time (``_clip_lumas``); elsewhere all at once.
+_CPU_FRAMES_PER_PIECE = 8
 # Variances span decades and hit 0 on flat content: a log with this floor keeps them finite and linear-friendly.
 _LOG_EPS = 1e-6
 # A frame difference whose mean absolute value is below this (8-bit levels) counts as a repeated frame.
@@ -282,14 +284,16 @@ def _log_variances(stats: np.ndarray) -> np.ndarray:
 
 def _luma(rgb: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) uint8 RGB -> (..., H, W) float32 luma on the 0-255 scale, on rgb's device."""
-    red, green, blue = (rgb.select(-3, c).float() for c in range(3))
-    return red.mul_(_LUMA[0]).add_(green, alpha=_LUMA[1]).add_(blue, alpha=_LUMA[2])
+    red = rgb.select(-3, 0).float()  # green and blue are added as they are: no float copies of them
+    return red.mul_(_LUMA[0]).add_(rgb.select(-3, 1), alpha=_LUMA[1]).add_(rgb.select(-3, 2), alpha=_LUMA[2])
 
 
 def _replicate_to(rgb: torch.Tensor, side: int) -> torch.Tensor:
     """(..., H, W) grown to at least ``side`` pixels a side by repeating its last row and column."""
+    if min(rgb.shape[-2:]) >= side:
+        return rgb
     rows, cols = (torch.arange(max(n, side), device=rgb.device).clamp_(max=n - 1) for n in rgb.shape[-2:])
-    return rgb[..., rows[:, None], cols[None, :]] if len(rows) > rgb.shape[-2] or len(cols) > rgb.shape[-1] else rgb
+    return rgb[..., rows[:, None], cols[None, :]]
 
 
 def _patches(rgb: torch.Tensor, grid: int) -> torch.Tensor:
@@ -303,15 +307,15 @@ def _patches(rgb: torch.Tensor, grid: int) -> torch.Tensor:
     return _luma(windows.movedim(-5, -3)).flatten(-4, -3)
 
 
-def _motion(y: torch.Tensor) -> torch.Tensor:
-    """Mean and spread of log frame-difference energy, and the fraction of repeated frames, of a (T, S, S) clip luma.
+def _motion(samples: torch.Tensor) -> torch.Tensor:
+    """Mean and spread of log frame-difference energy, and the fraction of repeated frames, of a clip's luma.
 
     Normalised differences discard how much changes; these three keep it (as TLVQM's motion features
     do), and the repeat fraction exposes dropped or duplicated frames (judder), which NSS cannot see.
-    Every difference, on a sparse pixel grid: a mean over 1/16 of the pixels is a close estimate of it.
+    Every difference, on a sparse pixel grid (``samples``: the (T, S', S') luma on every ``_MOTION_STRIDE``-th
+    pixel): a mean over 1/16 of the pixels is a close estimate of it.
     """
-    y = y[..., ::_MOTION_STRIDE, ::_MOTION_STRIDE]
-    diffs = y[1:] - y[:-1]
+    diffs = samples[1:] - samples[:-1]
     energy = torch.log1p((diffs * diffs).mean(dim=(1, 2)))
     repeated = (diffs.abs().mean(dim=(1, 2)) < _REPEAT_LEVEL).float()
     return torch.stack([energy.mean(), energy.std(correction=0), repeated.mean()])
@@ -326,12 +330,22 @@ def _check(key_frame: torch.Tensor, clip: torch.Tensor) -> None:
         raise ArrayError(f"clip must be a uint8 (T >= 2, 3, S, S) tensor, got {clip.dtype} {tuple(clip.shape)}")
 
 
-def _clip_differences(y: torch.Tensor) -> torch.Tensor:
-    """Differences of every pair of consecutive frames of a (T, S, S) clip luma at a quarter of its side."""
-    y = _replicate_to(y, _MIN_DIFFERENCE_SIDE << _CLIP_HALVINGS)
-    for _ in range(_CLIP_HALVINGS):
-        y = _halve(y)
-    return y[1:] - y[:-1]
+def _clip_lumas(clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (T, 3, S, S) uint8 clip's luma at a quarter of its side and on the motion grid: two (T, S', S') stacks.
+
+    Only these small stacks are kept. On a CPU the full-size luma is made ``_CPU_FRAMES_PER_PIECE`` frames at
+    a time (1.6 MB of floats at 224 px): the whole clip's 6.4 MB went through memory several times, beside the
+    decoder's data (BENCHMARKS.md, "The CPU feed"). The values are the same bits either way (elementwise work).
+    """
+    quarters, samples = [], []
+    for piece in clip.split(_CPU_FRAMES_PER_PIECE) if clip.device.type == "cpu" else (clip,):
+        y = _luma(piece)
+        samples.append(y[..., ::_MOTION_STRIDE, ::_MOTION_STRIDE])
+        y = _replicate_to(y, _MIN_DIFFERENCE_SIDE << _CLIP_HALVINGS)
+        for _ in range(_CLIP_HALVINGS):
+            y = _halve(y)
+        quarters.append(y)
+    return torch.cat(quarters), torch.cat(samples)
 
 
 def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch.Tensor]) -> np.ndarray:
@@ -353,12 +367,12 @@ def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch
         raise ArrayError(f"the clips of one batch must share their size, got {sizes}")
     key_patches = [_patches(k, _KEY_GRID) for k in key_frames]
     # Each clip's luma is computed once, for its differences and its motion values.
-    lumas = [_luma(c) for c in clips]
-    differences = [_clip_differences(y) for y in lumas]
+    lumas = [_clip_lumas(c) for c in clips]
+    differences = [quarter[1:] - quarter[:-1] for quarter, _ in lumas]
     # One pass over every key-frame patch of the batch, one over every frame difference.
     key_sums, counts = _patch_sums(torch.cat(key_patches))
     difference_sums, difference_counts = _patch_sums(torch.cat(differences))
-    motion = torch.stack([_motion(y) for y in lumas])
+    motion = torch.stack([_motion(samples) for _, samples in lumas])
     # One copy to the host (one synchronisation on a GPU); the fits are float64 numpy on a few numbers.
     parts = (key_sums, difference_sums, motion)
     host = torch.cat([p.flatten() for p in parts]).cpu().numpy().astype(np.float64)

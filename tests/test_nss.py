@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import ndimage, special, stats
 
+from pipeline import nss
 from pipeline.nss import NSS_DIM, NSS_NAMES, fit_aggd, fit_ggd, mscn, nss_features, nss_features_batch, patch_statistics
 
 # Many small tensor ops: intra-op threads only wait for each other on a busy machine.
@@ -212,6 +213,15 @@ def test_repeated_frames_weigh_in_as_their_share_of_the_clip() -> None:
     shape, logvar = NSS_NAMES.index("temporal_s0_ggd_shape"), NSS_NAMES.index("temporal_s0_ggd_logvar")
     smooth, judder = nss_features(key_frame, moving), nss_features(key_frame, repeated)
     assert judder[shape] < smooth[shape] and judder[logvar] < smooth[logvar]
+
+
+@pytest.mark.parametrize(("frames", "size"), [(19, 96), (9, 40)])  # pieces of unequal length; a clip padded to 64
+def test_a_clip_made_in_pieces_gives_the_same_bits_as_made_whole(
+        monkeypatch: pytest.MonkeyPatch, frames: int, size: int) -> None:
+    key_frame, clip = _rgb(_texture(32)), _clip(frames=frames, size=size, seed=4)
+    in_pieces = nss_features(key_frame, clip)
+    monkeypatch.setattr(nss, "_CPU_FRAMES_PER_PIECE", frames)
+    assert np.array_equal(in_pieces.view(np.uint32), nss_features(key_frame, clip).view(np.uint32))
 
 
 def test_a_batch_of_clips_of_different_sizes_is_rejected() -> None:
