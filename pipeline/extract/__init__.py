@@ -9,6 +9,8 @@
 4. :mod:`.assemble`: events to finished videos, handed to the store's writer.
 5. :mod:`.run`: one run over these steps, :func:`~.run.extract_videos` (what every command that extracts calls).
 
+:mod:`.heap` keeps the memory freed between chunks in each extraction process (decoder processes and the main one).
+
 The backbones themselves are :class:`pipeline.backbones.Backbones`. This package's ``__init__`` imports nothing:
 decoder processes import :mod:`.decode_pool`, and stay free of models and the store.
 """

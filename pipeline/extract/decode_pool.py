@@ -33,6 +33,7 @@ from pipeline.errors import UsageError
 from pipeline.extract.decoding import (
     ChunkDecoded, DecodedChunk, Decoded, DecodeEvent, DecodeFailed, DecodeOptions, Opened, decode_video, describe,
 )
+from pipeline.extract.heap import keep_freed_memory
 from pipeline.extract.plane_ring import SLOTS, PlaneLayout, PlaneRing, page_lock, planes_at
 from pipeline.video import VideoInfo
 from pipeline.video.yuv import YUVClip, key_frame_view
@@ -251,6 +252,7 @@ def _worker_main(conn: Connection, options: DecodeOptions, decode: Callable, fre
     """Decoder process: decode each video it is sent and stream its chunks back (YUV clips through ``ring``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
+    keep_freed_memory()
     path = ""
     ring = PlaneRing(free, options.timeout_s, lambda: path) if options.planes else None
     try:

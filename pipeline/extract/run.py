@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError, ReadOnlyStoreError, UsageError
 from pipeline.extract.assemble import assemble
 from pipeline.extract.decode_pool import DecodePool, feed_plan
 from pipeline.extract.decoding import DecodeOptions, inline_events
+from pipeline.extract.heap import keep_freed_memory
 from pipeline.extract.plan import ExtractSummary, claimed_tasks, plan_jobs
 from pipeline.store import FeatureStore
 from pipeline.store.claims import Claims
@@ -52,6 +53,7 @@ def extract_videos(
     """
     start = time.perf_counter()
     check_config(cfg)
+    keep_freed_memory()  # this process decodes (``workers: 0``) or prepares the chunks for the models
     levels = tuple(cfg.levels) if levels is None else tuple(dict.fromkeys(levels))
     unknown = [level for level in levels if level not in cfg.levels]
     if unknown:
