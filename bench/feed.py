@@ -64,6 +64,7 @@ import pipeline.video.chunks as chunks
 from pipeline.backbones.device import usable_cpus
 from pipeline.config import ExtractConfig, load_config
 from pipeline.extract.decoding import DecodedChunk, DecodeOptions, decode_video
+from pipeline.extract.heap import keep_freed_memory
 from pipeline.nss import NSS_DIM, nss_features
 from pipeline.extract.plane_ring import SLOTS, PlaneRing
 from pipeline.store import FeatureStore
@@ -286,6 +287,7 @@ def replace_clip(chunk: DecodedChunk) -> DecodedChunk:
 def measure_clip(path: Path, repeats: int) -> dict:
     """Every figure of one clip, in CPU seconds per chunk."""
     torch.set_num_threads(1)
+    keep_freed_memory()  # as in the extraction's processes
     options = DecodeOptions("pyav", 0, 32, 224, 120.0, nss=True, threads=1)
     info, chunks_ = decoded(path, options)
     n = len(chunks_)

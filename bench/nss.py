@@ -3,7 +3,7 @@
 Real content: the first chunk of a vqa-dev video, its key frame upscaled (bicubic) to each frame size, its
 clip (T x 3 x 224 x 224, the extraction's size at any resolution) as decoded. Times are process CPU time,
 best of ``--repeats`` after a warm-up, with torch on one thread: on a shared, busy machine the best CPU time
-is the closest estimate of an idle core. The current version costs the same at any frame size (fixed
+is the closest estimate of an idle core. The allocator keeps freed memory, as in the extraction's processes. The current version costs the same at any frame size (fixed
 samples); it is also timed in batches of ``--batch`` chunks, the form a GPU feeder calls.
 
     .venv/bin/python bench/nss.py --repeats 10
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from bench import nss_v1
 from bench.cputime import best_cpu
+from pipeline.extract.heap import keep_freed_memory
 from pipeline.nss import NSS_VERSION, nss_features, nss_features_batch
 from pipeline.video import open_chunks
 
@@ -44,6 +45,7 @@ def upscale(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 @click.option("--batch", default=8, show_default=True, help="chunks per call of the batched form")
 def main(video: Path, repeats: int, batch: int) -> None:
     torch.set_num_threads(1)
+    keep_freed_memory()  # as in the extraction's processes
     with open_chunks(video) as stream:
         chunk = next(iter(stream))
     clip = chunk.clip
