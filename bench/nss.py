@@ -3,8 +3,9 @@
 Real content: the first chunk of a vqa-dev video, its key frame upscaled (bicubic) to each frame size, its
 clip (T x 3 x 224 x 224, the extraction's size at any resolution) as decoded. Times are process CPU time,
 best of ``--repeats`` after a warm-up, with torch on one thread: on a shared, busy machine the best CPU time
-is the closest estimate of an idle core. The allocator keeps freed memory, as in the extraction's processes. The current version costs the same at any frame size (fixed
-samples); it is also timed in batches of ``--batch`` chunks, the form a GPU feeder calls.
+is the closest estimate of an idle core. The allocator keeps freed memory, as in the extraction's processes.
+The current version costs the same at any frame size (fixed samples); it is also timed in batches of
+``--batch`` chunks, the form a GPU feeder calls.
 
     .venv/bin/python bench/nss.py --repeats 10
 """

@@ -43,9 +43,9 @@ clip's size, a half, a quarter and an eighth of it; per-pair fits averaged or on
 ranked best on vqa-dev with a distortion family or the sources left out of training (BENCHMARKS.md, "NSS
 features"). The pairs are pooled (their moment sums added before one fit), so a repeated frame's all-zero
 difference weighs in as the share of the clip it is. Version 3 reads the whole clip's luma, a few frames at a
-time, at version 2's cost a chunk (BENCHMARKS.md, "NSS features"). The motion values use every frame difference, on every ``_MOTION_STRIDE``-th
-pixel in each direction of the clip. A clip smaller than 64 px a side is first padded to 64 by
-replicating its last row and column.
+time, at version 2's cost a chunk (BENCHMARKS.md, "NSS features"). The motion values use every frame
+difference, on every ``_MOTION_STRIDE``-th pixel in each direction of the clip. A clip smaller than 64 px a
+side is first padded to 64 by replicating its last row and column.
 
 Variances are given as logarithms: they span decades, are 0 on flat content, and a regressor on
 standardised inputs handles their logs far better. Chroma statistics (the same fits on Cb and Cr) were
@@ -348,6 +348,13 @@ def _clip_lumas(clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(quarters), torch.cat(samples)
 
 
+def _to_host(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """The tensors as float64 numpy arrays, in one copy to the host (one synchronisation on a GPU)."""
+    host = torch.cat([t.flatten() for t in tensors]).cpu().numpy().astype(np.float64)
+    pieces = np.split(host, np.cumsum([t.numel() for t in tensors[:-1]]))
+    return tuple(piece.reshape(t.shape) for piece, t in zip(pieces, tensors))
+
+
 def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch.Tensor]) -> np.ndarray:
     """The NSS descriptors of several chunks: float32 (len(key_frames), NSS_DIM), in the order of ``NSS_NAMES``.
 
@@ -373,13 +380,8 @@ def nss_features_batch(key_frames: Sequence[torch.Tensor], clips: Sequence[torch
     key_sums, counts = _patch_sums(torch.cat(key_patches))
     difference_sums, difference_counts = _patch_sums(torch.cat(differences))
     motion = torch.stack([_motion(samples) for _, samples in lumas])
-    # One copy to the host (one synchronisation on a GPU); the fits are float64 numpy on a few numbers.
-    parts = (key_sums, difference_sums, motion)
-    host = torch.cat([p.flatten() for p in parts]).cpu().numpy().astype(np.float64)
-    key_sums, difference_sums, motion = (
-        chunk.reshape(p.shape) for chunk, p in zip(np.split(host, np.cumsum([p.numel() for p in parts[:-1]])), parts)
-    )
-    per_chunk = zip(np.split(key_sums, np.cumsum([len(p) for p in key_patches])[:-1]),
+    key_sums, difference_sums, motion = _to_host(key_sums, difference_sums, motion)
+    per_chunk = zip(np.split(key_sums, len(key_frames)),  # _KEY_GRID^2 patches each
                     np.split(difference_sums, np.cumsum([len(d) for d in differences])[:-1]), motion)
     rows = []
     for keys, diffs, moving in per_chunk:
