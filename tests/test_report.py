@@ -241,6 +241,20 @@ def test_videos_the_model_trained_on_are_marked_out_of_fold(scored, report: Path
     assert f"<b>{len(trained)}</b><span>trained on: scored out of fold</span>" in report.read_text()
 
 
+def test_the_note_on_interval_widths_matches_the_videos_scored(scored, tmp_path: Path) -> None:
+    table, metrics, _ = scored
+    path = tmp_path / "r.html"
+    mixed = table["trained_on"].eq(True).any() and not table["trained_on"].eq(True).all()
+    assert mixed
+    write_score_report(path, table, metrics, videos={}, worst=0)
+    text = path.read_text()
+    assert "ensemble members disagree on a video, the wider its interval" in text and "all get the same width" in text
+    # The demo's case: every video was in the training data, so every interval has the same width.
+    write_score_report(path, table.assign(trained_on=True), metrics, videos={}, worst=0)
+    text = path.read_text()
+    assert "every interval has the same width" in text and "wider its interval" not in text
+
+
 def test_cards_give_the_interval_coverage_at_its_level(scored, tmp_path: Path) -> None:
     table, metrics, _ = scored
     path = tmp_path / "r.html"

@@ -132,8 +132,15 @@ def _trust(ok: pd.DataFrame, level: str) -> str:
     if not (_has_intervals(ok) or ok["in_domain"].notna().any()):
         return ('<p class="note">This model gives no prediction intervals and no domain check (a model file of '
                 "version 1): refit it with fit.py to see how far each score can be trusted.</p>")
+    widths = "The more the model's ensemble members disagree on a video, the wider its interval."
+    trained_on = _trained_on(ok)
+    if trained_on.all():  # each scored by the one member that left it out: the same spread of errors around each
+        widths = ("Every video here was in the training data, scored by the member of the model that never saw it, "
+                  "so every interval has the same width; on new videos, the more the members disagree, the wider.")
+    elif trained_on.any():
+        widths += " Videos the model was trained on (scored out of fold) all get the same width."
     notes = [f"Each score comes with its {level} prediction interval: the range the MOS of {level} of such videos "
-             "falls in. The more the model's ensemble members disagree on a video, the wider its interval."]
+             f"falls in. {widths}"]
     unfamiliar = int(_unfamiliar(ok).sum())
     if unfamiliar:
         notes.append(f'<b class="warn">{unfamiliar} video{"s" if unfamiliar > 1 else ""} unlike the training '
